@@ -1,0 +1,70 @@
+//! Command-line arguments (clap). These are not domain types: `lib::run` converts them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  kairo render                      render environments/ into clusters/<env>/
+  kairo render --check              exit 1 and list files that are out of date (CI)
+  kairo render --env staging        render one environment
+  kairo render --output json        machine-readable summary on stdout
+  kairo completions bash > /etc/bash_completion.d/kairo
+
+Exit codes: 0 ok, 1 differences found (--check), 2 usage or input error.";
+
+#[derive(Debug, Parser)]
+#[command(name = "kairo", version, about = "Typed environments rendered into a Flux GitOps repository", after_help = EXAMPLES)]
+pub struct Cli {
+    /// Repository root holding environments/, templates/ and clusters/.
+    #[arg(long, global = true, default_value = ".", env = "KAIRO_ROOT", value_name = "DIR")]
+    pub root: PathBuf,
+    /// More logging on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render environments/ through templates/ into clusters/<env>/.
+    Render(RenderArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Only this environment (repeatable). Default: all.
+    #[arg(long = "env", value_name = "NAME")]
+    pub envs: Vec<String>,
+    /// Write nothing; exit 1 and list the files that are out of date.
+    #[arg(long)]
+    pub check: bool,
+    /// Overwrite generated files that were edited by hand, and files kairo did not generate.
+    #[arg(long)]
+    pub force: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,202 @@
+//! Commands: turn CLI arguments into domain calls and print results.
+//! stdout carries data (text or JSON); stderr carries diagnostics for people.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::Outcome;
+use crate::apply::{self, Conflict, ConflictReason, Plan};
+use crate::cli::{Cli, Command, OutputFormat, RenderArgs};
+use crate::model::{self, Diagnostic, ModelError, Severity};
+use crate::render::{self, CLUSTERS_DIR, FLUX_SYSTEM_DIR, Templates};
+
+pub fn dispatch(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Render(args) => render_command(&cli.root, &args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "kairo", &mut std::io::stdout());
+            Outcome::Clean
+        }
+    }
+}
+
+/// Prints an error and its causes once each, uv style, with an optional hint.
+fn report(err: &dyn std::error::Error, hint: Option<&str>) {
+    let mut text = format!("error: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    if let Some(hint) = hint {
+        text.push_str(&format!("\n  hint: {hint}"));
+    }
+    eprintln!("{text}");
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}");
+    }
+}
+
+#[derive(Serialize)]
+struct RenderReport<'a> {
+    environments: &'a [String],
+    check: bool,
+    applied: bool,
+    changes: &'a [apply::Change],
+    conflicts: &'a [Conflict],
+    unchanged: usize,
+    warnings: &'a [Diagnostic],
+}
+
+#[derive(Serialize)]
+struct ErrorReport<'a> {
+    errors: &'a [Diagnostic],
+}
+
+fn emit_json<T: Serialize>(value: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
+    let started = std::time::Instant::now();
+    let model = match model::load(root) {
+        Ok(m) => m,
+        Err(ModelError::Invalid(diags)) => {
+            print_diagnostics(&diags);
+            let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+            eprintln!("error: {errors} problem(s) in environment files; nothing was written");
+            if args.output == OutputFormat::Json {
+                emit_json(&ErrorReport { errors: &diags });
+            }
+            return Outcome::Failed;
+        }
+        Err(e) => {
+            report(&e, Some("run kairo from the repository root, or pass `--root DIR`"));
+            return Outcome::Failed;
+        }
+    };
+    print_diagnostics(&model.warnings);
+    tracing::debug!(environments = model.environments.len(), elapsed = ?started.elapsed(), "model loaded");
+
+    let known: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
+    for env in &args.envs {
+        if !known.contains(&env.as_str()) {
+            eprintln!(
+                "error: unknown environment `{env}`\n  hint: environments: {}",
+                known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            );
+            return Outcome::Failed;
+        }
+    }
+
+    let templates = match Templates::load(root) {
+        Ok(t) => t,
+        Err(e) => {
+            report(&e, None);
+            return Outcome::Failed;
+        }
+    };
+    let bootstrapped: BTreeSet<String> = known
+        .iter()
+        .filter(|e| root.join(CLUSTERS_DIR).join(e).join(FLUX_SYSTEM_DIR).is_dir())
+        .map(|e| e.to_string())
+        .collect();
+    let rendered = match render::render(&model, &templates, &args.envs, &bootstrapped) {
+        Ok(r) => r,
+        Err(e) => {
+            report(&e, Some("nothing was written"));
+            return Outcome::Failed;
+        }
+    };
+    tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered");
+
+    let plan = match apply::plan(root, &rendered, args.envs.is_empty(), args.force) {
+        Ok(p) => p,
+        Err(e) => {
+            report(&e, None);
+            return Outcome::Failed;
+        }
+    };
+    tracing::debug!(changes = plan.changes.len(), elapsed = ?started.elapsed(), "planned");
+
+    let refuse = !args.check && !plan.conflicts.is_empty();
+    let mut applied = false;
+    if !args.check && !refuse && !plan.changes.is_empty() {
+        if let Err(e) = plan.apply(root) {
+            report(&e, Some("run `kairo render` again to complete the remaining files"));
+            return Outcome::Failed;
+        }
+        applied = true;
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "done");
+
+    match args.output {
+        OutputFormat::Json => emit_json(&RenderReport {
+            environments: &rendered.environments,
+            check: args.check,
+            applied,
+            changes: &plan.changes,
+            conflicts: &plan.conflicts,
+            unchanged: plan.unchanged,
+            warnings: &model.warnings,
+        }),
+        OutputFormat::Text => print_text(&plan, &rendered.environments, args.check, applied),
+    }
+    if refuse {
+        for c in &plan.conflicts {
+            let why = conflict_text(c.reason);
+            eprintln!("error: refusing to overwrite `{}`: {why}", c.path);
+        }
+        eprintln!("  hint: move your change into environments/ or templates/, or pass `--force` to overwrite");
+        return Outcome::Failed;
+    }
+    if args.check && !plan.is_clean() {
+        eprintln!(
+            "error: {} file(s) in {CLUSTERS_DIR}/ are out of date\n  hint: run `kairo render` and commit the result",
+            plan.changes.len() + plan.conflicts.len()
+        );
+        return Outcome::Differences;
+    }
+    Outcome::Clean
+}
+
+fn conflict_text(reason: ConflictReason) -> &'static str {
+    match reason {
+        ConflictReason::HandEdited => "it was edited by hand after kairo generated it",
+        ConflictReason::NotGenerated => "it exists but kairo did not generate it",
+    }
+}
+
+fn print_text(plan: &Plan, environments: &[String], check: bool, applied: bool) {
+    let mut out = std::io::stdout().lock();
+    for c in &plan.changes {
+        let _ = writeln!(out, "{:<8} {}", c.action.to_string(), c.path);
+    }
+    for c in &plan.conflicts {
+        let _ = writeln!(out, "{:<8} {} ({})", "conflict", c.path, conflict_text(c.reason));
+    }
+    if check {
+        return;
+    }
+    let count = |a| plan.changes.iter().filter(|c| c.action == a).count();
+    let verb = if applied || plan.changes.is_empty() { "rendered" } else { "did not render" };
+    let _ = writeln!(
+        out,
+        "{verb} {} environment(s): {} created, {} changed, {} deleted, {} unchanged",
+        environments.len(),
+        count(apply::Action::Create),
+        count(apply::Action::Update),
+        count(apply::Action::Delete),
+        plan.unchanged
+    );
+}

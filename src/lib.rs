@@ -1,0 +1,67 @@
+//! kairo: typed environments rendered into a Flux GitOps repository.
+//!
+//! `run` is the whole program: parse arguments, set up logging, dispatch to a command, map the
+//! outcome to an exit code (0 ok, 1 differences found, 2 usage or input error).
+
+pub mod apply;
+pub mod cli;
+mod commands;
+pub mod model;
+pub mod render;
+pub mod yaml;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// What a command found, as an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to report: exit 0.
+    Clean,
+    /// Differences or violations found: exit 1.
+    Differences,
+    /// Usage or input error, already reported: exit 2.
+    Failed,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        ExitCode::from(match o {
+            Outcome::Clean => 0,
+            Outcome::Differences => 1,
+            Outcome::Failed => 2,
+        })
+    }
+}
+
+pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.verbose, cli.log_format);
+    commands::dispatch(cli).into()
+}
+
+fn init_logging(verbose: u8, format: cli::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "kairo=debug",
+        _ => "kairo=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        cli::LogFormat::Text => builder.try_init(),
+        cli::LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    kairo::run(std::env::args_os())
+}

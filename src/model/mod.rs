@@ -1,0 +1,210 @@
+//! The typed environment model: what runs where, at which image, with which resources.
+//!
+//! `load` reads `environments/*.yaml` (the only IO here); `Model::from_files` is pure. It turns
+//! the raw schema (`raw`) into resolved environments and releases in which every default,
+//! multiplier, override and pool placement has been applied, so templates only print values.
+//! Every problem in every file is collected before returning, each with file, line and column.
+
+pub mod diag;
+pub mod names;
+pub mod quantity;
+mod raw;
+mod resolve;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use diag::{Diagnostic, Severity, SourceFile};
+pub use quantity::{Decimal, Granularity, Quantity, QuantityError};
+pub use raw::{API_VERSION, TaintEffect};
+
+/// The whole platform: every environment, resolved. Environments are sorted by name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub environments: Vec<Environment>,
+    /// Problems that do not stop rendering (for example a PodDisruptionBudget left out).
+    #[serde(skip)]
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// One environment, ready to render. Field names are what templates see.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Environment {
+    pub name: String,
+    pub namespace: String,
+    pub branch: String,
+    pub cluster: String,
+    pub resource_multiplier: String,
+    /// The input files this environment was built from, relative to the root, sorted.
+    pub source_files: Vec<String>,
+    pub helm_repositories: Vec<HelmRepository>,
+    pub oci_repositories: Vec<OciRepository>,
+    /// Enabled services only, sorted by name.
+    pub releases: Vec<Release>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmRepository {
+    pub name: String,
+    pub url: String,
+    pub interval: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciRepository {
+    pub name: String,
+    pub url: String,
+    pub semver: String,
+    pub interval: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    pub name: String,
+    pub chart: ChartRef,
+    pub image: Image,
+    pub pinned: bool,
+    pub replicas: u32,
+    pub resources: Resources,
+    pub autoscaling: Autoscaling,
+    pub pod_disruption_budget: PodDisruptionBudget,
+    pub pool: Option<String>,
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+    pub gpu: u32,
+    pub priority_class_name: Option<String>,
+    pub ports: Vec<Port>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartRef {
+    pub name: String,
+    pub version: String,
+    /// `HelmRepository` or `OCIRepository`.
+    pub source_kind: &'static str,
+    pub source_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    pub repository: String,
+    pub tag: String,
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Resources {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, QuantityValue>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, QuantityValue>,
+}
+
+/// A quantity as templates see it: its canonical string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantityValue(pub Quantity);
+
+impl Serialize for QuantityValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaling {
+    pub enabled: bool,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    #[serde(rename = "targetCPUUtilizationPercentage")]
+    pub target_cpu_utilization_percentage: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDisruptionBudget {
+    pub enabled: bool,
+    pub min_available: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Toleration {
+    pub key: String,
+    pub operator: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Port {
+    pub name: String,
+    pub port: u16,
+}
+
+/// Loading failed: the files could not be read, or they are not a valid model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("failed to read `{path}`")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in environment files", .0.iter().filter(|d| d.severity == Severity::Error).count())]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// The directory under the root holding the input files.
+pub const ENVIRONMENTS_DIR: &str = "environments";
+
+/// Reads every `*.yaml`/`*.yml` file in `<root>/environments/` (sorted) and builds the model.
+pub fn load(root: &Path) -> Result<Model, ModelError> {
+    let dir = root.join(ENVIRONMENTS_DIR);
+    let entries = std::fs::read_dir(&dir).map_err(|source| ModelError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ModelError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.ends_with(".yaml") || name.ends_with(".yml")) || name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        files.push(SourceFile {
+            path: format!("{ENVIRONMENTS_DIR}/{name}"),
+            text,
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Model::from_files(&files)
+}
+
+impl Model {
+    /// Builds the model from file contents; pure. Reports every problem found.
+    pub fn from_files(files: &[SourceFile]) -> Result<Model, ModelError> {
+        resolve::resolve(files)
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+}

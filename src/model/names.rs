@@ -1,0 +1,95 @@
+//! Validated names: DNS-1123 labels for environments, services and pools; OCI tags and digests.
+//!
+//! Each check returns a short reason that the loader turns into a located diagnostic.
+
+/// The reason `s` is not a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 bytes).
+pub fn dns_label_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.len() > 63 {
+        return Some(format!("is {} characters long; the limit is 63", s.len()));
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+        return Some(format!(
+            "contains `{c}`; only lowercase letters, digits and `-` are allowed"
+        ));
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Some("must start and end with a letter or digit".into());
+    }
+    None
+}
+
+/// The reason `s` is not an OCI tag (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`).
+pub fn oci_tag_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s.len() > 128 {
+        return Some(format!("is {} characters long; the limit is 128", s.len()));
+    }
+    if s.starts_with(['.', '-']) {
+        return Some("must not start with `.` or `-`".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Some(format!(
+            "contains `{c}`; only letters, digits, `_`, `.` and `-` are allowed"
+        ));
+    }
+    None
+}
+
+/// The reason `s` is not a content digest (`sha256:` and 64, or `sha512:` and 128, lowercase hex).
+pub fn digest_problem(s: &str) -> Option<String> {
+    let Some((algorithm, hex)) = s.split_once(':') else {
+        return Some("must look like `sha256:<64 hex digits>`".into());
+    };
+    let want = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return Some(format!("uses algorithm `{algorithm}`; expected `sha256` or `sha512`")),
+    };
+    if hex.len() != want || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Some(format!("must have {want} lowercase hex digits after `{algorithm}:`"));
+    }
+    None
+}
+
+/// The closest of `candidates` to `input`, when it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(input, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert_eq!(dns_label_problem("api-server"), None);
+        assert!(dns_label_problem("../x").is_some());
+        assert!(dns_label_problem("Api").is_some());
+        assert!(dns_label_problem(&"a".repeat(64)).is_some());
+        assert!(dns_label_problem("-a").is_some());
+    }
+
+    #[test]
+    fn tags_and_digests() {
+        assert_eq!(oci_tag_problem("v1.4.3"), None);
+        assert_eq!(oci_tag_problem("1a2b3c4"), None);
+        assert!(oci_tag_problem("a:b").is_some());
+        assert!(oci_tag_problem(".x").is_some());
+        assert_eq!(digest_problem(&format!("sha256:{}", "a".repeat(64))), None);
+        assert!(digest_problem("sha256:abc").is_some());
+        assert!(digest_problem("md5:abc").is_some());
+    }
+}

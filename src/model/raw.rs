@@ -1,0 +1,301 @@
+//! The input schema (`kairo.dev/v1alpha1`) exactly as written in `environments/*.yaml`.
+//!
+//! These types only describe shape: unknown keys, duplicate keys and wrong types are rejected by
+//! serde with a position. Names, quantities, tags and cross references are kept as located
+//! strings and checked in `resolve`, which reports every such problem at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+
+use crate::yaml::Spanned;
+
+pub const API_VERSION: &str = "kairo.dev/v1alpha1";
+pub const KIND_CATALOG: &str = "ServiceCatalog";
+pub const KIND_ENVIRONMENT: &str = "Environment";
+
+/// The first two keys of every input file, read before the rest to choose the schema.
+#[derive(Deserialize)]
+pub struct Header {
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Document<S> {
+    #[allow(dead_code)]
+    pub api_version: String,
+    #[allow(dead_code)]
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: S,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: Spanned<String>,
+}
+
+/// A mapping whose keys are names, kept in file order with their positions.
+pub struct NamedMap<T>(pub Vec<(Spanned<String>, T)>);
+
+impl<T> Default for NamedMap<T> {
+    fn default() -> Self {
+        NamedMap(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for NamedMap<T> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = NamedMap<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(NamedMap::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    entries.push((key, map.next_value::<T>()?));
+                }
+                Ok(NamedMap(entries))
+            }
+        }
+        deserializer.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A scalar written as a number or a string (`2`, `1.5`, `500m`), kept as its text.
+#[derive(Clone, Debug)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a quantity such as `500m` or `2Gi`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                // Rust prints the shortest text that reads back as the same float: `1.5`, `0.1`.
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+// ---- ServiceCatalog ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CatalogSpec {
+    #[serde(default)]
+    pub sources: NamedMap<Source>,
+    #[serde(default)]
+    pub services: NamedMap<Service>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A classic Helm repository (`index.yaml` over HTTPS): a Flux `HelmRepository`.
+    Helm,
+    /// Charts stored as OCI artifacts: one Flux `OCIRepository` per chart.
+    Oci,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Source {
+    #[serde(rename = "type")]
+    pub kind: SourceKind,
+    pub url: Spanned<String>,
+    pub interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Service {
+    pub chart: Chart,
+    pub image: ImageRepository,
+    #[serde(default)]
+    pub resources: Resources,
+    pub gpu: Option<Gpu>,
+    #[serde(default)]
+    pub autoscaling: bool,
+    pub priority_class: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Chart {
+    pub name: Option<Spanned<String>>,
+    pub version: Spanned<String>,
+    pub source: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageRepository {
+    pub repository: Spanned<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Resources {
+    pub requests: Option<ResourceList>,
+    pub limits: Option<ResourceList>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceList {
+    pub cpu: Option<Spanned<Scalar>>,
+    pub memory: Option<Spanned<Scalar>>,
+    #[serde(rename = "ephemeral-storage")]
+    pub ephemeral_storage: Option<Spanned<Scalar>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Gpu {
+    pub count: Spanned<u32>,
+    /// GPU class such as `L40S` or `H100`; any GPU pool matches when absent.
+    pub class: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Port {
+    pub name: Spanned<String>,
+    pub port: Spanned<u16>,
+}
+
+// ---- Environment ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvironmentSpec {
+    pub namespace: Spanned<String>,
+    pub branch: Spanned<String>,
+    pub cluster: Spanned<String>,
+    pub resource_multiplier: Option<Spanned<Scalar>>,
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub node_pools: NamedMap<Pool>,
+    #[serde(default)]
+    pub services: NamedMap<EnvService>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Defaults {
+    pub replicas: Spanned<u32>,
+    pub hpa: Hpa,
+    pub pdb: Pdb,
+    pub pool: Option<Spanned<String>>,
+    pub priority_class: Option<Spanned<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Hpa {
+    pub enabled: Option<bool>,
+    pub min_replicas: Option<Spanned<u32>>,
+    pub max_replicas: Option<Spanned<u32>>,
+    #[serde(rename = "targetCPUUtilizationPercentage")]
+    pub target_cpu: Option<Spanned<u32>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Pdb {
+    pub enabled: Option<bool>,
+    pub min_available: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Pool {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+    pub gpu: Option<PoolGpu>,
+    /// Node count, for people and future capacity checks; not rendered.
+    #[allow(dead_code)]
+    pub nodes: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PoolGpu {
+    pub class: Spanned<String>,
+    /// GPUs per node.
+    pub count: Spanned<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Taint {
+    pub key: String,
+    pub value: Option<String>,
+    pub effect: TaintEffect,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvService {
+    pub enabled: Option<bool>,
+    pub image: Option<ImageRef>,
+    #[serde(default)]
+    pub pinned: bool,
+    pub replicas: Option<Spanned<u32>>,
+    pub resources: Option<Resources>,
+    pub hpa: Option<Hpa>,
+    pub pdb: Option<Pdb>,
+    pub pool: Option<Spanned<String>>,
+    pub gpu: Option<GpuOverride>,
+    pub priority_class: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageRef {
+    pub tag: Spanned<String>,
+    pub digest: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GpuOverride {
+    pub count: Spanned<u32>,
+}

@@ -1,0 +1,759 @@
+//! Raw documents -> resolved model, collecting every problem with its position.
+
+use std::collections::BTreeMap;
+
+use super::diag::{Diagnostic, Pos, Severity, SourceFile};
+use super::names::{did_you_mean, digest_problem, dns_label_problem, oci_tag_problem};
+use super::quantity::{Decimal, Granularity, Quantity};
+use super::raw::{self, API_VERSION, KIND_CATALOG, KIND_ENVIRONMENT, SourceKind};
+use super::{
+    Autoscaling, ChartRef, Environment, HelmRepository, Image, Model, ModelError,
+    OciRepository, PodDisruptionBudget, Port, QuantityValue, Release, Resources, Toleration,
+};
+use crate::yaml::{self, Spanned, YamlError};
+
+const DEFAULT_SOURCE_INTERVAL: &str = "1h";
+
+fn pos<T>(s: &Spanned<T>) -> Pos {
+    s.referenced.into()
+}
+
+fn backticked(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    items
+        .into_iter()
+        .map(|s| format!("`{}`", s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Collects diagnostics for one file.
+struct Diags<'a> {
+    file: &'a SourceFile,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl Diags<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.out.push(self.file.error(pos, message));
+        self.out.last_mut().expect("just pushed")
+    }
+
+    fn warn(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.out.push(self.file.diag(Severity::Warning, pos, message));
+        self.out.last_mut().expect("just pushed")
+    }
+
+    fn label(&mut self, what: &str, name: &Spanned<String>) -> bool {
+        match dns_label_problem(&name.value) {
+            None => true,
+            Some(problem) => {
+                let d = self.error(pos(name), format!("{what} `{}` {problem}", name.value));
+                d.hint = Some("names are DNS-1123 labels: lowercase letters, digits and `-`, at most 63 characters".into());
+                false
+            }
+        }
+    }
+
+    fn yaml(&mut self, e: YamlError) {
+        // serde says "unknown field `x`, expected one of `a`, `b`": name the key, offer the
+        // closest allowed key, and list them all.
+        if let Some(rest) = e.message.strip_prefix("unknown field `") {
+            let mut parts = rest.split('`');
+            let key = parts.next().unwrap_or_default().to_string();
+            let allowed: Vec<&str> = parts.skip(1).step_by(2).collect();
+            let mut hint = match did_you_mean(&key, allowed.iter().copied()) {
+                Some(best) => format!("did you mean `{best}`? "),
+                None => String::new(),
+            };
+            hint.push_str(&format!("allowed keys here: {}", backticked(&allowed)));
+            self.error(Pos { line: e.line, column: e.column }, format!("unknown key `{key}`"))
+                .hint = Some(hint);
+            return;
+        }
+        self.error(Pos { line: e.line, column: e.column }, e.message);
+    }
+}
+
+struct CatalogService {
+    name: String,
+    chart: ChartRef,
+    oci_url: Option<String>,
+    source_interval: String,
+    source_url: String,
+    repository: String,
+    requests: BTreeMap<&'static str, Quantity>,
+    limits: BTreeMap<&'static str, Quantity>,
+    gpu_count: u32,
+    gpu_class: Option<String>,
+    autoscaling: bool,
+    priority_class: Option<String>,
+    ports: Vec<Port>,
+}
+
+struct Catalog<'a> {
+    file: &'a SourceFile,
+    services: BTreeMap<String, CatalogService>,
+}
+
+pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
+    let mut out = Vec::new();
+    let mut catalogs = Vec::new();
+    let mut envs = Vec::new();
+    for file in files {
+        let mut d = Diags { file, out: &mut out };
+        let header: raw::Header = match yaml::from_str(&file.text) {
+            Ok(h) => h,
+            Err(e) => {
+                d.yaml(e);
+                continue;
+            }
+        };
+        match &header.api_version {
+            None => {
+                d.error(Pos { line: 1, column: 1 }, "missing `apiVersion`").hint =
+                    Some(format!("start the file with `apiVersion: {API_VERSION}`"));
+                continue;
+            }
+            Some(v) if v.value != API_VERSION => {
+                d.error(pos(v), format!("unsupported apiVersion `{}`", v.value)).hint =
+                    Some(format!("this version of kairo reads `{API_VERSION}`"));
+                continue;
+            }
+            Some(_) => {}
+        }
+        let kinds = [KIND_CATALOG, KIND_ENVIRONMENT];
+        match header.kind.as_ref().map(|k| k.value.as_str()) {
+            Some(KIND_CATALOG) => match yaml::from_str::<raw::Document<raw::CatalogSpec>>(&file.text) {
+                Ok(doc) => catalogs.push((file, doc)),
+                Err(e) => d.yaml(e),
+            },
+            Some(KIND_ENVIRONMENT) => {
+                match yaml::from_str::<raw::Document<raw::EnvironmentSpec>>(&file.text) {
+                    Ok(doc) => envs.push((file, doc)),
+                    Err(e) => d.yaml(e),
+                }
+            }
+            Some(other) => {
+                let k = header.kind.as_ref().expect("matched Some");
+                let mut hint = String::new();
+                if let Some(best) = did_you_mean(other, kinds) {
+                    hint = format!("did you mean `{best}`? ");
+                }
+                hint.push_str(&format!("kinds: {}", backticked(kinds)));
+                d.error(pos(k), format!("unknown kind `{other}`")).hint = Some(hint);
+            }
+            None => {
+                d.error(Pos { line: 1, column: 1 }, "missing `kind`").hint =
+                    Some(format!("kinds: {}", backticked(kinds)));
+            }
+        }
+    }
+
+    let catalog = match catalogs.as_slice() {
+        [] => {
+            if out.is_empty() {
+                out.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: super::ENVIRONMENTS_DIR.to_string(),
+                    line: 0,
+                    column: 0,
+                    message: "no `ServiceCatalog` found".into(),
+                    hint: Some("describe the services once in a file with `kind: ServiceCatalog`".into()),
+                    snippet: None,
+                });
+            }
+            None
+        }
+        [(file, doc), rest @ ..] => {
+            for (other, doc) in rest {
+                Diags { file: other, out: &mut out }
+                    .error(pos(&doc.metadata.name), "a second `ServiceCatalog`")
+                    .hint = Some(format!("services are already defined in `{}`", file.path));
+            }
+            Some(resolve_catalog(file, &doc.spec, &mut out))
+        }
+    };
+
+    let mut environments = Vec::new();
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (file, doc) in &envs {
+        let mut d = Diags { file, out: &mut out };
+        let name = &doc.metadata.name;
+        if !d.label("environment name", name) {
+            continue;
+        }
+        if let Some(first) = seen.insert(name.value.clone(), &file.path) {
+            d.error(pos(name), format!("environment `{}` is defined twice", name.value)).hint =
+                Some(format!("it is also defined in `{first}`"));
+            continue;
+        }
+        if let Some(catalog) = &catalog {
+            if let Some(env) = resolve_environment(file, &name.value, &doc.spec, catalog, &mut out) {
+                environments.push(env);
+            }
+        }
+    }
+    environments.sort_by(|a, b| a.name.cmp(&b.name));
+
+    if out.iter().any(|d| d.severity == Severity::Error) {
+        return Err(ModelError::Invalid(out));
+    }
+    Ok(Model {
+        environments,
+        warnings: out,
+    })
+}
+
+fn parse_quantities(
+    d: &mut Diags,
+    list: Option<&raw::ResourceList>,
+) -> BTreeMap<&'static str, Quantity> {
+    let mut map = BTreeMap::new();
+    let Some(list) = list else { return map };
+    for (key, value) in [
+        ("cpu", &list.cpu),
+        ("memory", &list.memory),
+        ("ephemeral-storage", &list.ephemeral_storage),
+    ] {
+        if let Some(v) = value {
+            match Quantity::parse(&v.value.0) {
+                Ok(q) => {
+                    map.insert(key, q);
+                }
+                Err(e) => {
+                    d.error(pos(v), format!("invalid {key} quantity: {e}")).hint =
+                        Some("write a Kubernetes quantity such as `500m`, `2`, `512Mi` or `4Gi`".into());
+                }
+            }
+        }
+    }
+    map
+}
+
+fn granularity(resource: &str) -> Granularity {
+    if resource == "cpu" {
+        Granularity::Milli
+    } else {
+        Granularity::Unit
+    }
+}
+
+fn resolve_catalog<'a>(
+    file: &'a SourceFile,
+    spec: &raw::CatalogSpec,
+    out: &mut Vec<Diagnostic>,
+) -> Catalog<'a> {
+    let mut d = Diags { file, out };
+    let mut sources = BTreeMap::new();
+    for (name, source) in &spec.sources.0 {
+        if d.label("source name", name) {
+            sources.insert(name.value.clone(), source);
+        }
+        let url = &source.url.value;
+        let scheme_ok = match source.kind {
+            SourceKind::Helm => url.starts_with("https://") || url.starts_with("http://"),
+            SourceKind::Oci => url.starts_with("oci://"),
+        };
+        if !scheme_ok {
+            let want = match source.kind {
+                SourceKind::Helm => "`https://`",
+                SourceKind::Oci => "`oci://`",
+            };
+            d.error(pos(&source.url), format!("source url `{url}` must start with {want}"));
+        }
+    }
+    let mut services = BTreeMap::new();
+    for (name, svc) in &spec.services.0 {
+        let valid_name = d.label("service name", name);
+        let chart_name = svc.chart.name.as_ref().unwrap_or(name);
+        d.label("chart name", chart_name);
+        if svc.chart.version.value.trim().is_empty() {
+            d.error(pos(&svc.chart.version), "chart version must not be empty").hint =
+                Some("use a semver range such as `>=1.0.0` or an exact version".into());
+        }
+        let source = sources.get(&svc.chart.source.value).copied();
+        if source.is_none() {
+            let src = &svc.chart.source;
+            let mut hint = match did_you_mean(&src.value, sources.keys().map(String::as_str)) {
+                Some(best) => format!("did you mean `{best}`? "),
+                None => String::new(),
+            };
+            hint.push_str(&format!("defined sources: {}", backticked(sources.keys())));
+            d.error(pos(src), format!("service `{}` uses undefined source `{}`", name.value, src.value))
+                .hint = Some(hint);
+        }
+        let repo = &svc.image.repository;
+        if let Some(problem) = repository_problem(&repo.value) {
+            d.error(pos(repo), format!("image repository `{}` {problem}", repo.value)).hint =
+                Some("write the repository only, such as `ghcr.io/kai/api-server`; tags are set per environment".into());
+        }
+        let requests = parse_quantities(&mut d, svc.resources.requests.as_ref());
+        let limits = parse_quantities(&mut d, svc.resources.limits.as_ref());
+        check_limits(&mut d, &requests, &limits, Pos::default(), &name.value, None, &svc.resources);
+        let mut ports = Vec::new();
+        for p in &svc.ports {
+            d.label("port name", &p.name);
+            if p.port.value == 0 {
+                d.error(pos(&p.port), "port must be between 1 and 65535");
+            }
+            ports.push(Port {
+                name: p.name.value.clone(),
+                port: p.port.value,
+            });
+        }
+        if let Some(pc) = &svc.priority_class {
+            d.label("priority class", pc);
+        }
+        let (Some(source), true) = (source, valid_name) else {
+            continue;
+        };
+        let chart_name = chart_name.value.clone();
+        let (source_kind, source_name, oci_url) = match source.kind {
+            SourceKind::Helm => ("HelmRepository", svc.chart.source.value.clone(), None),
+            SourceKind::Oci => (
+                "OCIRepository",
+                format!("{}-{}", svc.chart.source.value, chart_name),
+                Some(format!("{}/{}", source.url.value.trim_end_matches('/'), chart_name)),
+            ),
+        };
+        services.insert(
+            name.value.clone(),
+            CatalogService {
+                name: name.value.clone(),
+                chart: ChartRef {
+                    name: chart_name,
+                    version: svc.chart.version.value.clone(),
+                    source_kind,
+                    source_name,
+                },
+                oci_url,
+                source_interval: source
+                    .interval
+                    .as_ref()
+                    .map_or(DEFAULT_SOURCE_INTERVAL.to_string(), |i| i.value.clone()),
+                source_url: source.url.value.clone(),
+                repository: repo.value.clone(),
+                requests,
+                limits,
+                gpu_count: svc.gpu.as_ref().map_or(0, |g| g.count.value),
+                gpu_class: svc.gpu.as_ref().and_then(|g| g.class.as_ref()).map(|c| c.value.clone()),
+                autoscaling: svc.autoscaling,
+                priority_class: svc.priority_class.as_ref().map(|p| p.value.clone()),
+                ports,
+            },
+        );
+    }
+    Catalog { file, services }
+}
+
+/// The reason `s` is not an image repository without tag or digest.
+fn repository_problem(s: &str) -> Option<&'static str> {
+    if s.is_empty() {
+        return Some("must not be empty");
+    }
+    if s.contains('@') {
+        return Some("must not contain a digest");
+    }
+    let last = s.rsplit('/').next().unwrap_or(s);
+    if last.contains(':') {
+        return Some("must not contain a tag");
+    }
+    // The first component may be a registry host (with port, any case); the path is lowercase.
+    let path = match s.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
+        _ => s,
+    };
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'/' | b'.' | b'_' | b'-'))
+    {
+        return Some("must be lowercase letters, digits, `/`, `.`, `_` and `-`");
+    }
+    None
+}
+
+fn check_limits(
+    d: &mut Diags,
+    requests: &BTreeMap<&'static str, Quantity>,
+    limits: &BTreeMap<&'static str, Quantity>,
+    at: Pos,
+    service: &str,
+    env: Option<&str>,
+    raw: &raw::Resources,
+) {
+    for (key, request) in requests {
+        if let Some(limit) = limits.get(key) {
+            if request > limit {
+                let where_ = env.map_or(String::new(), |e| format!(" in environment `{e}`"));
+                let at = raw
+                    .requests
+                    .as_ref()
+                    .and_then(|r| match *key {
+                        "cpu" => r.cpu.as_ref().map(pos),
+                        "memory" => r.memory.as_ref().map(pos),
+                        _ => r.ephemeral_storage.as_ref().map(pos),
+                    })
+                    .unwrap_or(at);
+                d.error(
+                    at,
+                    format!("service `{service}`{where_}: {key} request {request} is greater than its limit {limit}"),
+                )
+                .hint = Some("Kubernetes rejects a container whose request exceeds its limit".into());
+            }
+        }
+    }
+}
+
+struct PoolInfo<'a> {
+    raw: &'a raw::Pool,
+    gpu_class: Option<&'a str>,
+}
+
+fn resolve_environment(
+    file: &SourceFile,
+    name: &str,
+    spec: &raw::EnvironmentSpec,
+    catalog: &Catalog,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Environment> {
+    let errors_before = out.iter().filter(|d| d.severity == Severity::Error).count();
+    let mut d = Diags { file, out };
+    d.label("namespace", &spec.namespace);
+    d.label("cluster name", &spec.cluster);
+    let branch = &spec.branch;
+    if branch.value.is_empty()
+        || branch.value.contains("..")
+        || branch.value.starts_with(['/', '-'])
+        || branch.value.ends_with(['/', '.'])
+        || branch
+            .value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+    {
+        d.error(pos(branch), format!("`{}` is not a valid git branch name", branch.value));
+    }
+    let multiplier = match &spec.resource_multiplier {
+        None => Decimal::ONE,
+        Some(m) => match Decimal::parse(&m.value.0) {
+            Ok(v) => v,
+            Err(e) => {
+                d.error(pos(m), format!("invalid resource multiplier: {e}")).hint =
+                    Some("write a positive decimal such as `1`, `2` or `1.5`".into());
+                Decimal::ONE
+            }
+        },
+    };
+
+    let mut pools: BTreeMap<&str, PoolInfo> = BTreeMap::new();
+    for (pool_name, pool) in &spec.node_pools.0 {
+        d.label("node pool name", pool_name);
+        for (k, v) in &pool.labels {
+            if k.is_empty() || v.len() > 63 {
+                d.error(pos(pool_name), format!("node pool `{}` has an invalid label `{k}`", pool_name.value));
+            }
+        }
+        if let Some(gpu) = &pool.gpu {
+            if gpu.count.value == 0 {
+                d.error(pos(&gpu.count), "a GPU pool needs at least one GPU per node");
+            }
+        }
+        pools.insert(
+            &pool_name.value,
+            PoolInfo {
+                raw: pool,
+                gpu_class: pool.gpu.as_ref().map(|g| g.class.value.as_str()),
+            },
+        );
+    }
+    let pool_list = || backticked(pools.keys());
+    let check_pool_ref = |d: &mut Diags, r: &Spanned<String>| -> bool {
+        if pools.contains_key(r.value.as_str()) {
+            return true;
+        }
+        let mut hint = match did_you_mean(&r.value, pools.keys().copied()) {
+            Some(best) => format!("did you mean `{best}`? "),
+            None => String::new(),
+        };
+        hint.push_str(&format!("node pools in environment `{name}`: {}", pool_list()));
+        d.error(pos(r), format!("undefined node pool `{}`", r.value)).hint = Some(hint);
+        false
+    };
+
+    let defaults = &spec.defaults;
+    if let Some(p) = &defaults.pool {
+        check_pool_ref(&mut d, p);
+    }
+    let default_hpa_min = defaults.hpa.min_replicas.as_ref().map_or(1, |v| v.value);
+    let default_hpa_max = defaults.hpa.max_replicas.as_ref().map_or(default_hpa_min, |v| v.value);
+    let default_target = defaults.hpa.target_cpu.as_ref().map_or(80, |v| v.value);
+    let default_pdb = defaults.pdb.min_available.as_ref().map_or(0, |v| v.value);
+
+    let mut releases = Vec::new();
+    let mut helm_repos: BTreeMap<String, HelmRepository> = BTreeMap::new();
+    let mut oci_repos: BTreeMap<String, OciRepository> = BTreeMap::new();
+    let mut pdb_skipped = Vec::new();
+    for (svc_name, over) in &spec.services.0 {
+        let Some(svc) = catalog.services.get(&svc_name.value) else {
+            let mut hint = match did_you_mean(&svc_name.value, catalog.services.keys().map(String::as_str)) {
+                Some(best) => format!("did you mean `{best}`? "),
+                None => String::new(),
+            };
+            hint.push_str(&format!("services are defined in `{}`", catalog.file.path));
+            d.error(pos(svc_name), format!("undefined service `{}`", svc_name.value)).hint = Some(hint);
+            continue;
+        };
+        if let Some(p) = &over.pool {
+            check_pool_ref(&mut d, p);
+        }
+        if over.enabled == Some(false) {
+            continue;
+        }
+        let Some(image) = &over.image else {
+            d.error(pos(svc_name), format!("service `{}` has no image tag in environment `{name}`", svc.name))
+                .hint = Some("add `image: {tag: ...}`, or `enabled: false` to leave the service out".into());
+            continue;
+        };
+        if let Some(problem) = oci_tag_problem(&image.tag.value) {
+            d.error(pos(&image.tag), format!("image tag `{}` {problem}", image.tag.value)).hint =
+                Some("an OCI tag is up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`".into());
+        }
+        if let Some(digest) = &image.digest {
+            if let Some(problem) = digest_problem(&digest.value) {
+                d.error(pos(digest), format!("image digest `{}` {problem}", digest.value));
+            }
+        }
+
+        // Resources: base x multiplier, then explicit per-environment values as written.
+        let mut resources = Resources::default();
+        for (base, target) in [
+            (&svc.requests, &mut resources.requests),
+            (&svc.limits, &mut resources.limits),
+        ] {
+            for (key, q) in base {
+                match q.mul(multiplier, granularity(key)) {
+                    Ok(v) => {
+                        target.insert(key.to_string(), QuantityValue(v));
+                    }
+                    Err(e) => {
+                        d.error(pos(svc_name), format!("service `{}`: {e}", svc.name));
+                    }
+                }
+            }
+        }
+        if let Some(r) = &over.resources {
+            let requests = parse_quantities(&mut d, r.requests.as_ref());
+            let limits = parse_quantities(&mut d, r.limits.as_ref());
+            for (k, q) in requests {
+                resources.requests.insert(k.to_string(), QuantityValue(q));
+            }
+            for (k, q) in limits {
+                resources.limits.insert(k.to_string(), QuantityValue(q));
+            }
+            let req: BTreeMap<&'static str, Quantity> = ["cpu", "memory", "ephemeral-storage"]
+                .into_iter()
+                .filter_map(|k| resources.requests.get(k).map(|q| (k, q.0)))
+                .collect();
+            let lim: BTreeMap<&'static str, Quantity> = ["cpu", "memory", "ephemeral-storage"]
+                .into_iter()
+                .filter_map(|k| resources.limits.get(k).map(|q| (k, q.0)))
+                .collect();
+            check_limits(&mut d, &req, &lim, pos(svc_name), &svc.name, Some(name), r);
+        }
+
+        // GPU and placement.
+        let gpu = over.gpu.as_ref().map_or(svc.gpu_count, |g| g.count.value);
+        let explicit_pool = over.pool.as_ref().or(if gpu > 0 { None } else { defaults.pool.as_ref() });
+        let mut pool_name = explicit_pool.map(|p| p.value.clone());
+        if gpu > 0 {
+            let class = svc.gpu_class.as_deref();
+            let fits = |p: &PoolInfo| match (p.gpu_class, class) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let want = class.map_or("a GPU".to_string(), |c| format!("a `{c}` GPU"));
+            match explicit_pool {
+                Some(p) => {
+                    if let Some(info) = pools.get(p.value.as_str()) {
+                        if !fits(info) {
+                            d.error(
+                                pos(p),
+                                format!(
+                                    "service `{}` needs {want} but node pool `{}` in environment `{name}` has {}",
+                                    svc.name,
+                                    p.value,
+                                    info.gpu_class.map_or("no GPUs".to_string(), |c| format!("`{c}` GPUs"))
+                                ),
+                            );
+                        }
+                    }
+                }
+                None => match pools.iter().find(|(_, p)| fits(p)) {
+                    Some((n, _)) => pool_name = Some(n.to_string()),
+                    None => {
+                        d.error(
+                            pos(svc_name),
+                            format!(
+                                "service `{}` needs {want} but environment `{name}` has no node pool with one",
+                                svc.name
+                            ),
+                        )
+                        .hint = Some(format!(
+                            "add a node pool with `gpu: {{class: {}, count: ...}}`, set `gpu: {{count: 0}}` for this service, or `enabled: false` (pools here: {})",
+                            class.unwrap_or("..."),
+                            if pools.is_empty() { "none".to_string() } else { pool_list() }
+                        ));
+                    }
+                },
+            }
+            resources
+                .limits
+                .insert("nvidia.com/gpu".into(), QuantityValue(Quantity::parse(&gpu.to_string()).expect("integer")));
+        }
+        let mut node_selector = BTreeMap::new();
+        let mut tolerations = Vec::new();
+        if let Some(info) = pool_name.as_deref().and_then(|p| pools.get(p)) {
+            node_selector = info.raw.labels.clone();
+            for t in &info.raw.taints {
+                tolerations.push(Toleration {
+                    key: t.key.clone(),
+                    operator: if t.value.is_some() { "Equal" } else { "Exists" },
+                    value: t.value.clone(),
+                    effect: t.effect,
+                });
+            }
+        }
+
+        // Replicas, autoscaling and disruption budget.
+        let replicas = over.replicas.as_ref().map_or(defaults.replicas.value, |r| r.value);
+        let hpa = over.hpa.as_ref();
+        let autoscaling = Autoscaling {
+            enabled: hpa.and_then(|h| h.enabled).unwrap_or(svc.autoscaling),
+            min_replicas: hpa.and_then(|h| h.min_replicas.as_ref()).map_or(default_hpa_min, |v| v.value),
+            max_replicas: hpa.and_then(|h| h.max_replicas.as_ref()).map_or(default_hpa_max, |v| v.value),
+            target_cpu_utilization_percentage: hpa
+                .and_then(|h| h.target_cpu.as_ref())
+                .map_or(default_target, |v| v.value),
+        };
+        if autoscaling.enabled {
+            let at = hpa
+                .and_then(|h| h.min_replicas.as_ref().or(h.max_replicas.as_ref()))
+                .map_or(pos(svc_name), pos);
+            if autoscaling.min_replicas > autoscaling.max_replicas {
+                d.error(
+                    at,
+                    format!(
+                        "service `{}` in environment `{name}`: HPA minReplicas {} is greater than maxReplicas {}",
+                        svc.name, autoscaling.min_replicas, autoscaling.max_replicas
+                    ),
+                );
+            }
+            if autoscaling.min_replicas == 0 {
+                d.error(at, format!("service `{}`: HPA minReplicas must be at least 1", svc.name));
+            }
+            if !(1..=100).contains(&autoscaling.target_cpu_utilization_percentage) {
+                d.error(at, format!("service `{}`: targetCPUUtilizationPercentage must be 1-100", svc.name));
+            }
+        }
+        let pdb = over.pdb.as_ref();
+        let min_available = pdb.and_then(|p| p.min_available.as_ref()).map_or(default_pdb, |v| v.value);
+        let mut pdb_enabled = pdb.and_then(|p| p.enabled).unwrap_or(min_available > 0);
+        let floor = if autoscaling.enabled { autoscaling.min_replicas } else { replicas };
+        if pdb_enabled && min_available >= floor {
+            // A budget that allows no eviction makes every node drain hang: leave it out.
+            pdb_enabled = false;
+            match pdb.and_then(|p| p.min_available.as_ref()) {
+                Some(explicit) => {
+                    d.warn(
+                        pos(explicit),
+                        format!(
+                            "service `{}` in environment `{name}`: no PodDisruptionBudget rendered, minAvailable {min_available} would block every eviction with {floor} replica(s)",
+                            svc.name
+                        ),
+                    )
+                    .hint = Some("run more replicas, or lower `pdb.minAvailable` below the replica count".into());
+                }
+                None => pdb_skipped.push(svc.name.clone()),
+            }
+        }
+
+        match svc.chart.source_kind {
+            "HelmRepository" => {
+                helm_repos.entry(svc.chart.source_name.clone()).or_insert_with(|| HelmRepository {
+                    name: svc.chart.source_name.clone(),
+                    url: svc.source_url.clone(),
+                    interval: svc.source_interval.clone(),
+                });
+            }
+            _ => {
+                oci_repos.insert(
+                    svc.chart.source_name.clone(),
+                    OciRepository {
+                        name: svc.chart.source_name.clone(),
+                        url: svc.oci_url.clone().unwrap_or_default(),
+                        semver: svc.chart.version.clone(),
+                        interval: svc.source_interval.clone(),
+                    },
+                );
+            }
+        }
+        let priority = over
+            .priority_class
+            .as_ref()
+            .map(|p| p.value.clone())
+            .or_else(|| svc.priority_class.clone())
+            .or_else(|| defaults.priority_class.as_ref().map(|p| p.value.clone()));
+        releases.push(Release {
+            name: svc.name.clone(),
+            chart: svc.chart.clone(),
+            image: Image {
+                repository: svc.repository.clone(),
+                tag: image.tag.value.clone(),
+                digest: image.digest.as_ref().map(|d| d.value.clone()),
+            },
+            pinned: over.pinned,
+            replicas,
+            resources,
+            autoscaling,
+            pod_disruption_budget: PodDisruptionBudget {
+                enabled: pdb_enabled,
+                min_available,
+            },
+            pool: pool_name,
+            node_selector,
+            tolerations,
+            gpu,
+            priority_class_name: priority,
+            ports: svc.ports.clone(),
+        });
+    }
+    if !pdb_skipped.is_empty() {
+        let at = defaults.pdb.min_available.as_ref().map_or(Pos::default(), pos);
+        d.warn(
+            at,
+            format!(
+                "environment `{name}`: no PodDisruptionBudget rendered for {}: minAvailable {default_pdb} would block every eviction at their replica count",
+                backticked(&pdb_skipped)
+            ),
+        )
+        .hint = Some("a budget needs minAvailable below the (minimum) replica count; set `pdb: {enabled: false}` on a service to say so explicitly".into());
+    }
+    let errors_after = d.out.iter().filter(|d| d.severity == Severity::Error).count();
+    if errors_after > errors_before {
+        return None;
+    }
+    releases.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut source_files = vec![file.path.clone(), catalog.file.path.clone()];
+    source_files.sort();
+    Some(Environment {
+        name: name.to_string(),
+        namespace: spec.namespace.value.clone(),
+        branch: spec.branch.value.clone(),
+        cluster: spec.cluster.value.clone(),
+        resource_multiplier: multiplier.to_string(),
+        source_files,
+        helm_repositories: helm_repos.into_values().collect(),
+        oci_repositories: oci_repos.into_values().collect(),
+        releases,
+    })
+}

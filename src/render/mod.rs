@@ -1,0 +1,273 @@
+//! Rendering: resolved model + templates -> a sorted map of file path to bytes.
+//!
+//! Architecture Invariant: rendering is pure. It reads no files and writes none; templates and
+//! the list of bootstrapped environments are passed in. The same inputs give the same bytes:
+//! every map is a `BTreeMap`, templates see sorted data, and nothing time- or host-dependent is
+//! available to them. Every output file is parsed back as YAML before it is returned, so a
+//! template that produces broken YAML fails the render instead of reaching `clusters/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use minijinja::value::Serde;
+use minijinja::{Environment as Jinja, UndefinedBehavior, Value, context};
+
+use crate::model::{Environment, Model};
+
+/// The directory under the root holding the templates.
+pub const TEMPLATES_DIR: &str = "templates";
+/// The directory under the root holding the rendered output.
+pub const CLUSTERS_DIR: &str = "clusters";
+/// Owned by `flux bootstrap`: kairo lists it when present and never writes inside it.
+pub const FLUX_SYSTEM_DIR: &str = "flux-system";
+
+const NAMESPACE: &str = "namespace.yaml.j2";
+const HELM_REPOSITORY: &str = "helmrepository.yaml.j2";
+const OCI_REPOSITORY: &str = "ocirepository.yaml.j2";
+const HELM_RELEASE: &str = "helmrelease.yaml.j2";
+const KUSTOMIZATION: &str = "kustomization.yaml.j2";
+/// Every template the renderer needs.
+pub const REQUIRED_TEMPLATES: [&str; 5] =
+    [HELM_RELEASE, HELM_REPOSITORY, KUSTOMIZATION, NAMESPACE, OCI_REPOSITORY];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("failed to read `{path}`")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("missing template `{TEMPLATES_DIR}/{0}`")]
+    MissingTemplate(&'static str),
+    #[error("template `{TEMPLATES_DIR}/{template}` line {line}: {message}{}", context_note(.environment, .object))]
+    Template {
+        template: String,
+        line: usize,
+        message: String,
+        environment: Option<String>,
+        object: Option<String>,
+    },
+    #[error("template `{TEMPLATES_DIR}/{template}` produced invalid YAML for `{path}` (line {line}, column {column}): {message}")]
+    InvalidOutput {
+        template: String,
+        path: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+}
+
+fn context_note(environment: &Option<String>, object: &Option<String>) -> String {
+    match (environment, object) {
+        (Some(e), Some(o)) => format!(" (environment `{e}`, `{o}`)"),
+        (Some(e), None) => format!(" (environment `{e}`)"),
+        _ => String::new(),
+    }
+}
+
+/// The templates, compiled once.
+pub struct Templates {
+    jinja: Jinja<'static>,
+}
+
+impl Templates {
+    /// Reads `<root>/templates/*.j2`.
+    pub fn load(root: &Path) -> Result<Templates, RenderError> {
+        let dir = root.join(TEMPLATES_DIR);
+        let mut sources = BTreeMap::new();
+        for name in REQUIRED_TEMPLATES {
+            let path = dir.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    sources.insert(name.to_string(), text);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(RenderError::MissingTemplate(name));
+                }
+                Err(source) => {
+                    return Err(RenderError::Io {
+                        path: format!("{TEMPLATES_DIR}/{name}"),
+                        source,
+                    });
+                }
+            }
+        }
+        Templates::from_sources(sources)
+    }
+
+    /// Compiles templates given as name -> source; pure.
+    pub fn from_sources(sources: BTreeMap<String, String>) -> Result<Templates, RenderError> {
+        let mut jinja = Jinja::new();
+        jinja.set_undefined_behavior(UndefinedBehavior::Strict);
+        jinja.add_filter("yaml", yaml_filter);
+        for name in REQUIRED_TEMPLATES {
+            if !sources.contains_key(name) {
+                return Err(RenderError::MissingTemplate(name));
+            }
+        }
+        for (name, source) in sources {
+            jinja
+                .add_template_owned(name, source)
+                .map_err(|e| template_error(e, None, None))?;
+        }
+        Ok(Templates { jinja })
+    }
+}
+
+/// `{{ value | yaml }}`: the value as YAML. Scalars come out inline and quoted when YAML would
+/// otherwise read them as another type (`"1.0"`, `"true"`); mappings and sequences come out as
+/// block YAML, to be placed with `indent`.
+fn yaml_filter(value: Value) -> Result<String, minijinja::Error> {
+    crate::yaml::to_string(&value)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+}
+
+fn template_error(e: minijinja::Error, environment: Option<&str>, object: Option<&str>) -> RenderError {
+    let mut message = e.detail().map_or_else(|| e.kind().to_string(), str::to_string);
+    if e.detail().is_some() {
+        message = format!("{}: {message}", e.kind());
+    }
+    RenderError::Template {
+        template: e.name().unwrap_or("?").to_string(),
+        line: e.line().unwrap_or(0),
+        message,
+        environment: environment.map(str::to_string),
+        object: object.map(str::to_string),
+    }
+}
+
+/// What one render produced: repository-relative path -> file bytes, sorted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The environments rendered; their `clusters/<env>/` trees are complete in `files`.
+    pub environments: Vec<String>,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// Renders the given environments (all when `only` is empty).
+/// `bootstrapped` names the environments whose `clusters/<env>/flux-system/` exists.
+pub fn render(
+    model: &Model,
+    templates: &Templates,
+    only: &[String],
+    bootstrapped: &BTreeSet<String>,
+) -> Result<Rendered, RenderError> {
+    let envs: Vec<&Environment> = model
+        .environments
+        .iter()
+        .filter(|e| only.is_empty() || only.contains(&e.name))
+        .collect();
+    // Environments are independent: render them on all cores, then merge in sorted order.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(envs.len().max(1));
+    let chunk = envs.len().div_ceil(threads).max(1);
+    let results: Vec<Result<BTreeMap<String, Vec<u8>>, RenderError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = envs
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut files = BTreeMap::new();
+                    for env in part {
+                        render_environment(env, templates, bootstrapped.contains(&env.name), &mut files)?;
+                    }
+                    Ok(files)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("render thread panicked"))
+            .collect()
+    });
+    let mut rendered = Rendered {
+        environments: envs.iter().map(|e| e.name.clone()).collect(),
+        files: BTreeMap::new(),
+    };
+    for r in results {
+        rendered.files.extend(r?);
+    }
+    Ok(rendered)
+}
+
+fn render_environment(
+    env: &Environment,
+    templates: &Templates,
+    bootstrapped: bool,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) -> Result<(), RenderError> {
+    let base = format!("{CLUSTERS_DIR}/{}", env.name);
+    let env_value = Value::from(Serde(env));
+    let mut emit = |template: &'static str, path: String, ctx: Value, object: Option<&str>| {
+        let tmpl = templates
+            .jinja
+            .get_template(template)
+            .map_err(|e| template_error(e, Some(&env.name), object))?;
+        let body = tmpl
+            .render(ctx)
+            .map_err(|e| template_error(e, Some(&env.name), object))?;
+        if let Err(e) = crate::yaml::check_syntax(&body) {
+            return Err(RenderError::InvalidOutput {
+                template: template.to_string(),
+                path,
+                line: e.line,
+                column: e.column,
+                message: e.message,
+            });
+        }
+        let mut out = String::with_capacity(body.len() + 160);
+        out.push_str("# generated by kairo from ");
+        for f in &env.source_files {
+            out.push_str(f);
+            out.push_str(", ");
+        }
+        out.push_str(TEMPLATES_DIR);
+        out.push('/');
+        out.push_str(template);
+        out.push_str("; do not edit\n");
+        out.push_str(body.trim_start_matches('\n'));
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        files.insert(path, out.into_bytes());
+        Ok(())
+    };
+
+    emit(NAMESPACE, format!("{base}/namespace.yaml"), context! { env => env_value.clone() }, None)?;
+
+    let mut source_files = Vec::new();
+    for repo in &env.helm_repositories {
+        let file = format!("{}.yaml", repo.name);
+        let ctx = context! { env => env_value.clone(), repository => Value::from(Serde(repo)) };
+        emit(HELM_REPOSITORY, format!("{base}/sources/{file}"), ctx, Some(&repo.name))?;
+        source_files.push(file);
+    }
+    for repo in &env.oci_repositories {
+        let file = format!("{}.yaml", repo.name);
+        let ctx = context! { env => env_value.clone(), repository => Value::from(Serde(repo)) };
+        emit(OCI_REPOSITORY, format!("{base}/sources/{file}"), ctx, Some(&repo.name))?;
+        source_files.push(file);
+    }
+    source_files.sort();
+
+    let mut release_files = Vec::new();
+    for release in &env.releases {
+        let file = format!("{}.yaml", release.name);
+        let ctx = context! { env => env_value.clone(), release => Value::from(Serde(release)) };
+        emit(HELM_RELEASE, format!("{base}/releases/{file}"), ctx, Some(&release.name))?;
+        release_files.push(file);
+    }
+
+    let mut root = Vec::new();
+    if bootstrapped {
+        root.push(FLUX_SYSTEM_DIR.to_string());
+    }
+    root.extend(["namespace.yaml", "sources", "releases"].map(String::from));
+    for (path, resources) in [
+        (format!("{base}/kustomization.yaml"), root),
+        (format!("{base}/sources/kustomization.yaml"), source_files),
+        (format!("{base}/releases/kustomization.yaml"), release_files),
+    ] {
+        emit(KUSTOMIZATION, path, context! { env => env_value.clone(), resources => resources }, None)?;
+    }
+    Ok(())
+}
