@@ -16,6 +16,44 @@ pub struct YamlError {
     pub line: u64,
     pub column: u64,
     pub message: String,
+    /// For an unknown key: the key and the keys allowed at that place.
+    pub unknown_key: Option<(String, Vec<&'static str>)>,
+}
+
+/// The crate's own message, reworded where a person would not know what it means.
+fn describe(e: &serde_saphyr::Error) -> (String, Option<(String, Vec<&'static str>)>) {
+    use serde_saphyr::Error as E;
+    let mut e = e;
+    while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = e {
+        e = error;
+    }
+    match e {
+        E::SerdeUnknownField { field, expected, .. } => (
+            format!("unknown key `{field}`"),
+            Some((field.clone(), expected.clone())),
+        ),
+        E::DuplicateMappingKey { key: Some(k), .. } => (format!("duplicate key `{k}`"), None),
+        E::DuplicateMappingKey { key: None, .. } => ("duplicate key".to_string(), None),
+        E::InvalidScalar { ty, .. } => {
+            let what = match *ty {
+                "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number that is not negative",
+                "i8" | "i16" | "i32" | "i64" => "a whole number",
+                "bool" => "`true` or `false`",
+                "f32" | "f64" => "a number",
+                other => other,
+            };
+            (format!("expected {what}"), None)
+        }
+        other => {
+            let message = other.without_snippet().to_string();
+            // The crate appends " at line X column Y"; kairo prints positions itself.
+            let message = match message.rfind(" at line ") {
+                Some(i) => message[..i].to_string(),
+                None => message,
+            };
+            (message, None)
+        }
+    }
 }
 
 fn options() -> serde_saphyr::Options {
@@ -29,16 +67,12 @@ fn options() -> serde_saphyr::Options {
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
         let loc = e.location();
-        let message = e.without_snippet().to_string();
-        // The crate appends " at line X column Y"; kairo prints positions itself.
-        let message = match message.rfind(" at line ") {
-            Some(i) if loc.is_some() => message[..i].to_string(),
-            _ => message,
-        };
+        let (message, unknown_key) = describe(&e);
         YamlError {
             line: loc.map_or(0, |l| l.line()),
             column: loc.map_or(0, |l| l.column()),
             message,
+            unknown_key,
         }
     })
 }

@@ -102,9 +102,7 @@ pub struct Image {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Resources {
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub requests: BTreeMap<String, QuantityValue>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, QuantityValue>,
 }
 

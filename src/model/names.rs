@@ -59,13 +59,15 @@ pub fn digest_problem(s: &str) -> Option<String> {
     None
 }
 
-/// The closest of `candidates` to `input`, when it is close enough to be a likely typo.
+/// The closest of `candidates` to `input`, when it is close enough to be a likely typo
+/// (a few edits away, transpositions counting as one).
 pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (input.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(input, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|c| (strsim::damerau_levenshtein(input, c), c))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, c)| (*distance, *c))
         .map(|(_, c)| c)
 }
 

@@ -55,22 +55,21 @@ impl Diags<'_> {
     }
 
     fn yaml(&mut self, e: YamlError) {
-        // serde says "unknown field `x`, expected one of `a`, `b`": name the key, offer the
-        // closest allowed key, and list them all.
-        if let Some(rest) = e.message.strip_prefix("unknown field `") {
-            let mut parts = rest.split('`');
-            let key = parts.next().unwrap_or_default().to_string();
-            let allowed: Vec<&str> = parts.skip(1).step_by(2).collect();
-            let mut hint = match did_you_mean(&key, allowed.iter().copied()) {
+        let at = Pos { line: e.line, column: e.column };
+        if let Some((key, allowed)) = &e.unknown_key {
+            let mut hint = match did_you_mean(key, allowed.iter().copied()) {
                 Some(best) => format!("did you mean `{best}`? "),
                 None => String::new(),
             };
-            hint.push_str(&format!("allowed keys here: {}", backticked(&allowed)));
-            self.error(Pos { line: e.line, column: e.column }, format!("unknown key `{key}`"))
-                .hint = Some(hint);
+            hint.push_str(&format!("allowed keys here: {}", backticked(allowed)));
+            self.error(at, e.message).hint = Some(hint);
             return;
         }
-        self.error(Pos { line: e.line, column: e.column }, e.message);
+        if e.message.starts_with("duplicate key") {
+            self.error(at, e.message).hint = Some("a key may appear only once in a mapping".into());
+            return;
+        }
+        self.error(at, e.message);
     }
 }
 
@@ -187,10 +186,8 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
                 Some(format!("it is also defined in `{first}`"));
             continue;
         }
-        if let Some(catalog) = &catalog {
-            if let Some(env) = resolve_environment(file, &name.value, &doc.spec, catalog, &mut out) {
-                environments.push(env);
-            }
+        if let Some(env) = resolve_environment(file, &name.value, &doc.spec, catalog.as_ref(), &mut out) {
+            environments.push(env);
         }
     }
     environments.sort_by(|a, b| a.name.cmp(&b.name));
@@ -413,7 +410,7 @@ fn resolve_environment(
     file: &SourceFile,
     name: &str,
     spec: &raw::EnvironmentSpec,
-    catalog: &Catalog,
+    catalog: Option<&Catalog>,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Environment> {
     let errors_before = out.iter().filter(|d| d.severity == Severity::Error).count();
@@ -493,6 +490,22 @@ fn resolve_environment(
     let mut oci_repos: BTreeMap<String, OciRepository> = BTreeMap::new();
     let mut pdb_skipped = Vec::new();
     for (svc_name, over) in &spec.services.0 {
+        if let Some(p) = &over.pool {
+            check_pool_ref(&mut d, p);
+        }
+        if let Some(image) = &over.image {
+            if let Some(problem) = oci_tag_problem(&image.tag.value) {
+                d.error(pos(&image.tag), format!("image tag `{}` {problem}", image.tag.value)).hint =
+                    Some("an OCI tag is up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`".into());
+            }
+            if let Some(digest) = &image.digest {
+                if let Some(problem) = digest_problem(&digest.value) {
+                    d.error(pos(digest), format!("image digest `{}` {problem}", digest.value));
+                }
+            }
+        }
+        // Without a valid catalog, only what this file says on its own can be checked.
+        let Some(catalog) = catalog else { continue };
         let Some(svc) = catalog.services.get(&svc_name.value) else {
             let mut hint = match did_you_mean(&svc_name.value, catalog.services.keys().map(String::as_str)) {
                 Some(best) => format!("did you mean `{best}`? "),
@@ -502,9 +515,6 @@ fn resolve_environment(
             d.error(pos(svc_name), format!("undefined service `{}`", svc_name.value)).hint = Some(hint);
             continue;
         };
-        if let Some(p) = &over.pool {
-            check_pool_ref(&mut d, p);
-        }
         if over.enabled == Some(false) {
             continue;
         }
@@ -513,15 +523,6 @@ fn resolve_environment(
                 .hint = Some("add `image: {tag: ...}`, or `enabled: false` to leave the service out".into());
             continue;
         };
-        if let Some(problem) = oci_tag_problem(&image.tag.value) {
-            d.error(pos(&image.tag), format!("image tag `{}` {problem}", image.tag.value)).hint =
-                Some("an OCI tag is up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`".into());
-        }
-        if let Some(digest) = &image.digest {
-            if let Some(problem) = digest_problem(&digest.value) {
-                d.error(pos(digest), format!("image digest `{}` {problem}", digest.value));
-            }
-        }
 
         // Resources: base x multiplier, then explicit per-environment values as written.
         let mut resources = Resources::default();
@@ -571,7 +572,7 @@ fn resolve_environment(
                 (Some(_), None) => true,
                 (None, _) => false,
             };
-            let want = class.map_or("a GPU".to_string(), |c| format!("a `{c}` GPU"));
+            let want = class.map_or("a GPU".to_string(), |c| format!("a GPU of class `{c}`"));
             match explicit_pool {
                 Some(p) => {
                     if let Some(info) = pools.get(p.value.as_str()) {
@@ -743,6 +744,7 @@ fn resolve_environment(
         return None;
     }
     releases.sort_by(|a, b| a.name.cmp(&b.name));
+    let catalog = catalog?;
     let mut source_files = vec![file.path.clone(), catalog.file.path.clone()];
     source_files.sort();
     Some(Environment {

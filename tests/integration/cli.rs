@@ -1,0 +1,57 @@
+//! The command line: help, completions, usage errors and exit codes.
+
+use crate::support::{Repo, run_kairo};
+
+#[test]
+fn help_shows_examples_and_exit_codes() {
+    let out = run_kairo(std::path::Path::new("."), &["--help"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("kairo render --check"), "{}", out.stdout);
+    assert!(out.stdout.contains("Exit codes: 0 ok, 1 differences found (--check), 2 usage or input error."));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = run_kairo(std::path::Path::new("."), &["render", "--no-such-flag"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--no-such-flag"));
+    let out = run_kairo(std::path::Path::new("."), &["render", "--output", "xml"]);
+    assert_eq!(out.code, 2);
+}
+
+#[test]
+fn completions_are_printed() {
+    let out = run_kairo(std::path::Path::new("."), &["completions", "bash"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("_kairo()"), "{}", &out.stdout[..200.min(out.stdout.len())]);
+}
+
+#[test]
+fn a_missing_environments_directory_is_an_input_error() {
+    let repo = Repo::new();
+    std::fs::remove_dir(repo.path().join("environments")).unwrap();
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("error: failed to read `"), "{}", out.stderr);
+    assert!(out.stderr.contains("hint: run kairo from the repository root, or pass `--root DIR`"), "{}", out.stderr);
+}
+
+#[test]
+fn a_missing_template_is_named() {
+    let repo = Repo::with_staging();
+    std::fs::remove_file(repo.path().join("templates/ocirepository.yaml.j2")).unwrap();
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("error: missing template `templates/ocirepository.yaml.j2`"), "{}", out.stderr);
+}
+
+#[test]
+fn json_logs_go_to_stderr() {
+    let repo = Repo::with_staging();
+    let out = repo.kairo(&["render", "-v", "--log-format", "json", "--output", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str::<serde_json::Value>(&out.stdout).expect("stdout is only the JSON report");
+    let line = out.stderr.lines().find(|l| l.contains("rendered")).expect("a debug log line");
+    let log: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(log["level"], "DEBUG");
+}

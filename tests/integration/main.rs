@@ -1,0 +1,9 @@
+//! kairo's integration tests: one binary, one module per capability.
+
+mod support;
+
+mod cli;
+mod golden;
+mod quantity;
+mod render;
+mod validation;

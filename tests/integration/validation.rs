@@ -1,0 +1,179 @@
+//! Every kind of input error, with its exact message (snapshots), all reported at once.
+
+use crate::support::{CATALOG, Repo, STAGING};
+
+/// Renders and returns stderr, asserting exit code 2 and that nothing was written.
+fn errors(repo: &Repo) -> String {
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 2, "stderr: {}", out.stderr);
+    assert!(!repo.exists("clusters"), "an input error must not write anything");
+    out.stderr
+}
+
+fn env_with(services_and_more: &str) -> String {
+    format!(
+        r#"apiVersion: kairo.dev/v1alpha1
+kind: Environment
+metadata:
+  name: staging
+spec:
+  namespace: acme-staging
+  branch: staging
+  cluster: acme-staging
+  defaults:
+    replicas: 2
+    hpa: {{minReplicas: 2, maxReplicas: 4}}
+    pdb: {{minAvailable: 1}}
+{services_and_more}"#
+    )
+}
+
+#[test]
+fn unknown_key_names_the_allowed_keys() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &env_with("  services:\n    web:\n      image: {tag: \"1.0.0\"}\n      replcas: 3\n"),
+    );
+    insta::assert_snapshot!(errors(&repo));
+}
+
+#[test]
+fn duplicate_key() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &env_with("  services:\n    web:\n      image: {tag: \"1.0.0\"}\n    web:\n      image: {tag: \"1.0.1\"}\n"),
+    );
+    insta::assert_snapshot!(errors(&repo));
+}
+
+#[test]
+fn wrong_type() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &env_with("  services:\n    web:\n      image: {tag: \"1.0.0\"}\n      replicas: three\n"),
+    );
+    insta::assert_snapshot!(errors(&repo));
+}
+
+#[test]
+fn header_problems() {
+    let repo = Repo::with_staging();
+    repo.write("environments/a.yaml", "kind: Environment\n");
+    repo.write("environments/b.yaml", "apiVersion: kairo.dev/v1\nkind: Environment\n");
+    repo.write("environments/c.yaml", "apiVersion: kairo.dev/v1alpha1\nkind: Enviroment\n");
+    repo.write("environments/d.yaml", "apiVersion: kairo.dev/v1alpha1\nkind: [oops\n");
+    insta::assert_snapshot!(errors(&repo));
+}
+
+#[test]
+fn bad_names() {
+    let repo = Repo::with_staging();
+    for (file, name) in [("a", "../x"), ("b", "Staging"), ("c", &"x".repeat(64))] {
+        repo.write(
+            &format!("environments/{file}.yaml"),
+            &env_with("").replace("name: staging", &format!("name: {name:?}")),
+        );
+    }
+    insta::assert_snapshot!(errors(&repo));
+}
+
+/// One environment with many independent mistakes: every one is reported in one run.
+#[test]
+fn every_semantic_problem_at_once() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &env_with(
+            r#"    pool: genral
+  resourceMultiplier: -1
+  nodePools:
+    general:
+      labels: {node-type: general}
+  services:
+    wbe:
+      image: {tag: "1.0.0"}
+    web:
+      image: {tag: "v1:2", digest: "sha256:abc"}
+      hpa: {minReplicas: 5, maxReplicas: 3}
+      resources:
+        requests: {cpu: 12 cores, memory: 4Gi}
+        limits: {memory: 2Gi}
+    worker:
+      image: {tag: "2.0.0"}
+"#,
+        )
+        .replace("namespace: acme-staging", "namespace: ../x"),
+    );
+    insta::assert_snapshot!(errors(&repo));
+}
+
+#[test]
+fn gpu_service_on_a_pool_without_that_gpu() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &env_with(
+            r#"  nodePools:
+    general:
+      labels: {node-type: general}
+    h100:
+      labels: {node-type: h100}
+      gpu: {class: H100, count: 8}
+  services:
+    worker:
+      image: {tag: "2.0.0"}
+      pool: general
+"#,
+        ),
+    );
+    let first = errors(&repo);
+    // Without an explicit pool, kairo looks for a pool of the right class and finds none.
+    repo.write(
+        "environments/staging.yaml",
+        &env_with(
+            r#"  nodePools:
+    h100:
+      labels: {node-type: h100}
+      gpu: {class: H100, count: 8}
+  services:
+    worker:
+      image: {tag: "2.0.0"}
+"#,
+        ),
+    );
+    insta::assert_snapshot!(format!("{first}---\n{}", errors(&repo)));
+}
+
+#[test]
+fn problems_in_several_files_are_reported_together() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/services.yaml",
+        &CATALOG.replace("autoscaling: true", "autoscale: true"),
+    );
+    repo.write("environments/production.yaml", &STAGING.replace("name: staging", "name: production").replace("tag: \"1.0.0\"", "tag: \"\""));
+    let stderr = errors(&repo);
+    assert!(stderr.contains("environments/services.yaml:"), "{stderr}");
+    assert!(stderr.contains("environments/production.yaml:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn json_output_carries_positions() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &env_with("  services:\n    web:\n      image: {tag: \"bad tag\"}\n"),
+    );
+    let out = repo.kairo(&["render", "--output", "json"]);
+    assert_eq!(out.code, 2);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let e = &v["errors"][0];
+    assert_eq!(e["file"], "environments/staging.yaml");
+    assert_eq!(e["line"], 15);
+    assert_eq!(e["column"], 20);
+    assert_eq!(e["severity"], "error");
+}
