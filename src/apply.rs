@@ -195,7 +195,8 @@ fn plan_environment(
         match read_if_exists(&root.join(&path))? {
             Some(disk) if disk == bytes => plan.unchanged += 1,
             Some(disk) => {
-                let ours = path == record_path || old.get(&path).is_some_and(|h| *h == sha256_hex(&disk));
+                let ours =
+                    path == record_path || old.get(&path).is_some_and(|h| *h == sha256_hex(&disk));
                 if !ours && !force {
                     let reason = if old.contains_key(&path) {
                         ConflictReason::HandEdited
@@ -253,7 +254,12 @@ fn plan_environment(
 
 /// Compares a render with disk. `prune_others` also removes environments that kairo generated
 /// before but that no longer exist (only when every environment was rendered).
-pub fn plan(root: &Path, rendered: &Rendered, prune_others: bool, force: bool) -> Result<Plan, ApplyError> {
+pub fn plan(
+    root: &Path,
+    rendered: &Rendered,
+    prune_others: bool,
+    force: bool,
+) -> Result<Plan, ApplyError> {
     let mut envs: Vec<String> = rendered.environments.clone();
     if prune_others {
         for env in recorded_environments(root)? {
@@ -263,7 +269,9 @@ pub fn plan(root: &Path, rendered: &Rendered, prune_others: bool, force: bool) -
         }
     }
     envs.sort();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(envs.len().max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(envs.len().max(1));
     let chunk = envs.len().div_ceil(threads).max(1);
     let parts: Vec<Result<Vec<Plan>, ApplyError>> = std::thread::scope(|s| {
         let handles: Vec<_> = envs
@@ -276,7 +284,10 @@ pub fn plan(root: &Path, rendered: &Rendered, prune_others: bool, force: bool) -
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("plan thread panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("plan thread panicked"))
+            .collect()
     });
     let mut plan = Plan::default();
     for part in parts {
@@ -312,7 +323,10 @@ impl Plan {
 
     /// Performs the plan. Refuses (does nothing) when there are conflicts.
     pub fn apply(&self, root: &Path) -> Result<(), ApplyError> {
-        assert!(self.conflicts.is_empty(), "apply called on a plan with conflicts");
+        assert!(
+            self.conflicts.is_empty(),
+            "apply called on a plan with conflicts"
+        );
         let (records, files): (Vec<_>, Vec<_>) =
             self.writes.iter().partition(|(p, _)| p.ends_with(RECORD));
         for (path, bytes) in files.into_iter().chain(records) {
@@ -330,7 +344,11 @@ impl Plan {
         for dir in self.prune_dirs.iter().rev() {
             let _ = std::fs::remove_dir(root.join(dir));
         }
-        for change in self.changes.iter().filter(|c| c.path.ends_with(RECORD) && c.action == Action::Delete) {
+        for change in self
+            .changes
+            .iter()
+            .filter(|c| c.path.ends_with(RECORD) && c.action == Action::Delete)
+        {
             if let Some(parent) = Path::new(&change.path).parent() {
                 let _ = std::fs::remove_dir(root.join(parent));
             }
@@ -356,9 +374,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(err)?;
+    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())

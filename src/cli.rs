@@ -18,7 +18,13 @@ Exit codes: 0 ok, 1 differences found (--check), 2 usage or input error.";
 #[command(name = "kairo", version, about = "Typed environments rendered into a Flux GitOps repository", after_help = EXAMPLES)]
 pub struct Cli {
     /// Repository root holding environments/, templates/ and clusters/.
-    #[arg(long, global = true, default_value = ".", env = "KAIRO_ROOT", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".",
+        env = "KAIRO_ROOT",
+        value_name = "DIR"
+    )]
     pub root: PathBuf,
     /// More logging on stderr (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -73,7 +73,10 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
         Ok(m) => m,
         Err(ModelError::Invalid(diags)) => {
             print_diagnostics(&diags);
-            let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+            let errors = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
             eprintln!("error: {errors} problem(s) in environment files; nothing was written");
             if args.output == OutputFormat::Json {
                 emit_json(&ErrorReport { errors: &diags });
@@ -81,7 +84,10 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
             return Outcome::Failed;
         }
         Err(e) => {
-            report(&e, Some("run kairo from the repository root, or pass `--root DIR`"));
+            report(
+                &e,
+                Some("run kairo from the repository root, or pass `--root DIR`"),
+            );
             return Outcome::Failed;
         }
     };
@@ -93,7 +99,11 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
         if !known.contains(&env.as_str()) {
             eprintln!(
                 "error: unknown environment `{env}`\n  hint: environments: {}",
-                known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             return Outcome::Failed;
         }
@@ -108,7 +118,12 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
     };
     let bootstrapped: BTreeSet<String> = known
         .iter()
-        .filter(|e| root.join(CLUSTERS_DIR).join(e).join(FLUX_SYSTEM_DIR).is_dir())
+        .filter(|e| {
+            root.join(CLUSTERS_DIR)
+                .join(e)
+                .join(FLUX_SYSTEM_DIR)
+                .is_dir()
+        })
         .map(|e| e.to_string())
         .collect();
     let rendered = match render::render(&model, &templates, &args.envs, &bootstrapped) {
@@ -133,7 +148,10 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
     let mut applied = false;
     if !args.check && !refuse && !plan.changes.is_empty() {
         if let Err(e) = plan.apply(root) {
-            report(&e, Some("run `kairo render` again to complete the remaining files"));
+            report(
+                &e,
+                Some("run `kairo render` again to complete the remaining files"),
+            );
             return Outcome::Failed;
         }
         applied = true;
@@ -157,7 +175,9 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
             let why = conflict_text(c.reason);
             eprintln!("error: refusing to overwrite `{}`: {why}", c.path);
         }
-        eprintln!("  hint: move your change into environments/ or templates/, or pass `--force` to overwrite");
+        eprintln!(
+            "  hint: move your change into environments/ or templates/, or pass `--force` to overwrite"
+        );
         return Outcome::Failed;
     }
     if args.check && !plan.is_clean() {
@@ -183,13 +203,23 @@ fn print_text(plan: &Plan, environments: &[String], check: bool, applied: bool) 
         let _ = writeln!(out, "{:<8} {}", c.action.to_string(), c.path);
     }
     for c in &plan.conflicts {
-        let _ = writeln!(out, "{:<8} {} ({})", "conflict", c.path, conflict_text(c.reason));
+        let _ = writeln!(
+            out,
+            "{:<8} {} ({})",
+            "conflict",
+            c.path,
+            conflict_text(c.reason)
+        );
     }
     if check {
         return;
     }
     let count = |a| plan.changes.iter().filter(|c| c.action == a).count();
-    let verb = if applied || plan.changes.is_empty() { "rendered" } else { "did not render" };
+    let verb = if applied || plan.changes.is_empty() {
+        "rendered"
+    } else {
+        "did not render"
+    };
     let _ = writeln!(
         out,
         "{verb} {} environment(s): {} created, {} changed, {} deleted, {} unchanged",

@@ -28,7 +28,9 @@ fn describe(e: &serde_saphyr::Error) -> (String, Option<(String, Vec<&'static st
         e = error;
     }
     match e {
-        E::SerdeUnknownField { field, expected, .. } => (
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => (
             format!("unknown key `{field}`"),
             Some((field.clone(), expected.clone())),
         ),

@@ -10,7 +10,10 @@ pub fn dns_label_problem(s: &str) -> Option<String> {
     if s.len() > 63 {
         return Some(format!("is {} characters long; the limit is 63", s.len()));
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
         return Some(format!(
             "contains `{c}`; only lowercase letters, digits and `-` are allowed"
         ));
@@ -51,17 +54,26 @@ pub fn digest_problem(s: &str) -> Option<String> {
     let want = match algorithm {
         "sha256" => 64,
         "sha512" => 128,
-        _ => return Some(format!("uses algorithm `{algorithm}`; expected `sha256` or `sha512`")),
+        _ => {
+            return Some(format!(
+                "uses algorithm `{algorithm}`; expected `sha256` or `sha512`"
+            ));
+        }
     };
     if hex.len() != want || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Some(format!("must have {want} lowercase hex digits after `{algorithm}:`"));
+        return Some(format!(
+            "must have {want} lowercase hex digits after `{algorithm}:`"
+        ));
     }
     None
 }
 
 /// The closest of `candidates` to `input`, when it is close enough to be a likely typo
 /// (a few edits away, transpositions counting as one).
-pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (input.chars().count() / 3).max(1);
     candidates
         .into_iter()

@@ -154,13 +154,21 @@ impl Quantity {
     }
 
     /// The quantity times `factor`, rounded up to `granularity`; keeps the written format.
-    pub fn mul(&self, factor: Decimal, granularity: Granularity) -> Result<Quantity, QuantityError> {
+    pub fn mul(
+        &self,
+        factor: Decimal,
+        granularity: Granularity,
+    ) -> Result<Quantity, QuantityError> {
         let overflow = || QuantityError::Overflow(format!("{self} x {factor}"));
         let den = pow10(factor.scale).ok_or_else(overflow)?;
         let step = granularity.nanos();
-        let nanos = mul_div_ceil(self.nanos, factor.units, den.checked_mul(step).ok_or_else(overflow)?)
-            .and_then(|steps| steps.checked_mul(step))
-            .ok_or_else(overflow)?;
+        let nanos = mul_div_ceil(
+            self.nanos,
+            factor.units,
+            den.checked_mul(step).ok_or_else(overflow)?,
+        )
+        .and_then(|steps| steps.checked_mul(step))
+        .ok_or_else(overflow)?;
         Ok(Quantity {
             nanos,
             format: self.format,
@@ -289,7 +297,11 @@ mod tests {
             ("1023Ki", "1023Ki"),
             ("0", "0"),
         ] {
-            assert_eq!(Quantity::parse(input).unwrap().to_string(), canonical, "{input}");
+            assert_eq!(
+                Quantity::parse(input).unwrap().to_string(),
+                canonical,
+                "{input}"
+            );
         }
     }
 

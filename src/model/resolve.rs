@@ -7,8 +7,8 @@ use super::names::{did_you_mean, digest_problem, dns_label_problem, oci_tag_prob
 use super::quantity::{Decimal, Granularity, Quantity};
 use super::raw::{self, API_VERSION, KIND_CATALOG, KIND_ENVIRONMENT, SourceKind};
 use super::{
-    Autoscaling, ChartRef, Environment, HelmRepository, Image, Model, ModelError,
-    OciRepository, PodDisruptionBudget, Port, QuantityValue, Release, Resources, Toleration,
+    Autoscaling, ChartRef, Environment, HelmRepository, Image, Model, ModelError, OciRepository,
+    PodDisruptionBudget, Port, QuantityValue, Release, Resources, Toleration,
 };
 use crate::yaml::{self, Spanned, YamlError};
 
@@ -39,7 +39,8 @@ impl Diags<'_> {
     }
 
     fn warn(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
-        self.out.push(self.file.diag(Severity::Warning, pos, message));
+        self.out
+            .push(self.file.diag(Severity::Warning, pos, message));
         self.out.last_mut().expect("just pushed")
     }
 
@@ -55,7 +56,10 @@ impl Diags<'_> {
     }
 
     fn yaml(&mut self, e: YamlError) {
-        let at = Pos { line: e.line, column: e.column };
+        let at = Pos {
+            line: e.line,
+            column: e.column,
+        };
         if let Some((key, allowed)) = &e.unknown_key {
             let mut hint = match did_you_mean(key, allowed.iter().copied()) {
                 Some(best) => format!("did you mean `{best}`? "),
@@ -99,7 +103,10 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
     let mut catalogs = Vec::new();
     let mut envs = Vec::new();
     for file in files {
-        let mut d = Diags { file, out: &mut out };
+        let mut d = Diags {
+            file,
+            out: &mut out,
+        };
         let header: raw::Header = match yaml::from_str(&file.text) {
             Ok(h) => h,
             Err(e) => {
@@ -109,23 +116,25 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
         };
         match &header.api_version {
             None => {
-                d.error(Pos { line: 1, column: 1 }, "missing `apiVersion`").hint =
-                    Some(format!("start the file with `apiVersion: {API_VERSION}`"));
+                d.error(Pos { line: 1, column: 1 }, "missing `apiVersion`")
+                    .hint = Some(format!("start the file with `apiVersion: {API_VERSION}`"));
                 continue;
             }
             Some(v) if v.value != API_VERSION => {
-                d.error(pos(v), format!("unsupported apiVersion `{}`", v.value)).hint =
-                    Some(format!("this version of kairo reads `{API_VERSION}`"));
+                d.error(pos(v), format!("unsupported apiVersion `{}`", v.value))
+                    .hint = Some(format!("this version of kairo reads `{API_VERSION}`"));
                 continue;
             }
             Some(_) => {}
         }
         let kinds = [KIND_CATALOG, KIND_ENVIRONMENT];
         match header.kind.as_ref().map(|k| k.value.as_str()) {
-            Some(KIND_CATALOG) => match yaml::from_str::<raw::Document<raw::CatalogSpec>>(&file.text) {
-                Ok(doc) => catalogs.push((file, doc)),
-                Err(e) => d.yaml(e),
-            },
+            Some(KIND_CATALOG) => {
+                match yaml::from_str::<raw::Document<raw::CatalogSpec>>(&file.text) {
+                    Ok(doc) => catalogs.push((file, doc)),
+                    Err(e) => d.yaml(e),
+                }
+            }
             Some(KIND_ENVIRONMENT) => {
                 match yaml::from_str::<raw::Document<raw::EnvironmentSpec>>(&file.text) {
                     Ok(doc) => envs.push((file, doc)),
@@ -157,7 +166,9 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
                     line: 0,
                     column: 0,
                     message: "no `ServiceCatalog` found".into(),
-                    hint: Some("describe the services once in a file with `kind: ServiceCatalog`".into()),
+                    hint: Some(
+                        "describe the services once in a file with `kind: ServiceCatalog`".into(),
+                    ),
                     snippet: None,
                 });
             }
@@ -165,9 +176,12 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
         }
         [(file, doc), rest @ ..] => {
             for (other, doc) in rest {
-                Diags { file: other, out: &mut out }
-                    .error(pos(&doc.metadata.name), "a second `ServiceCatalog`")
-                    .hint = Some(format!("services are already defined in `{}`", file.path));
+                Diags {
+                    file: other,
+                    out: &mut out,
+                }
+                .error(pos(&doc.metadata.name), "a second `ServiceCatalog`")
+                .hint = Some(format!("services are already defined in `{}`", file.path));
             }
             Some(resolve_catalog(file, &doc.spec, &mut out))
         }
@@ -176,17 +190,25 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
     let mut environments = Vec::new();
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (file, doc) in &envs {
-        let mut d = Diags { file, out: &mut out };
+        let mut d = Diags {
+            file,
+            out: &mut out,
+        };
         let name = &doc.metadata.name;
         if !d.label("environment name", name) {
             continue;
         }
         if let Some(first) = seen.insert(name.value.clone(), &file.path) {
-            d.error(pos(name), format!("environment `{}` is defined twice", name.value)).hint =
-                Some(format!("it is also defined in `{first}`"));
+            d.error(
+                pos(name),
+                format!("environment `{}` is defined twice", name.value),
+            )
+            .hint = Some(format!("it is also defined in `{first}`"));
             continue;
         }
-        if let Some(env) = resolve_environment(file, &name.value, &doc.spec, catalog.as_ref(), &mut out) {
+        if let Some(env) =
+            resolve_environment(file, &name.value, &doc.spec, catalog.as_ref(), &mut out)
+        {
             environments.push(env);
         }
     }
@@ -218,8 +240,9 @@ fn parse_quantities(
                     map.insert(key, q);
                 }
                 Err(e) => {
-                    d.error(pos(v), format!("invalid {key} quantity: {e}")).hint =
-                        Some("write a Kubernetes quantity such as `500m`, `2`, `512Mi` or `4Gi`".into());
+                    d.error(pos(v), format!("invalid {key} quantity: {e}")).hint = Some(
+                        "write a Kubernetes quantity such as `500m`, `2`, `512Mi` or `4Gi`".into(),
+                    );
                 }
             }
         }
@@ -256,7 +279,10 @@ fn resolve_catalog<'a>(
                 SourceKind::Helm => "`https://`",
                 SourceKind::Oci => "`oci://`",
             };
-            d.error(pos(&source.url), format!("source url `{url}` must start with {want}"));
+            d.error(
+                pos(&source.url),
+                format!("source url `{url}` must start with {want}"),
+            );
         }
     }
     let mut services = BTreeMap::new();
@@ -265,8 +291,8 @@ fn resolve_catalog<'a>(
         let chart_name = svc.chart.name.as_ref().unwrap_or(name);
         d.label("chart name", chart_name);
         if svc.chart.version.value.trim().is_empty() {
-            d.error(pos(&svc.chart.version), "chart version must not be empty").hint =
-                Some("use a semver range such as `>=1.0.0` or an exact version".into());
+            d.error(pos(&svc.chart.version), "chart version must not be empty")
+                .hint = Some("use a semver range such as `>=1.0.0` or an exact version".into());
         }
         let source = sources.get(&svc.chart.source.value).copied();
         if source.is_none() {
@@ -276,8 +302,14 @@ fn resolve_catalog<'a>(
                 None => String::new(),
             };
             hint.push_str(&format!("defined sources: {}", backticked(sources.keys())));
-            d.error(pos(src), format!("service `{}` uses undefined source `{}`", name.value, src.value))
-                .hint = Some(hint);
+            d.error(
+                pos(src),
+                format!(
+                    "service `{}` uses undefined source `{}`",
+                    name.value, src.value
+                ),
+            )
+            .hint = Some(hint);
         }
         let repo = &svc.image.repository;
         if let Some(problem) = repository_problem(&repo.value) {
@@ -286,7 +318,15 @@ fn resolve_catalog<'a>(
         }
         let requests = parse_quantities(&mut d, svc.resources.requests.as_ref());
         let limits = parse_quantities(&mut d, svc.resources.limits.as_ref());
-        check_limits(&mut d, &requests, &limits, Pos::default(), &name.value, None, &svc.resources);
+        check_limits(
+            &mut d,
+            &requests,
+            &limits,
+            Pos::default(),
+            &name.value,
+            None,
+            &svc.resources,
+        );
         let mut ports = Vec::new();
         for p in &svc.ports {
             d.label("port name", &p.name);
@@ -310,7 +350,11 @@ fn resolve_catalog<'a>(
             SourceKind::Oci => (
                 "OCIRepository",
                 format!("{}-{}", svc.chart.source.value, chart_name),
-                Some(format!("{}/{}", source.url.value.trim_end_matches('/'), chart_name)),
+                Some(format!(
+                    "{}/{}",
+                    source.url.value.trim_end_matches('/'),
+                    chart_name
+                )),
             ),
         };
         services.insert(
@@ -333,7 +377,11 @@ fn resolve_catalog<'a>(
                 requests,
                 limits,
                 gpu_count: svc.gpu.as_ref().map_or(0, |g| g.count.value),
-                gpu_class: svc.gpu.as_ref().and_then(|g| g.class.as_ref()).map(|c| c.value.clone()),
+                gpu_class: svc
+                    .gpu
+                    .as_ref()
+                    .and_then(|g| g.class.as_ref())
+                    .map(|c| c.value.clone()),
                 autoscaling: svc.autoscaling,
                 priority_class: svc.priority_class.as_ref().map(|p| p.value.clone()),
                 ports,
@@ -360,10 +408,9 @@ fn repository_problem(s: &str) -> Option<&'static str> {
         Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
         _ => s,
     };
-    if !path
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'/' | b'.' | b'_' | b'-'))
-    {
+    if !path.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'/' | b'.' | b'_' | b'-')
+    }) {
         return Some("must be lowercase letters, digits, `/`, `.`, `_` and `-`");
     }
     None
@@ -379,24 +426,24 @@ fn check_limits(
     raw: &raw::Resources,
 ) {
     for (key, request) in requests {
-        if let Some(limit) = limits.get(key) {
-            if request > limit {
-                let where_ = env.map_or(String::new(), |e| format!(" in environment `{e}`"));
-                let at = raw
-                    .requests
-                    .as_ref()
-                    .and_then(|r| match *key {
-                        "cpu" => r.cpu.as_ref().map(pos),
-                        "memory" => r.memory.as_ref().map(pos),
-                        _ => r.ephemeral_storage.as_ref().map(pos),
-                    })
-                    .unwrap_or(at);
-                d.error(
+        if let Some(limit) = limits.get(key)
+            && request > limit
+        {
+            let where_ = env.map_or(String::new(), |e| format!(" in environment `{e}`"));
+            let at = raw
+                .requests
+                .as_ref()
+                .and_then(|r| match *key {
+                    "cpu" => r.cpu.as_ref().map(pos),
+                    "memory" => r.memory.as_ref().map(pos),
+                    _ => r.ephemeral_storage.as_ref().map(pos),
+                })
+                .unwrap_or(at);
+            d.error(
                     at,
                     format!("service `{service}`{where_}: {key} request {request} is greater than its limit {limit}"),
                 )
                 .hint = Some("Kubernetes rejects a container whose request exceeds its limit".into());
-            }
         }
     }
 }
@@ -427,15 +474,18 @@ fn resolve_environment(
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
     {
-        d.error(pos(branch), format!("`{}` is not a valid git branch name", branch.value));
+        d.error(
+            pos(branch),
+            format!("`{}` is not a valid git branch name", branch.value),
+        );
     }
     let multiplier = match &spec.resource_multiplier {
         None => Decimal::ONE,
         Some(m) => match Decimal::parse(&m.value.0) {
             Ok(v) => v,
             Err(e) => {
-                d.error(pos(m), format!("invalid resource multiplier: {e}")).hint =
-                    Some("write a positive decimal such as `1`, `2` or `1.5`".into());
+                d.error(pos(m), format!("invalid resource multiplier: {e}"))
+                    .hint = Some("write a positive decimal such as `1`, `2` or `1.5`".into());
                 Decimal::ONE
             }
         },
@@ -446,13 +496,19 @@ fn resolve_environment(
         d.label("node pool name", pool_name);
         for (k, v) in &pool.labels {
             if k.is_empty() || v.len() > 63 {
-                d.error(pos(pool_name), format!("node pool `{}` has an invalid label `{k}`", pool_name.value));
+                d.error(
+                    pos(pool_name),
+                    format!("node pool `{}` has an invalid label `{k}`", pool_name.value),
+                );
             }
         }
-        if let Some(gpu) = &pool.gpu {
-            if gpu.count.value == 0 {
-                d.error(pos(&gpu.count), "a GPU pool needs at least one GPU per node");
-            }
+        if let Some(gpu) = &pool.gpu
+            && gpu.count.value == 0
+        {
+            d.error(
+                pos(&gpu.count),
+                "a GPU pool needs at least one GPU per node",
+            );
         }
         pools.insert(
             &pool_name.value,
@@ -471,8 +527,12 @@ fn resolve_environment(
             Some(best) => format!("did you mean `{best}`? "),
             None => String::new(),
         };
-        hint.push_str(&format!("node pools in environment `{name}`: {}", pool_list()));
-        d.error(pos(r), format!("undefined node pool `{}`", r.value)).hint = Some(hint);
+        hint.push_str(&format!(
+            "node pools in environment `{name}`: {}",
+            pool_list()
+        ));
+        d.error(pos(r), format!("undefined node pool `{}`", r.value))
+            .hint = Some(hint);
         false
     };
 
@@ -481,7 +541,11 @@ fn resolve_environment(
         check_pool_ref(&mut d, p);
     }
     let default_hpa_min = defaults.hpa.min_replicas.as_ref().map_or(1, |v| v.value);
-    let default_hpa_max = defaults.hpa.max_replicas.as_ref().map_or(default_hpa_min, |v| v.value);
+    let default_hpa_max = defaults
+        .hpa
+        .max_replicas
+        .as_ref()
+        .map_or(default_hpa_min, |v| v.value);
     let default_target = defaults.hpa.target_cpu.as_ref().map_or(80, |v| v.value);
     let default_pdb = defaults.pdb.min_available.as_ref().map_or(0, |v| v.value);
 
@@ -498,29 +562,45 @@ fn resolve_environment(
                 d.error(pos(&image.tag), format!("image tag `{}` {problem}", image.tag.value)).hint =
                     Some("an OCI tag is up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`".into());
             }
-            if let Some(digest) = &image.digest {
-                if let Some(problem) = digest_problem(&digest.value) {
-                    d.error(pos(digest), format!("image digest `{}` {problem}", digest.value));
-                }
+            if let Some(digest) = &image.digest
+                && let Some(problem) = digest_problem(&digest.value)
+            {
+                d.error(
+                    pos(digest),
+                    format!("image digest `{}` {problem}", digest.value),
+                );
             }
         }
         // Without a valid catalog, only what this file says on its own can be checked.
         let Some(catalog) = catalog else { continue };
         let Some(svc) = catalog.services.get(&svc_name.value) else {
-            let mut hint = match did_you_mean(&svc_name.value, catalog.services.keys().map(String::as_str)) {
-                Some(best) => format!("did you mean `{best}`? "),
-                None => String::new(),
-            };
+            let mut hint =
+                match did_you_mean(&svc_name.value, catalog.services.keys().map(String::as_str)) {
+                    Some(best) => format!("did you mean `{best}`? "),
+                    None => String::new(),
+                };
             hint.push_str(&format!("services are defined in `{}`", catalog.file.path));
-            d.error(pos(svc_name), format!("undefined service `{}`", svc_name.value)).hint = Some(hint);
+            d.error(
+                pos(svc_name),
+                format!("undefined service `{}`", svc_name.value),
+            )
+            .hint = Some(hint);
             continue;
         };
         if over.enabled == Some(false) {
             continue;
         }
         let Some(image) = &over.image else {
-            d.error(pos(svc_name), format!("service `{}` has no image tag in environment `{name}`", svc.name))
-                .hint = Some("add `image: {tag: ...}`, or `enabled: false` to leave the service out".into());
+            d.error(
+                pos(svc_name),
+                format!(
+                    "service `{}` has no image tag in environment `{name}`",
+                    svc.name
+                ),
+            )
+            .hint = Some(
+                "add `image: {tag: ...}`, or `enabled: false` to leave the service out".into(),
+            );
             continue;
         };
 
@@ -563,7 +643,11 @@ fn resolve_environment(
 
         // GPU and placement.
         let gpu = over.gpu.as_ref().map_or(svc.gpu_count, |g| g.count.value);
-        let explicit_pool = over.pool.as_ref().or(if gpu > 0 { None } else { defaults.pool.as_ref() });
+        let explicit_pool = over.pool.as_ref().or(if gpu > 0 {
+            None
+        } else {
+            defaults.pool.as_ref()
+        });
         let mut pool_name = explicit_pool.map(|p| p.value.clone());
         if gpu > 0 {
             let class = svc.gpu_class.as_deref();
@@ -575,9 +659,10 @@ fn resolve_environment(
             let want = class.map_or("a GPU".to_string(), |c| format!("a GPU of class `{c}`"));
             match explicit_pool {
                 Some(p) => {
-                    if let Some(info) = pools.get(p.value.as_str()) {
-                        if !fits(info) {
-                            d.error(
+                    if let Some(info) = pools.get(p.value.as_str())
+                        && !fits(info)
+                    {
+                        d.error(
                                 pos(p),
                                 format!(
                                     "service `{}` needs {want} but node pool `{}` in environment `{name}` has {}",
@@ -586,7 +671,6 @@ fn resolve_environment(
                                     info.gpu_class.map_or("no GPUs".to_string(), |c| format!("`{c}` GPUs"))
                                 ),
                             );
-                        }
                     }
                 }
                 None => match pools.iter().find(|(_, p)| fits(p)) {
@@ -607,9 +691,10 @@ fn resolve_environment(
                     }
                 },
             }
-            resources
-                .limits
-                .insert("nvidia.com/gpu".into(), QuantityValue(Quantity::parse(&gpu.to_string()).expect("integer")));
+            resources.limits.insert(
+                "nvidia.com/gpu".into(),
+                QuantityValue(Quantity::parse(&gpu.to_string()).expect("integer")),
+            );
         }
         let mut node_selector = BTreeMap::new();
         let mut tolerations = Vec::new();
@@ -626,12 +711,19 @@ fn resolve_environment(
         }
 
         // Replicas, autoscaling and disruption budget.
-        let replicas = over.replicas.as_ref().map_or(defaults.replicas.value, |r| r.value);
+        let replicas = over
+            .replicas
+            .as_ref()
+            .map_or(defaults.replicas.value, |r| r.value);
         let hpa = over.hpa.as_ref();
         let autoscaling = Autoscaling {
             enabled: hpa.and_then(|h| h.enabled).unwrap_or(svc.autoscaling),
-            min_replicas: hpa.and_then(|h| h.min_replicas.as_ref()).map_or(default_hpa_min, |v| v.value),
-            max_replicas: hpa.and_then(|h| h.max_replicas.as_ref()).map_or(default_hpa_max, |v| v.value),
+            min_replicas: hpa
+                .and_then(|h| h.min_replicas.as_ref())
+                .map_or(default_hpa_min, |v| v.value),
+            max_replicas: hpa
+                .and_then(|h| h.max_replicas.as_ref())
+                .map_or(default_hpa_max, |v| v.value),
             target_cpu_utilization_percentage: hpa
                 .and_then(|h| h.target_cpu.as_ref())
                 .map_or(default_target, |v| v.value),
@@ -650,16 +742,31 @@ fn resolve_environment(
                 );
             }
             if autoscaling.min_replicas == 0 {
-                d.error(at, format!("service `{}`: HPA minReplicas must be at least 1", svc.name));
+                d.error(
+                    at,
+                    format!("service `{}`: HPA minReplicas must be at least 1", svc.name),
+                );
             }
             if !(1..=100).contains(&autoscaling.target_cpu_utilization_percentage) {
-                d.error(at, format!("service `{}`: targetCPUUtilizationPercentage must be 1-100", svc.name));
+                d.error(
+                    at,
+                    format!(
+                        "service `{}`: targetCPUUtilizationPercentage must be 1-100",
+                        svc.name
+                    ),
+                );
             }
         }
         let pdb = over.pdb.as_ref();
-        let min_available = pdb.and_then(|p| p.min_available.as_ref()).map_or(default_pdb, |v| v.value);
+        let min_available = pdb
+            .and_then(|p| p.min_available.as_ref())
+            .map_or(default_pdb, |v| v.value);
         let mut pdb_enabled = pdb.and_then(|p| p.enabled).unwrap_or(min_available > 0);
-        let floor = if autoscaling.enabled { autoscaling.min_replicas } else { replicas };
+        let floor = if autoscaling.enabled {
+            autoscaling.min_replicas
+        } else {
+            replicas
+        };
         if pdb_enabled && min_available >= floor {
             // A budget that allows no eviction makes every node drain hang: leave it out.
             pdb_enabled = false;
@@ -680,11 +787,13 @@ fn resolve_environment(
 
         match svc.chart.source_kind {
             "HelmRepository" => {
-                helm_repos.entry(svc.chart.source_name.clone()).or_insert_with(|| HelmRepository {
-                    name: svc.chart.source_name.clone(),
-                    url: svc.source_url.clone(),
-                    interval: svc.source_interval.clone(),
-                });
+                helm_repos
+                    .entry(svc.chart.source_name.clone())
+                    .or_insert_with(|| HelmRepository {
+                        name: svc.chart.source_name.clone(),
+                        url: svc.source_url.clone(),
+                        interval: svc.source_interval.clone(),
+                    });
             }
             _ => {
                 oci_repos.insert(
@@ -729,7 +838,11 @@ fn resolve_environment(
         });
     }
     if !pdb_skipped.is_empty() {
-        let at = defaults.pdb.min_available.as_ref().map_or(Pos::default(), pos);
+        let at = defaults
+            .pdb
+            .min_available
+            .as_ref()
+            .map_or(Pos::default(), pos);
         d.warn(
             at,
             format!(
@@ -739,7 +852,11 @@ fn resolve_environment(
         )
         .hint = Some("a budget needs minAvailable below the (minimum) replica count; set `pdb: {enabled: false}` on a service to say so explicitly".into());
     }
-    let errors_after = d.out.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors_after = d
+        .out
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     if errors_after > errors_before {
         return None;
     }

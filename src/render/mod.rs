@@ -27,8 +27,13 @@ const OCI_REPOSITORY: &str = "ocirepository.yaml.j2";
 const HELM_RELEASE: &str = "helmrelease.yaml.j2";
 const KUSTOMIZATION: &str = "kustomization.yaml.j2";
 /// Every template the renderer needs.
-pub const REQUIRED_TEMPLATES: [&str; 5] =
-    [HELM_RELEASE, HELM_REPOSITORY, KUSTOMIZATION, NAMESPACE, OCI_REPOSITORY];
+pub const REQUIRED_TEMPLATES: [&str; 5] = [
+    HELM_RELEASE,
+    HELM_REPOSITORY,
+    KUSTOMIZATION,
+    NAMESPACE,
+    OCI_REPOSITORY,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -48,7 +53,9 @@ pub enum RenderError {
         environment: Option<String>,
         object: Option<String>,
     },
-    #[error("template `{TEMPLATES_DIR}/{template}` produced invalid YAML for `{path}` (line {line}, column {column}): {message}")]
+    #[error(
+        "template `{TEMPLATES_DIR}/{template}` produced invalid YAML for `{path}` (line {line}, column {column}): {message}"
+    )]
     InvalidOutput {
         template: String,
         path: String,
@@ -123,8 +130,14 @@ fn yaml_filter(value: Value) -> Result<String, minijinja::Error> {
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
 }
 
-fn template_error(e: minijinja::Error, environment: Option<&str>, object: Option<&str>) -> RenderError {
-    let mut message = e.detail().map_or_else(|| e.kind().to_string(), str::to_string);
+fn template_error(
+    e: minijinja::Error,
+    environment: Option<&str>,
+    object: Option<&str>,
+) -> RenderError {
+    let mut message = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_string);
     if e.detail().is_some() {
         message = format!("{}: {message}", e.kind());
     }
@@ -159,7 +172,9 @@ pub fn render(
         .filter(|e| only.is_empty() || only.contains(&e.name))
         .collect();
     // Environments are independent: render them on all cores, then merge in sorted order.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(envs.len().max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(envs.len().max(1));
     let chunk = envs.len().div_ceil(threads).max(1);
     let results: Vec<Result<BTreeMap<String, Vec<u8>>, RenderError>> = std::thread::scope(|s| {
         let handles: Vec<_> = envs
@@ -168,7 +183,12 @@ pub fn render(
                 s.spawn(move || {
                     let mut files = BTreeMap::new();
                     for env in part {
-                        render_environment(env, templates, bootstrapped.contains(&env.name), &mut files)?;
+                        render_environment(
+                            env,
+                            templates,
+                            bootstrapped.contains(&env.name),
+                            &mut files,
+                        )?;
                     }
                     Ok(files)
                 })
@@ -232,19 +252,34 @@ fn render_environment(
         Ok(())
     };
 
-    emit(NAMESPACE, format!("{base}/namespace.yaml"), context! { env => env_value.clone() }, None)?;
+    emit(
+        NAMESPACE,
+        format!("{base}/namespace.yaml"),
+        context! { env => env_value.clone() },
+        None,
+    )?;
 
     let mut source_files = Vec::new();
     for repo in &env.helm_repositories {
         let file = format!("{}.yaml", repo.name);
         let ctx = context! { env => env_value.clone(), repository => Value::from(Serde(repo)) };
-        emit(HELM_REPOSITORY, format!("{base}/sources/{file}"), ctx, Some(&repo.name))?;
+        emit(
+            HELM_REPOSITORY,
+            format!("{base}/sources/{file}"),
+            ctx,
+            Some(&repo.name),
+        )?;
         source_files.push(file);
     }
     for repo in &env.oci_repositories {
         let file = format!("{}.yaml", repo.name);
         let ctx = context! { env => env_value.clone(), repository => Value::from(Serde(repo)) };
-        emit(OCI_REPOSITORY, format!("{base}/sources/{file}"), ctx, Some(&repo.name))?;
+        emit(
+            OCI_REPOSITORY,
+            format!("{base}/sources/{file}"),
+            ctx,
+            Some(&repo.name),
+        )?;
         source_files.push(file);
     }
     source_files.sort();
@@ -253,7 +288,12 @@ fn render_environment(
     for release in &env.releases {
         let file = format!("{}.yaml", release.name);
         let ctx = context! { env => env_value.clone(), release => Value::from(Serde(release)) };
-        emit(HELM_RELEASE, format!("{base}/releases/{file}"), ctx, Some(&release.name))?;
+        emit(
+            HELM_RELEASE,
+            format!("{base}/releases/{file}"),
+            ctx,
+            Some(&release.name),
+        )?;
         release_files.push(file);
     }
 
@@ -267,7 +307,12 @@ fn render_environment(
         (format!("{base}/sources/kustomization.yaml"), source_files),
         (format!("{base}/releases/kustomization.yaml"), release_files),
     ] {
-        emit(KUSTOMIZATION, path, context! { env => env_value.clone(), resources => resources }, None)?;
+        emit(
+            KUSTOMIZATION,
+            path,
+            context! { env => env_value.clone(), resources => resources },
+            None,
+        )?;
     }
     Ok(())
 }

@@ -6,8 +6,15 @@ use crate::support::{Repo, run_kairo};
 fn help_shows_examples_and_exit_codes() {
     let out = run_kairo(std::path::Path::new("."), &["--help"]);
     assert_eq!(out.code, 0);
-    assert!(out.stdout.contains("kairo render --check"), "{}", out.stdout);
-    assert!(out.stdout.contains("Exit codes: 0 ok, 1 differences found (--check), 2 usage or input error."));
+    assert!(
+        out.stdout.contains("kairo render --check"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("Exit codes: 0 ok, 1 differences found (--check), 2 usage or input error.")
+    );
 }
 
 #[test]
@@ -23,7 +30,11 @@ fn usage_errors_exit_2() {
 fn completions_are_printed() {
     let out = run_kairo(std::path::Path::new("."), &["completions", "bash"]);
     assert_eq!(out.code, 0);
-    assert!(out.stdout.contains("_kairo()"), "{}", &out.stdout[..200.min(out.stdout.len())]);
+    assert!(
+        out.stdout.contains("_kairo()"),
+        "{}",
+        &out.stdout[..200.min(out.stdout.len())]
+    );
 }
 
 #[test]
@@ -32,8 +43,17 @@ fn a_missing_environments_directory_is_an_input_error() {
     std::fs::remove_dir(repo.path().join("environments")).unwrap();
     let out = repo.kairo(&["render"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("error: failed to read `"), "{}", out.stderr);
-    assert!(out.stderr.contains("hint: run kairo from the repository root, or pass `--root DIR`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error: failed to read `"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: run kairo from the repository root, or pass `--root DIR`"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -42,7 +62,12 @@ fn a_missing_template_is_named() {
     std::fs::remove_file(repo.path().join("templates/ocirepository.yaml.j2")).unwrap();
     let out = repo.kairo(&["render"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("error: missing template `templates/ocirepository.yaml.j2`"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("error: missing template `templates/ocirepository.yaml.j2`"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -51,7 +76,11 @@ fn json_logs_go_to_stderr() {
     let out = repo.kairo(&["render", "-v", "--log-format", "json", "--output", "json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     serde_json::from_str::<serde_json::Value>(&out.stdout).expect("stdout is only the JSON report");
-    let line = out.stderr.lines().find(|l| l.contains("rendered")).expect("a debug log line");
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("rendered"))
+        .expect("a debug log line");
     let log: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(log["level"], "DEBUG");
 }

@@ -22,13 +22,13 @@ fn multiplication_table() {
         ("2Gi", "1", Unit, "2Gi"),
         ("2Gi", "1.5", Unit, "3Gi"),
         ("1Gi", "1.5", Unit, "1536Mi"),
-        ("100m", "0.333", Milli, "34m"),     // 33.3m rounds up to 34m
-        ("1", "0.0001", Milli, "1m"),        // never rounds down to zero
+        ("100m", "0.333", Milli, "34m"), // 33.3m rounds up to 34m
+        ("1", "0.0001", Milli, "1m"),    // never rounds down to zero
         ("1500m", "2", Milli, "3"),
         ("100M", "1.5", Unit, "150M"),
         ("3", "1.1", Milli, "3300m"),
         ("1e3", "2", Unit, "2e3"),
-        ("1Ki", "0.5", Unit, "512"),         // below 1Ki binary prints as a plain number
+        ("1Ki", "0.5", Unit, "512"), // below 1Ki binary prints as a plain number
         ("1.5Gi", "2", Unit, "3Gi"),
         ("768Mi", "1.5", Unit, "1152Mi"),
         ("1Mi", "1.0000001", Unit, "1048577"), // 1048576.1 bytes rounds up to a whole byte
@@ -62,16 +62,27 @@ fn canonical_printing() {
 
 #[test]
 fn invalid_quantities_are_errors() {
-    for bad in ["", "abc", "1.2.3", "5Xi", "1e", "1e-", "Mi", ".", "1 Gi", "1gi", "0x10"] {
+    for bad in [
+        "", "abc", "1.2.3", "5Xi", "1e", "1e-", "Mi", ".", "1 Gi", "1gi", "0x10",
+    ] {
         assert!(
             matches!(Quantity::parse(bad), Err(QuantityError::Syntax(_))),
             "{bad:?} should be a syntax error, got {:?}",
             Quantity::parse(bad)
         );
     }
-    assert!(matches!(Quantity::parse("-1"), Err(QuantityError::Negative(_))));
-    assert!(matches!(Quantity::parse("1e40"), Err(QuantityError::Overflow(_))));
-    assert!(matches!(Quantity::parse("9999999999999999999999999999E"), Err(QuantityError::Overflow(_))));
+    assert!(matches!(
+        Quantity::parse("-1"),
+        Err(QuantityError::Negative(_))
+    ));
+    assert!(matches!(
+        Quantity::parse("1e40"),
+        Err(QuantityError::Overflow(_))
+    ));
+    assert!(matches!(
+        Quantity::parse("9999999999999999999999999999E"),
+        Err(QuantityError::Overflow(_))
+    ));
     for bad in ["0", "-1", "x", "1e3", "", "1.5Gi"] {
         assert!(Decimal::parse(bad).is_err(), "{bad:?} is not a multiplier");
     }

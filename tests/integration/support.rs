@@ -65,7 +65,10 @@ impl Repo {
         let repo = Repo {
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        copy_dir(&manifest_dir().join("templates"), &repo.path().join("templates"));
+        copy_dir(
+            &manifest_dir().join("templates"),
+            &repo.path().join("templates"),
+        );
         std::fs::create_dir_all(repo.path().join("environments")).unwrap();
         repo
     }
@@ -137,7 +140,12 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .map(|e| e.unwrap())
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             (rel, std::fs::read(e.path()).unwrap())
         })
         .collect()

@@ -6,7 +6,10 @@ use crate::support::{CATALOG, Repo, STAGING};
 fn errors(repo: &Repo) -> String {
     let out = repo.kairo(&["render"]);
     assert_eq!(out.code, 2, "stderr: {}", out.stderr);
-    assert!(!repo.exists("clusters"), "an input error must not write anything");
+    assert!(
+        !repo.exists("clusters"),
+        "an input error must not write anything"
+    );
     out.stderr
 }
 
@@ -62,9 +65,18 @@ fn wrong_type() {
 fn header_problems() {
     let repo = Repo::with_staging();
     repo.write("environments/a.yaml", "kind: Environment\n");
-    repo.write("environments/b.yaml", "apiVersion: kairo.dev/v1\nkind: Environment\n");
-    repo.write("environments/c.yaml", "apiVersion: kairo.dev/v1alpha1\nkind: Enviroment\n");
-    repo.write("environments/d.yaml", "apiVersion: kairo.dev/v1alpha1\nkind: [oops\n");
+    repo.write(
+        "environments/b.yaml",
+        "apiVersion: kairo.dev/v1\nkind: Environment\n",
+    );
+    repo.write(
+        "environments/c.yaml",
+        "apiVersion: kairo.dev/v1alpha1\nkind: Enviroment\n",
+    );
+    repo.write(
+        "environments/d.yaml",
+        "apiVersion: kairo.dev/v1alpha1\nkind: [oops\n",
+    );
     insta::assert_snapshot!(errors(&repo));
 }
 
@@ -154,7 +166,12 @@ fn problems_in_several_files_are_reported_together() {
         "environments/services.yaml",
         &CATALOG.replace("autoscaling: true", "autoscale: true"),
     );
-    repo.write("environments/production.yaml", &STAGING.replace("name: staging", "name: production").replace("tag: \"1.0.0\"", "tag: \"\""));
+    repo.write(
+        "environments/production.yaml",
+        &STAGING
+            .replace("name: staging", "name: production")
+            .replace("tag: \"1.0.0\"", "tag: \"\""),
+    );
     let stderr = errors(&repo);
     assert!(stderr.contains("environments/services.yaml:"), "{stderr}");
     assert!(stderr.contains("environments/production.yaml:"), "{stderr}");
