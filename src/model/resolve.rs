@@ -214,6 +214,8 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
     }
     environments.sort_by(|a, b| a.name.cmp(&b.name));
 
+    // Problems read top to bottom, file by file.
+    out.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     if out.iter().any(|d| d.severity == Severity::Error) {
         return Err(ModelError::Invalid(out));
     }
@@ -268,6 +270,21 @@ fn resolve_catalog<'a>(
     for (name, source) in &spec.sources.0 {
         if d.label("source name", name) {
             sources.insert(name.value.clone(), source);
+        }
+        if let Some(interval) = &source.interval
+            && !is_flux_duration(&interval.value)
+        {
+            d.error(
+                pos(interval),
+                format!(
+                    "interval `{}` is not a duration Flux accepts",
+                    interval.value
+                ),
+            )
+            .hint = Some(
+                "use Go duration units `h`, `m`, `s` or `ms`, such as `1h`, `10m` or `1h30m`"
+                    .into(),
+            );
         }
         let url = &source.url.value;
         let scheme_ok = match source.kind {
@@ -349,7 +366,9 @@ fn resolve_catalog<'a>(
             SourceKind::Helm => ("HelmRepository", svc.chart.source.value.clone(), None),
             SourceKind::Oci => (
                 "OCIRepository",
-                format!("{}-{}", svc.chart.source.value, chart_name),
+                // One OCIRepository per service: its `ref.semver` is the service's version range,
+                // so two services sharing a chart must not share the object.
+                format!("{}-{}", svc.chart.source.value, name.value),
                 Some(format!(
                     "{}/{}",
                     source.url.value.trim_end_matches('/'),
@@ -389,6 +408,36 @@ fn resolve_catalog<'a>(
         );
     }
     Catalog { file, services }
+}
+
+/// Flux's interval pattern: `^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`.
+fn is_flux_duration(s: &str) -> bool {
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let int = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if int == 0 {
+            return false;
+        }
+        rest = &rest[int..];
+        if let Some(after) = rest.strip_prefix('.') {
+            let frac = after.bytes().take_while(u8::is_ascii_digit).count();
+            if frac == 0 {
+                return false;
+            }
+            rest = &after[frac..];
+        }
+        rest = match ["ms", "s", "m", "h"]
+            .iter()
+            .find_map(|u| rest.strip_prefix(u))
+        {
+            Some(r) => r,
+            None => return false,
+        };
+    }
+    true
 }
 
 /// The reason `s` is not an image repository without tag or digest.
@@ -875,4 +924,17 @@ fn resolve_environment(
         oci_repositories: oci_repos.into_values().collect(),
         releases,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flux_durations() {
+        for ok in ["1h", "10m", "1h30m", "1.5h", "500ms", "30s"] {
+            assert!(super::is_flux_duration(ok), "{ok}");
+        }
+        for bad in ["", "1d", "90", "h", "1.h", "1 h", "-1h"] {
+            assert!(!super::is_flux_duration(bad), "{bad}");
+        }
+    }
 }

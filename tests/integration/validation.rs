@@ -194,3 +194,21 @@ fn json_output_carries_positions() {
     assert_eq!(e["column"], 20);
     assert_eq!(e["severity"], "error");
 }
+
+#[test]
+fn catalog_problems() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/services.yaml",
+        &CATALOG
+            .replace(
+                "url: https://charts.example.com",
+                "url: charts.example.com\n      interval: 1d",
+            )
+            .replace(
+                "source: charts}\n      image: {repository: ghcr.io/acme/worker}",
+                "source: chrats}\n      image: {repository: ghcr.io/acme/Worker:2}",
+            ),
+    );
+    insta::assert_snapshot!(errors(&repo));
+}
