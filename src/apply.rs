@@ -90,6 +90,8 @@ pub enum ApplyError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Output(#[from] crate::render::RenderError),
     #[error("`{path}` line {line} is not a `sha256  path` record line")]
     Record { path: PathBuf, line: usize },
 }
@@ -176,10 +178,10 @@ fn plan_environment(
     let old = read_record(root, &env_dir)?;
     let mut plan = Plan::default();
     let mut record = String::new();
-    let mut wanted: BTreeMap<String, Vec<u8>> = desired
+    let mut wanted: BTreeMap<&str, &[u8]> = desired
         .range(prefix.clone()..)
         .take_while(|(p, _)| p.starts_with(&prefix))
-        .map(|(p, b)| (p.clone(), b.clone()))
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
         .collect();
     for (path, bytes) in &wanted {
         let rel = &path[prefix.len()..];
@@ -188,11 +190,16 @@ fn plan_environment(
         record.push_str(rel);
         record.push('\n');
     }
-    wanted.insert(format!("{env_dir}/{RECORD}"), record.into_bytes());
     let record_path = format!("{env_dir}/{RECORD}");
+    wanted.insert(&record_path, record.as_bytes());
 
     for (path, bytes) in wanted {
-        match read_if_exists(&root.join(&path))? {
+        let disk = read_if_exists(&root.join(path))?;
+        if disk.as_deref() != Some(bytes) && path != record_path {
+            crate::render::check_output(path, bytes)?;
+        }
+        let path = path.to_string();
+        match disk {
             Some(disk) if disk == bytes => plan.unchanged += 1,
             Some(disk) => {
                 let ours =
@@ -210,14 +217,14 @@ fn plan_environment(
                     path: path.clone(),
                     action: Action::Update,
                 });
-                plan.writes.insert(path, bytes);
+                plan.writes.insert(path, bytes.to_vec());
             }
             None => {
                 plan.changes.push(Change {
                     path: path.clone(),
                     action: Action::Create,
                 });
-                plan.writes.insert(path, bytes);
+                plan.writes.insert(path, bytes.to_vec());
             }
         }
     }
@@ -269,35 +276,17 @@ pub fn plan(
         }
     }
     envs.sort();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(envs.len().max(1));
-    let chunk = envs.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<Vec<Plan>, ApplyError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = envs
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|env| plan_environment(root, env, &rendered.files, force))
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("plan thread panicked"))
-            .collect()
+    let parts = crate::par::map(&envs, |env| {
+        plan_environment(root, env, &rendered.files, force)
     });
     let mut plan = Plan::default();
     for part in parts {
-        for p in part? {
-            plan.changes.extend(p.changes);
-            plan.conflicts.extend(p.conflicts);
-            plan.unchanged += p.unchanged;
-            plan.writes.extend(p.writes);
-            plan.prune_dirs.extend(p.prune_dirs);
-        }
+        let p = part?;
+        plan.changes.extend(p.changes);
+        plan.conflicts.extend(p.conflicts);
+        plan.unchanged += p.unchanged;
+        plan.writes.extend(p.writes);
+        plan.prune_dirs.extend(p.prune_dirs);
     }
     // Environments that are gone entirely lose their record too.
     for env in &envs {
@@ -329,7 +318,13 @@ impl Plan {
         );
         let (records, files): (Vec<_>, Vec<_>) =
             self.writes.iter().partition(|(p, _)| p.ends_with(RECORD));
-        for (path, bytes) in files.into_iter().chain(records) {
+        // Files first (in parallel: this is system-call bound), records once they are all there.
+        for result in crate::par::map(&files, |(path, bytes)| {
+            write_atomic(&root.join(path), bytes)
+        }) {
+            result?;
+        }
+        for (path, bytes) in records {
             write_atomic(&root.join(path), bytes)?;
         }
         for change in self.changes.iter().filter(|c| c.action == Action::Delete) {

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod cli;
 mod commands;
 pub mod model;
+mod par;
 pub mod render;
 pub mod yaml;
 

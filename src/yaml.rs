@@ -62,6 +62,10 @@ fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
         with_snippet: false,
+        // A plain scalar such as the git-hash tag `5e57483` reads as an overflowing float when
+        // its type is inferred (while skipping a value); it must not be an error there. Typed
+        // string fields always receive the text as written.
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
     }
 }
 
@@ -79,9 +83,21 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     })
 }
 
-/// Whether `text` is one well-formed YAML document (used to check template output).
+/// Whether `text` is well-formed YAML (used to check template output). This runs the parser
+/// without building values: a full deserialization costs several times more, and the render
+/// of a large repository checks tens of thousands of files.
 pub fn check_syntax(text: &str) -> Result<(), YamlError> {
-    from_str::<serde::de::IgnoredAny>(text).map(|_| ())
+    for event in serde_saphyr::granit_parser::Parser::new_from_str(text) {
+        if let Err(e) = event {
+            return Err(YamlError {
+                line: e.marker().line() as u64,
+                column: e.marker().col() as u64 + 1,
+                message: e.info(),
+                unknown_key: None,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Serializes `value` as block YAML without a document marker or trailing newline.
@@ -94,4 +110,26 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String, String> {
         out.pop();
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct T {
+        tag: Spanned<String>,
+    }
+
+    #[test]
+    fn number_like_plain_scalars_stay_text() {
+        for text in [
+            "5e57483", "1234567", "1e5", "0755", "12e45", "1.0", "true", "0x1F", ".inf", "1_000",
+        ] {
+            let t: T =
+                from_str(&format!("tag: {text}\n")).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            assert_eq!(t.tag.value, text);
+            from_str::<serde::de::IgnoredAny>(&format!("tag: {text}\n")).unwrap();
+        }
+    }
 }

@@ -16,14 +16,74 @@ pub const API_VERSION: &str = "kairo.dev/v1alpha1";
 pub const KIND_CATALOG: &str = "ServiceCatalog";
 pub const KIND_ENVIRONMENT: &str = "Environment";
 
-/// The first two keys of every input file, read before the rest to choose the schema.
-#[derive(Deserialize)]
-pub struct Header {
-    #[serde(rename = "apiVersion")]
+/// One input file, read in a single pass: `kind` selects the schema of `spec`.
+///
+/// When `spec` comes before `kind` (legal, if unusual), the spec is skipped here and the caller
+/// reads the file a second time as a `Document<S>` of the right type.
+pub struct File {
     pub api_version: Option<Spanned<String>>,
     pub kind: Option<Spanned<String>>,
+    pub metadata: Option<Metadata>,
+    pub spec: Option<AnySpec>,
 }
 
+pub enum AnySpec {
+    Catalog(Box<CatalogSpec>),
+    Environment(Box<EnvironmentSpec>),
+    /// Not read: the kind was unknown (or not yet known) when `spec` came.
+    Skipped,
+}
+
+const FILE_KEYS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+
+impl<'de> Deserialize<'de> for File {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = File;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping with `apiVersion`, `kind`, `metadata` and `spec`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<File, A::Error> {
+                let mut file = File {
+                    api_version: None,
+                    kind: None,
+                    metadata: None,
+                    spec: None,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "apiVersion" => file.api_version = Some(map.next_value()?),
+                        "kind" => file.kind = Some(map.next_value()?),
+                        "metadata" => file.metadata = Some(map.next_value()?),
+                        "spec" => {
+                            let api_ok = file
+                                .api_version
+                                .as_ref()
+                                .is_some_and(|v| v.value == API_VERSION);
+                            let kind = file.kind.as_ref().map(|k| k.value.as_str());
+                            file.spec = Some(match kind {
+                                Some(KIND_CATALOG) if api_ok => AnySpec::Catalog(map.next_value()?),
+                                Some(KIND_ENVIRONMENT) if api_ok => {
+                                    AnySpec::Environment(map.next_value()?)
+                                }
+                                _ => {
+                                    map.next_value::<de::IgnoredAny>()?;
+                                    AnySpec::Skipped
+                                }
+                            });
+                        }
+                        other => return Err(de::Error::unknown_field(other, FILE_KEYS)),
+                    }
+                }
+                Ok(file)
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+/// A whole file of a known kind; used only when `spec` precedes `kind`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Document<S> {

@@ -98,62 +98,95 @@ struct Catalog<'a> {
     services: BTreeMap<String, CatalogService>,
 }
 
+enum Parsed {
+    Catalog(raw::Metadata, Box<raw::CatalogSpec>),
+    Environment(raw::Metadata, Box<raw::EnvironmentSpec>),
+    Invalid,
+}
+
+/// Reads one file; its `kind` selects the schema of `spec`.
+fn parse_file(file: &SourceFile, out: &mut Vec<Diagnostic>) -> Parsed {
+    let mut d = Diags { file, out };
+    let top = Pos { line: 1, column: 1 };
+    let parsed: raw::File = match yaml::from_str(&file.text) {
+        Ok(f) => f,
+        Err(e) => {
+            d.yaml(e);
+            return Parsed::Invalid;
+        }
+    };
+    match &parsed.api_version {
+        None => {
+            d.error(top, "missing `apiVersion`").hint =
+                Some(format!("start the file with `apiVersion: {API_VERSION}`"));
+            return Parsed::Invalid;
+        }
+        Some(v) if v.value != API_VERSION => {
+            d.error(pos(v), format!("unsupported apiVersion `{}`", v.value))
+                .hint = Some(format!("this version of kairo reads `{API_VERSION}`"));
+            return Parsed::Invalid;
+        }
+        Some(_) => {}
+    }
+    let kinds = [KIND_CATALOG, KIND_ENVIRONMENT];
+    let kind = match &parsed.kind {
+        Some(k) if kinds.contains(&k.value.as_str()) => k.value.as_str(),
+        Some(k) => {
+            let mut hint = String::new();
+            if let Some(best) = did_you_mean(&k.value, kinds) {
+                hint = format!("did you mean `{best}`? ");
+            }
+            hint.push_str(&format!("kinds: {}", backticked(kinds)));
+            d.error(pos(k), format!("unknown kind `{}`", k.value)).hint = Some(hint);
+            return Parsed::Invalid;
+        }
+        None => {
+            d.error(top, "missing `kind`").hint = Some(format!("kinds: {}", backticked(kinds)));
+            return Parsed::Invalid;
+        }
+    };
+    let Some(metadata) = parsed.metadata else {
+        d.error(top, "missing `metadata`").hint = Some("add `metadata: {name: ...}`".into());
+        return Parsed::Invalid;
+    };
+    match parsed.spec {
+        Some(raw::AnySpec::Catalog(spec)) => Parsed::Catalog(metadata, spec),
+        Some(raw::AnySpec::Environment(spec)) => Parsed::Environment(metadata, spec),
+        Some(raw::AnySpec::Skipped) => {
+            // `spec` came before `kind`: read the file again with the schema now known.
+            let result = match kind {
+                KIND_CATALOG => yaml::from_str::<raw::Document<raw::CatalogSpec>>(&file.text)
+                    .map(|doc| Parsed::Catalog(doc.metadata, Box::new(doc.spec))),
+                _ => yaml::from_str::<raw::Document<raw::EnvironmentSpec>>(&file.text)
+                    .map(|doc| Parsed::Environment(doc.metadata, Box::new(doc.spec))),
+            };
+            result.unwrap_or_else(|e| {
+                d.yaml(e);
+                Parsed::Invalid
+            })
+        }
+        None => {
+            d.error(top, "missing `spec`").hint =
+                Some(format!("a `{kind}` file describes itself under `spec:`"));
+            Parsed::Invalid
+        }
+    }
+}
+
 pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
     let mut out = Vec::new();
     let mut catalogs = Vec::new();
     let mut envs = Vec::new();
-    for file in files {
-        let mut d = Diags {
-            file,
-            out: &mut out,
-        };
-        let header: raw::Header = match yaml::from_str(&file.text) {
-            Ok(h) => h,
-            Err(e) => {
-                d.yaml(e);
-                continue;
-            }
-        };
-        match &header.api_version {
-            None => {
-                d.error(Pos { line: 1, column: 1 }, "missing `apiVersion`")
-                    .hint = Some(format!("start the file with `apiVersion: {API_VERSION}`"));
-                continue;
-            }
-            Some(v) if v.value != API_VERSION => {
-                d.error(pos(v), format!("unsupported apiVersion `{}`", v.value))
-                    .hint = Some(format!("this version of kairo reads `{API_VERSION}`"));
-                continue;
-            }
-            Some(_) => {}
-        }
-        let kinds = [KIND_CATALOG, KIND_ENVIRONMENT];
-        match header.kind.as_ref().map(|k| k.value.as_str()) {
-            Some(KIND_CATALOG) => {
-                match yaml::from_str::<raw::Document<raw::CatalogSpec>>(&file.text) {
-                    Ok(doc) => catalogs.push((file, doc)),
-                    Err(e) => d.yaml(e),
-                }
-            }
-            Some(KIND_ENVIRONMENT) => {
-                match yaml::from_str::<raw::Document<raw::EnvironmentSpec>>(&file.text) {
-                    Ok(doc) => envs.push((file, doc)),
-                    Err(e) => d.yaml(e),
-                }
-            }
-            Some(other) => {
-                let k = header.kind.as_ref().expect("matched Some");
-                let mut hint = String::new();
-                if let Some(best) = did_you_mean(other, kinds) {
-                    hint = format!("did you mean `{best}`? ");
-                }
-                hint.push_str(&format!("kinds: {}", backticked(kinds)));
-                d.error(pos(k), format!("unknown kind `{other}`")).hint = Some(hint);
-            }
-            None => {
-                d.error(Pos { line: 1, column: 1 }, "missing `kind`").hint =
-                    Some(format!("kinds: {}", backticked(kinds)));
-            }
+    let parsed = crate::par::map(files, |file| {
+        let mut diags = Vec::new();
+        (parse_file(file, &mut diags), diags)
+    });
+    for (file, (doc, diags)) in files.iter().zip(parsed) {
+        out.extend(diags);
+        match doc {
+            Parsed::Catalog(metadata, spec) => catalogs.push((file, metadata, spec)),
+            Parsed::Environment(metadata, spec) => envs.push((file, metadata, spec)),
+            Parsed::Invalid => {}
         }
     }
 
@@ -174,27 +207,27 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
             }
             None
         }
-        [(file, doc), rest @ ..] => {
-            for (other, doc) in rest {
+        [(file, _, spec), rest @ ..] => {
+            for (other, metadata, _) in rest {
                 Diags {
                     file: other,
                     out: &mut out,
                 }
-                .error(pos(&doc.metadata.name), "a second `ServiceCatalog`")
+                .error(pos(&metadata.name), "a second `ServiceCatalog`")
                 .hint = Some(format!("services are already defined in `{}`", file.path));
             }
-            Some(resolve_catalog(file, &doc.spec, &mut out))
+            Some(resolve_catalog(file, spec, &mut out))
         }
     };
 
-    let mut environments = Vec::new();
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
-    for (file, doc) in &envs {
+    let mut unique = Vec::new();
+    for (file, metadata, spec) in &envs {
         let mut d = Diags {
             file,
             out: &mut out,
         };
-        let name = &doc.metadata.name;
+        let name = &metadata.name;
         if !d.label("environment name", name) {
             continue;
         }
@@ -206,11 +239,18 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
             .hint = Some(format!("it is also defined in `{first}`"));
             continue;
         }
-        if let Some(env) =
-            resolve_environment(file, &name.value, &doc.spec, catalog.as_ref(), &mut out)
-        {
-            environments.push(env);
-        }
+        unique.push((*file, name, spec));
+    }
+    // Environments are independent once the catalog is known.
+    let resolved = crate::par::map(&unique, |(file, name, spec)| {
+        let mut diags = Vec::new();
+        let env = resolve_environment(file, &name.value, spec, catalog.as_ref(), &mut diags);
+        (env, diags)
+    });
+    let mut environments = Vec::new();
+    for (env, diags) in resolved {
+        out.extend(diags);
+        environments.extend(env);
     }
     environments.sort_by(|a, b| a.name.cmp(&b.name));
 

@@ -212,3 +212,31 @@ fn catalog_problems() {
     );
     insta::assert_snapshot!(errors(&repo));
 }
+
+#[test]
+fn spec_before_kind_is_read_and_top_level_typos_are_named() {
+    let repo = Repo::with_staging();
+    // Same file with `spec` first: still read (with the schema chosen afterwards).
+    let (head, spec) = STAGING.split_at(STAGING.find("spec:").unwrap());
+    repo.write("environments/staging.yaml", &format!("{spec}{head}"));
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        repo.read("clusters/staging/releases/web.yaml")
+            .contains("tag: \"1.0.0\"")
+    );
+
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace("metadata:", "metdata:"),
+    );
+    let stderr = errors(&repo);
+    assert!(stderr.contains("error: unknown key `metdata`"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "did you mean `metadata`? allowed keys here: `apiVersion`, `kind`, `metadata`, `spec`"
+        ),
+        "{stderr}"
+    );
+}

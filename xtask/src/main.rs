@@ -1,1 +1,122 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//! Plain Rust instead of shell scripts, so it runs wherever cargo does.
+
+mod bench;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test                             fmt, clippy, tests and `kairo render --check`, as CI runs them
+  golden                           rewrite tests/golden/*/expected/ from the current renderer
+  bench [--envs N] [--services M]  time kairo on a synthetic repository (default 50 x 500)";
+
+pub type Result<T = (), E = String> = std::result::Result<T, E>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") if args.len() == 1 => test(),
+        Some("golden") if args.len() == 1 => golden(),
+        Some("bench") => bench::Options::parse(&args[1..]).and_then(|o| bench::run(&o)),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: this crate lives in `<root>/xtask`.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// A cargo command run from the workspace root, with the cargo that started us when known.
+pub fn cargo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(args).current_dir(root());
+    cmd
+}
+
+/// Announces and runs one step with inherited output; an error names the step.
+pub fn step(name: &str, cmd: &mut Command) -> Result {
+    eprintln!("==> {name}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("step `{name}`: cannot start {:?}: {e}", cmd.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("step `{name}` failed ({status})"))
+    }
+}
+
+fn succeeds_quietly(mut cmd: Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// What CI runs, in order, stopping at the first failure.
+fn test() -> Result {
+    if !succeeds_quietly(cargo(&["fmt", "--version"]))
+        || !succeeds_quietly(cargo(&["clippy", "--version"]))
+    {
+        step(
+            "install rustfmt and clippy",
+            Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]),
+        )?;
+    }
+    step(
+        "format: cargo fmt --check",
+        &mut cargo(&["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "lint: cargo clippy -D warnings",
+        &mut cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step("tests: cargo test", &mut cargo(&["test", "--workspace"]))?;
+    step(
+        "clusters/ up to date: kairo render --check",
+        &mut cargo(&["run", "--quiet", "--", "render", "--check"]),
+    )?;
+    eprintln!("==> all steps passed");
+    Ok(())
+}
+
+/// Rewrites the expected trees of the golden tests (the test does it when the variable is set).
+fn golden() -> Result {
+    step(
+        "update golden files: cargo test --test integration golden",
+        cargo(&["test", "--test", "integration", "golden"]).env("KAIRO_UPDATE_GOLDEN", "1"),
+    )?;
+    println!(
+        "tests/golden/*/expected/ rewritten: review the changes (`git diff --stat tests/golden`) before committing them"
+    );
+    Ok(())
+}
