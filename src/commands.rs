@@ -180,6 +180,10 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
         );
         return Outcome::Failed;
     }
+    // The process is about to exit: freeing tens of thousands of rendered files one by one
+    // would only add to the wall time.
+    std::mem::forget(rendered);
+    std::mem::forget(model);
     if args.check && !plan.is_clean() {
         eprintln!(
             "error: {} file(s) in {CLUSTERS_DIR}/ are out of date\n  hint: run `kairo render` and commit the result",

@@ -264,43 +264,49 @@ fn render_environment(
         None,
     )?;
 
-    let mut source_files = Vec::new();
-    for (i, repo) in env.helm_repositories.iter().enumerate() {
-        let file = format!("{}.yaml", repo.name);
-        let ctx = context! { env => env_value.clone(), repository => item("helmRepositories", i)? };
-        emit(
+    // (template, list in `env`, context name, directory, object names) for each kind of object.
+    let helm: Vec<&str> = env
+        .helm_repositories
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    let oci: Vec<&str> = env
+        .oci_repositories
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    let releases: Vec<&str> = env.releases.iter().map(|r| r.name.as_str()).collect();
+    let mut listed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (template, list, var, dir, names) in [
+        (
             HELM_REPOSITORY,
-            format!("{base}/sources/{file}"),
-            ctx,
-            Some(&repo.name),
-        )?;
-        source_files.push(file);
-    }
-    for (i, repo) in env.oci_repositories.iter().enumerate() {
-        let file = format!("{}.yaml", repo.name);
-        let ctx = context! { env => env_value.clone(), repository => item("ociRepositories", i)? };
-        emit(
+            "helmRepositories",
+            "repository",
+            "sources",
+            &helm,
+        ),
+        (
             OCI_REPOSITORY,
-            format!("{base}/sources/{file}"),
-            ctx,
-            Some(&repo.name),
-        )?;
-        source_files.push(file);
+            "ociRepositories",
+            "repository",
+            "sources",
+            &oci,
+        ),
+        (HELM_RELEASE, "releases", "release", "releases", &releases),
+    ] {
+        for (i, name) in names.iter().enumerate() {
+            let file = format!("{name}.yaml");
+            let ctx = Value::from(BTreeMap::from([
+                ("env", env_value.clone()),
+                (var, item(list, i)?),
+            ]));
+            emit(template, format!("{base}/{dir}/{file}"), ctx, Some(name))?;
+            listed.entry(dir).or_default().push(file);
+        }
     }
+    let mut source_files = listed.remove("sources").unwrap_or_default();
     source_files.sort();
-
-    let mut release_files = Vec::new();
-    for (i, release) in env.releases.iter().enumerate() {
-        let file = format!("{}.yaml", release.name);
-        let ctx = context! { env => env_value.clone(), release => item("releases", i)? };
-        emit(
-            HELM_RELEASE,
-            format!("{base}/releases/{file}"),
-            ctx,
-            Some(&release.name),
-        )?;
-        release_files.push(file);
-    }
+    let release_files = listed.remove("releases").unwrap_or_default();
 
     let mut root = Vec::new();
     if bootstrapped {

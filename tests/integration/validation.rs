@@ -13,22 +13,12 @@ fn errors(repo: &Repo) -> String {
     out.stderr
 }
 
-fn env_with(services_and_more: &str) -> String {
-    format!(
-        r#"apiVersion: kairo.dev/v1alpha1
-kind: Environment
-metadata:
-  name: staging
-spec:
-  namespace: acme-staging
-  branch: staging
-  cluster: acme-staging
-  defaults:
-    replicas: 2
-    hpa: {{minReplicas: 2, maxReplicas: 4}}
-    pdb: {{minAvailable: 1}}
-{services_and_more}"#
-    )
+/// The staging environment with its `services:` section replaced by `rest`.
+fn env_with(rest: &str) -> String {
+    let head = &STAGING[..STAGING
+        .find("  services:\n")
+        .expect("STAGING lists services")];
+    format!("{head}{rest}")
 }
 
 #[test]
