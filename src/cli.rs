@@ -10,9 +10,11 @@ Examples:
   kairo render --check              exit 1 and list files that are out of date (CI)
   kairo render --env staging        render one environment
   kairo render --output json        machine-readable summary on stdout
+  kairo diff --base origin/main     what a branch changes, object by object
+  kairo diff --base origin/main --output markdown > comment.md
   kairo completions bash > /etc/bash_completion.d/kairo
 
-Exit codes: 0 ok, 1 differences found (--check), 2 usage or input error.";
+Exit codes: 0 ok, 1 differences found (render --check, diff), 2 usage or input error.";
 
 #[derive(Debug, Parser)]
 #[command(name = "kairo", version, about = "Typed environments rendered into a Flux GitOps repository", after_help = EXAMPLES)]
@@ -40,6 +42,8 @@ pub struct Cli {
 pub enum Command {
     /// Render environments/ through templates/ into clusters/<env>/.
     Render(RenderArgs),
+    /// Show what a change does to the rendered objects (renders both sides in memory).
+    Diff(DiffArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -61,6 +65,32 @@ pub struct RenderArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The revision to compare against (branch, tag, commit).
+    #[arg(long, default_value = "HEAD", value_name = "REV")]
+    pub base: String,
+    /// The revision with the change. Default: the working tree.
+    #[arg(long, value_name = "REV")]
+    pub head: Option<String>,
+    /// Only this environment (repeatable). Default: all.
+    #[arg(long = "env", value_name = "NAME")]
+    pub envs: Vec<String>,
+    /// Field-level summaries only, no unified diffs.
+    #[arg(long)]
+    pub summary: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub output: DiffFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Markdown,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,13 +9,14 @@ use serde::Serialize;
 
 use crate::Outcome;
 use crate::apply::{self, Conflict, ConflictReason, Plan};
-use crate::cli::{Cli, Command, OutputFormat, RenderArgs};
+use crate::cli::{Cli, Command, DiffArgs, DiffFormat, OutputFormat, RenderArgs};
 use crate::model::{self, Diagnostic, ModelError, Severity};
 use crate::render::{self, CLUSTERS_DIR, FLUX_SYSTEM_DIR, Templates};
 
 pub fn dispatch(cli: Cli) -> Outcome {
     match cli.command {
         Command::Render(args) => render_command(&cli.root, &args),
+        Command::Diff(args) => diff_command(&cli.root, &args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "kairo", &mut std::io::stdout());
@@ -233,4 +234,51 @@ fn print_text(plan: &Plan, environments: &[String], check: bool, applied: bool) 
         count(apply::Action::Delete),
         plan.unchanged
     );
+}
+
+fn diff_command(root: &Path, args: &DiffArgs) -> Outcome {
+    use crate::diff::{self, DiffError, Side};
+    let sides = Side::from_revision(root, &args.base).and_then(|base| {
+        let head = match &args.head {
+            Some(rev) => Side::from_revision(root, rev)?,
+            None => Side::from_worktree(root)?,
+        };
+        Ok((base, head))
+    });
+    let result = match sides.and_then(|(base, head)| diff::diff(&base, &head, &args.envs)) {
+        Ok(r) => r,
+        Err(DiffError::Model { side, diagnostics }) => {
+            print_diagnostics(&diagnostics);
+            eprintln!("error: the environments at {side} are invalid; nothing to compare");
+            return Outcome::Failed;
+        }
+        Err(e @ DiffError::Git(crate::git::GitError::UnknownRevision(_))) => {
+            report(
+                &e,
+                Some(
+                    "pass a branch, tag or commit that exists here, e.g. `--base origin/main` after `git fetch`",
+                ),
+            );
+            return Outcome::Failed;
+        }
+        Err(e) => {
+            report(&e, None);
+            return Outcome::Failed;
+        }
+    };
+    let text = match args.output {
+        DiffFormat::Text => {
+            use std::io::IsTerminal;
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            diff::render_text(&result, args.summary, color)
+        }
+        DiffFormat::Markdown => diff::render_markdown(&result, args.summary),
+        DiffFormat::Json => diff::render_json(&result),
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    if result.has_differences() {
+        Outcome::Differences
+    } else {
+        Outcome::Clean
+    }
 }

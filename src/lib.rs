@@ -6,6 +6,8 @@
 pub mod apply;
 pub mod cli;
 mod commands;
+pub mod diff;
+pub mod git;
 pub mod model;
 mod par;
 pub mod render;

@@ -165,6 +165,13 @@ pub enum ModelError {
 /// The directory under the root holding the input files.
 pub const ENVIRONMENTS_DIR: &str = "environments";
 
+/// Whether a file name in `environments/` is an input file (`*.yaml`, `*.yml`, not hidden).
+pub fn is_input_file(name: &str) -> bool {
+    (name.ends_with(".yaml") || name.ends_with(".yml"))
+        && !name.starts_with('.')
+        && !name.contains('/')
+}
+
 /// Reads every `*.yaml`/`*.yml` file in `<root>/environments/` (sorted) and builds the model.
 pub fn load(root: &Path) -> Result<Model, ModelError> {
     let dir = root.join(ENVIRONMENTS_DIR);
@@ -179,7 +186,7 @@ pub fn load(root: &Path) -> Result<Model, ModelError> {
             source,
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.ends_with(".yaml") || name.ends_with(".yml")) || name.starts_with('.') {
+        if !is_input_file(&name) || !entry.path().is_file() {
             continue;
         }
         let path = entry.path();

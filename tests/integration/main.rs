@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod diff;
 mod golden;
 mod quantity;
 mod render;
