@@ -10,11 +10,12 @@ Examples:
   kairo render --check              exit 1 and list files that are out of date (CI)
   kairo render --env staging        render one environment
   kairo render --output json        machine-readable summary on stdout
+  kairo check                       evaluate policies/ (Rego) on the rendered objects
   kairo diff --base origin/main     what a branch changes, object by object
   kairo diff --base origin/main --output markdown > comment.md
   kairo completions bash > /etc/bash_completion.d/kairo
 
-Exit codes: 0 ok, 1 differences found (render --check, diff), 2 usage or input error.";
+Exit codes: 0 ok, 1 differences or violations found (render --check, diff, check), 2 usage or input error.";
 
 #[derive(Debug, Parser)]
 #[command(name = "kairo", version, about = "Typed environments rendered into a Flux GitOps repository", after_help = EXAMPLES)]
@@ -42,6 +43,8 @@ pub struct Cli {
 pub enum Command {
     /// Render environments/ through templates/ into clusters/<env>/.
     Render(RenderArgs),
+    /// Evaluate the Rego policies in policies/ on every rendered object.
+    Check(CheckArgs),
     /// Show what a change does to the rendered objects (renders both sides in memory).
     Diff(DiffArgs),
     /// Print a shell completion script.
@@ -62,6 +65,25 @@ pub struct RenderArgs {
     /// Overwrite generated files that were edited by hand, and files kairo did not generate.
     #[arg(long)]
     pub force: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Do not evaluate policies/ before writing.
+    #[arg(long)]
+    pub no_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Only this environment (repeatable). Default: all.
+    #[arg(long = "env", value_name = "NAME")]
+    pub envs: Vec<String>,
+    /// Rego package(s) whose deny/violation/warn rules are evaluated (conftest's --namespace).
+    #[arg(long = "namespace", value_name = "PACKAGE", default_value = "main")]
+    pub namespaces: Vec<String>,
+    /// Exit 1 on warnings too.
+    #[arg(long)]
+    pub fail_on_warn: bool,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

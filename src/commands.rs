@@ -9,14 +9,16 @@ use serde::Serialize;
 
 use crate::Outcome;
 use crate::apply::{self, Conflict, ConflictReason, Plan};
-use crate::cli::{Cli, Command, DiffArgs, DiffFormat, OutputFormat, RenderArgs};
+use crate::cli::{CheckArgs, Cli, Command, DiffArgs, DiffFormat, OutputFormat, RenderArgs};
 use crate::model::{self, Diagnostic, ModelError, Severity};
+use crate::policy;
 use crate::render::{self, CLUSTERS_DIR, FLUX_SYSTEM_DIR, Templates};
 
 pub fn dispatch(cli: Cli) -> Outcome {
     match cli.command {
         Command::Render(args) => render_command(&cli.root, &args),
         Command::Diff(args) => diff_command(&cli.root, &args),
+        Command::Check(args) => check_command(&cli.root, &args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "kairo", &mut std::io::stdout());
@@ -68,7 +70,13 @@ fn emit_json<T: Serialize>(value: &T) {
     let _ = writeln!(out);
 }
 
-fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
+/// Loads the model and templates from disk and renders `envs` (all when empty). Problems are
+/// printed here; `Err` carries the outcome to return.
+fn load_and_render(
+    root: &Path,
+    envs: &[String],
+    json: bool,
+) -> Result<(model::Model, render::Rendered), Outcome> {
     let started = std::time::Instant::now();
     let model = match model::load(root) {
         Ok(m) => m,
@@ -79,24 +87,24 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
                 .filter(|d| d.severity == Severity::Error)
                 .count();
             eprintln!("error: {errors} problem(s) in environment files; nothing was written");
-            if args.output == OutputFormat::Json {
+            if json {
                 emit_json(&ErrorReport { errors: &diags });
             }
-            return Outcome::Failed;
+            return Err(Outcome::Failed);
         }
         Err(e) => {
             report(
                 &e,
                 Some("run kairo from the repository root, or pass `--root DIR`"),
             );
-            return Outcome::Failed;
+            return Err(Outcome::Failed);
         }
     };
     print_diagnostics(&model.warnings);
     tracing::debug!(environments = model.environments.len(), elapsed = ?started.elapsed(), "model loaded");
 
     let known: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
-    for env in &args.envs {
+    for env in envs {
         if !known.contains(&env.as_str()) {
             eprintln!(
                 "error: unknown environment `{env}`\n  hint: environments: {}",
@@ -106,7 +114,7 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            return Outcome::Failed;
+            return Err(Outcome::Failed);
         }
     }
 
@@ -114,7 +122,7 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
         Ok(t) => t,
         Err(e) => {
             report(&e, None);
-            return Outcome::Failed;
+            return Err(Outcome::Failed);
         }
     };
     let bootstrapped: BTreeSet<String> = known
@@ -127,14 +135,95 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
         })
         .map(|e| e.to_string())
         .collect();
-    let rendered = match render::render(&model, &templates, &args.envs, &bootstrapped) {
+    let rendered = match render::render(&model, &templates, envs, &bootstrapped) {
         Ok(r) => r,
         Err(e) => {
             report(&e, Some("nothing was written"));
-            return Outcome::Failed;
+            return Err(Outcome::Failed);
         }
     };
     tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered");
+    Ok((model, rendered))
+}
+
+/// Runs the policies on a render; prints findings (text on stderr when `quiet_stdout`).
+/// `Ok(true)` when a deny fired (or a warning, with `fail_on_warn`).
+fn run_policies(
+    root: &Path,
+    model: &model::Model,
+    rendered: &render::Rendered,
+    namespaces: &[String],
+) -> Result<Vec<policy::Finding>, Outcome> {
+    let policies = match policy::Policies::load(root, namespaces) {
+        Ok(p) => p,
+        Err(e) => {
+            report(&e, None);
+            return Err(Outcome::Failed);
+        }
+    };
+    policies.check(model, rendered).map_err(|e| {
+        report(&e, None);
+        Outcome::Failed
+    })
+}
+
+fn check_command(root: &Path, args: &CheckArgs) -> Outcome {
+    let (model, rendered) =
+        match load_and_render(root, &args.envs, args.output == OutputFormat::Json) {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
+        };
+    let findings = match run_policies(root, &model, &rendered, &args.namespaces) {
+        Ok(f) => f,
+        Err(outcome) => return outcome,
+    };
+    match args.output {
+        OutputFormat::Json => emit_json(&serde_json::json!({
+            "objects": rendered.files.len(),
+            "findings": findings,
+        })),
+        OutputFormat::Text => {
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(policy::render_text(&findings, rendered.files.len()).as_bytes());
+        }
+    }
+    let fails = findings
+        .iter()
+        .any(|f| f.severity == policy::Severity::Deny || args.fail_on_warn);
+    if fails {
+        Outcome::Differences
+    } else {
+        Outcome::Clean
+    }
+}
+
+fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
+    let started = std::time::Instant::now();
+    let (model, rendered) =
+        match load_and_render(root, &args.envs, args.output == OutputFormat::Json) {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
+        };
+    if !args.no_check {
+        let findings = match run_policies(root, &model, &rendered, &["main".to_string()]) {
+            Ok(f) => f,
+            Err(outcome) => return outcome,
+        };
+        if !findings.is_empty() {
+            eprint!("{}", policy::render_text(&findings, rendered.files.len()));
+        }
+        if findings
+            .iter()
+            .any(|f| f.severity == policy::Severity::Deny)
+        {
+            eprintln!(
+                "error: policies in `{}/` deny this render; nothing was written\n  hint: fix the environments, or pass `--no-check` to render anyway",
+                policy::POLICIES_DIR
+            );
+            return Outcome::Differences;
+        }
+    }
 
     let plan = match apply::plan(root, &rendered, args.envs.is_empty(), args.force) {
         Ok(p) => p,

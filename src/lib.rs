@@ -10,6 +10,7 @@ pub mod diff;
 pub mod git;
 pub mod model;
 mod par;
+pub mod policy;
 pub mod render;
 pub mod yaml;
 

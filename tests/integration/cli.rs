@@ -13,7 +13,7 @@ fn help_shows_examples_and_exit_codes() {
     );
     assert!(
         out.stdout
-            .contains("Exit codes: 0 ok, 1 differences found (render --check, diff), 2 usage or input error.")
+            .contains("Exit codes: 0 ok, 1 differences or violations found (render --check, diff, check), 2 usage or input error.")
     );
 }
 

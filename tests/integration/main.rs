@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod diff;
 mod golden;
+mod policy;
 mod quantity;
 mod render;
 mod validation;
