@@ -21,6 +21,9 @@ use sha2::{Digest, Sha256};
 
 use crate::render::{CLUSTERS_DIR, FLUX_SYSTEM_DIR, Rendered};
 
+/// Name prefix of the temporary files that atomic writes rename into place.
+const TEMP_PREFIX: &str = ".kairo-tmp-";
+
 /// The record of generated files, inside each `clusters/<env>/`.
 pub const RECORD: &str = ".kairo-generated.sha256";
 
@@ -55,6 +58,8 @@ pub enum ConflictReason {
     HandEdited,
     /// Exists, but kairo did not generate it.
     NotGenerated,
+    /// An environment that no longer exists, where Flux is still bootstrapped.
+    RemovedEnvironment,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,6 +79,15 @@ pub struct Plan {
     /// Directories (relative) that become empty once the plan's deletions are done.
     #[serde(skip)]
     prune_dirs: BTreeSet<String>,
+    /// Records to write before anything else: old and new hashes of every touched file.
+    #[serde(skip)]
+    interim: BTreeMap<String, Vec<u8>>,
+    /// `clusters/<env>` of environments that no longer exist.
+    #[serde(skip)]
+    removed_envs: BTreeSet<String>,
+    /// Leftover temporary files of an interrupted apply, removed by the next one.
+    #[serde(skip)]
+    stale_temps: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,8 +106,35 @@ pub enum ApplyError {
     },
     #[error(transparent)]
     Output(#[from] crate::render::RenderError),
+    #[error("`{}` is a symbolic link; kairo does not write through links", .path.display())]
+    Symlink { path: PathBuf },
     #[error("`{path}` line {line} is not a `sha256  path` record line")]
     Record { path: PathBuf, line: usize },
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Refuses when `rel` (a directory below `root`) or one of its parents below `root` is a link.
+fn check_no_symlink(
+    root: &Path,
+    rel: &str,
+    checked: &mut BTreeSet<String>,
+) -> Result<(), ApplyError> {
+    let mut prefix = String::new();
+    for part in rel.split('/') {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if checked.insert(prefix.clone()) && is_symlink(&root.join(&prefix)) {
+            return Err(ApplyError::Symlink {
+                path: root.join(&prefix),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -117,14 +158,20 @@ fn safe_relative(p: &str) -> bool {
         && p != RECORD
 }
 
-fn read_record(root: &Path, env_dir: &str) -> Result<BTreeMap<String, String>, ApplyError> {
+/// The record: path -> hashes kairo wrote there. A path has two hashes only in the interim
+/// record written while an apply is in progress (old and new content are both kairo's).
+type Record = BTreeMap<String, Vec<String>>;
+
+fn read_record(root: &Path, env_dir: &str) -> Result<(Record, String), ApplyError> {
     let path = root.join(env_dir).join(RECORD);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => return Err(ApplyError::Read { path, source }),
+    let text = match read_if_exists(&path)? {
+        Some(bytes) => String::from_utf8(bytes).map_err(|_| ApplyError::Record {
+            path: path.clone(),
+            line: 0,
+        })?,
+        None => return Ok((BTreeMap::new(), String::new())),
     };
-    let mut record = BTreeMap::new();
+    let mut record: Record = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let Some((hash, rel)) = line.split_once("  ") else {
             return Err(ApplyError::Record { path, line: i + 1 });
@@ -132,16 +179,38 @@ fn read_record(root: &Path, env_dir: &str) -> Result<BTreeMap<String, String>, A
         if hash.len() != 64 || !safe_relative(rel) {
             return Err(ApplyError::Record { path, line: i + 1 });
         }
-        record.insert(format!("{env_dir}/{rel}"), hash.to_string());
+        record
+            .entry(format!("{env_dir}/{rel}"))
+            .or_insert_with(Vec::new)
+            .push(hash.to_string());
     }
-    Ok(record)
+    Ok((record, text))
 }
 
+/// Reads a file kairo may own. A symbolic link is refused rather than followed: kairo must not
+/// read, write or delete anything outside the directories it generates.
 fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, ApplyError> {
-    match std::fs::read(path) {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let read = options.open(path).and_then(|mut f| {
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    match read {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => Ok(Some(Vec::new())),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) || is_symlink(path) => {
+            Err(ApplyError::Symlink {
+                path: path.to_path_buf(),
+            })
+        }
         Err(source) => Err(ApplyError::Read {
             path: path.to_path_buf(),
             source,
@@ -159,7 +228,8 @@ pub fn recorded_environments(root: &Path) -> Result<BTreeSet<String>, ApplyError
         Err(source) => return Err(ApplyError::Read { path: dir, source }),
     };
     for entry in entries.flatten() {
-        if entry.path().join(RECORD).is_file() {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && entry.path().join(RECORD).is_file() {
             out.insert(entry.file_name().to_string_lossy().into_owned());
         }
     }
@@ -171,71 +241,92 @@ fn plan_environment(
     root: &Path,
     env: &str,
     desired: &BTreeMap<String, Vec<u8>>,
+    removed: bool,
     force: bool,
 ) -> Result<Plan, ApplyError> {
     let env_dir = format!("{CLUSTERS_DIR}/{env}");
     let prefix = format!("{env_dir}/");
-    let old = read_record(root, &env_dir)?;
+    let mut checked = BTreeSet::new();
+    check_no_symlink(root, &env_dir, &mut checked)?;
+    let (old, old_text) = read_record(root, &env_dir)?;
     let mut plan = Plan::default();
+    if removed && root.join(&env_dir).join(FLUX_SYSTEM_DIR).exists() && !force {
+        // Flux is bootstrapped there: deleting the releases would make Flux prune every workload.
+        plan.conflicts.push(Conflict {
+            path: env_dir,
+            reason: ConflictReason::RemovedEnvironment,
+        });
+        return Ok(plan);
+    }
     let mut record = String::new();
     let mut wanted: BTreeMap<&str, &[u8]> = desired
         .range(prefix.clone()..)
         .take_while(|(p, _)| p.starts_with(&prefix))
         .map(|(p, b)| (p.as_str(), b.as_slice()))
         .collect();
+    // While an apply is in progress, the record lists old and new hashes of every file it
+    // touches, so an interrupted apply leaves nothing that looks hand-edited.
+    let mut interim = old_text;
     for (path, bytes) in &wanted {
         let rel = &path[prefix.len()..];
-        record.push_str(&sha256_hex(bytes));
-        record.push_str("  ");
-        record.push_str(rel);
-        record.push('\n');
+        let line = format!("{}  {rel}\n", sha256_hex(bytes));
+        record.push_str(&line);
+        interim.push_str(&line);
     }
     let record_path = format!("{env_dir}/{RECORD}");
-    wanted.insert(&record_path, record.as_bytes());
+    let ours = |path: &str, disk: &[u8]| {
+        old.get(path)
+            .is_some_and(|hashes| hashes.contains(&sha256_hex(disk)))
+    };
+    if !removed {
+        wanted.insert(&record_path, record.as_bytes());
+    }
 
     for (path, bytes) in wanted {
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            check_no_symlink(root, dir, &mut checked)?;
+        }
         let disk = read_if_exists(&root.join(path))?;
         if disk.as_deref() != Some(bytes) && path != record_path {
             crate::render::check_output(path, bytes)?;
         }
-        let path = path.to_string();
-        match disk {
-            Some(disk) if disk == bytes => plan.unchanged += 1,
-            Some(disk) => {
-                let ours =
-                    path == record_path || old.get(&path).is_some_and(|h| *h == sha256_hex(&disk));
-                if !ours && !force {
-                    let reason = if old.contains_key(&path) {
-                        ConflictReason::HandEdited
-                    } else {
-                        ConflictReason::NotGenerated
-                    };
-                    plan.conflicts.push(Conflict { path, reason });
-                    continue;
-                }
-                plan.changes.push(Change {
-                    path: path.clone(),
-                    action: Action::Update,
-                });
-                plan.writes.insert(path, bytes.to_vec());
+        let action = match &disk {
+            Some(disk) if disk == bytes => {
+                plan.unchanged += 1;
+                continue;
             }
-            None => {
-                plan.changes.push(Change {
-                    path: path.clone(),
-                    action: Action::Create,
+            Some(disk) if path != record_path && !ours(path, disk) && !force => {
+                let reason = if old.contains_key(path) {
+                    ConflictReason::HandEdited
+                } else {
+                    ConflictReason::NotGenerated
+                };
+                plan.conflicts.push(Conflict {
+                    path: path.to_string(),
+                    reason,
                 });
-                plan.writes.insert(path, bytes.to_vec());
+                continue;
             }
-        }
+            Some(_) => Action::Update,
+            None => Action::Create,
+        };
+        plan.changes.push(Change {
+            path: path.to_string(),
+            action,
+        });
+        plan.writes.insert(path.to_string(), bytes.to_vec());
     }
-    for (path, hash) in &old {
+    for path in old.keys() {
         if desired.contains_key(path) {
             continue;
+        }
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            check_no_symlink(root, dir, &mut checked)?;
         }
         let Some(disk) = read_if_exists(&root.join(path))? else {
             continue;
         };
-        if sha256_hex(&disk) != *hash && !force {
+        if !ours(path, &disk) && !force {
             plan.conflicts.push(Conflict {
                 path: path.clone(),
                 reason: ConflictReason::HandEdited,
@@ -254,6 +345,27 @@ fn plan_environment(
             }
             plan.prune_dirs.insert(d_str);
             dir = d.parent();
+        }
+    }
+    if removed && (!old.is_empty() || root.join(&record_path).exists()) {
+        plan.changes.push(Change {
+            path: record_path.clone(),
+            action: Action::Delete,
+        });
+        plan.removed_envs.insert(env_dir);
+    }
+    if !plan.changes.is_empty() && !removed {
+        plan.interim.insert(record_path, interim.into_bytes());
+    }
+    // Temporary files of an apply that was killed mid-write.
+    for dir in &checked {
+        if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(TEMP_PREFIX) && entry.file_type().is_ok_and(|t| t.is_file()) {
+                    plan.stale_temps.push(format!("{dir}/{name}"));
+                }
+            }
         }
     }
     Ok(plan)
@@ -277,7 +389,8 @@ pub fn plan(
     }
     envs.sort();
     let parts = crate::par::map(&envs, |env| {
-        plan_environment(root, env, &rendered.files, force)
+        let removed = !rendered.environments.contains(env);
+        plan_environment(root, env, &rendered.files, removed, force)
     });
     let mut plan = Plan::default();
     for part in parts {
@@ -287,18 +400,9 @@ pub fn plan(
         plan.unchanged += p.unchanged;
         plan.writes.extend(p.writes);
         plan.prune_dirs.extend(p.prune_dirs);
-    }
-    // Environments that are gone entirely lose their record too.
-    for env in &envs {
-        if !rendered.environments.contains(env) {
-            let record = format!("{CLUSTERS_DIR}/{env}/{RECORD}");
-            plan.writes.remove(&record);
-            plan.changes.retain(|c| c.path != record);
-            plan.changes.push(Change {
-                path: record,
-                action: Action::Delete,
-            });
-        }
+        plan.interim.extend(p.interim);
+        plan.removed_envs.extend(p.removed_envs);
+        plan.stale_temps.extend(p.stale_temps);
     }
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
     plan.conflicts.sort_by(|a, b| a.path.cmp(&b.path));
@@ -310,43 +414,66 @@ impl Plan {
         self.changes.is_empty() && self.conflicts.is_empty()
     }
 
+    /// Whether applying would touch the disk (changes, or leftovers of an interrupted apply).
+    pub fn needs_apply(&self) -> bool {
+        !self.changes.is_empty() || !self.stale_temps.is_empty()
+    }
+
     /// Performs the plan. Refuses (does nothing) when there are conflicts.
+    ///
+    /// Order matters for interrupted applies: interim records (old and new hashes), then files,
+    /// then deletions, then final records; a removed environment's record goes last.
     pub fn apply(&self, root: &Path) -> Result<(), ApplyError> {
         assert!(
             self.conflicts.is_empty(),
             "apply called on a plan with conflicts"
         );
+        for (path, bytes) in &self.interim {
+            write_atomic(&root.join(path), bytes)?;
+        }
         let (records, files): (Vec<_>, Vec<_>) =
             self.writes.iter().partition(|(p, _)| p.ends_with(RECORD));
-        // Files first (in parallel: this is system-call bound), records once they are all there.
+        // In parallel: writing many small files is system-call bound.
         for result in crate::par::map(&files, |(path, bytes)| {
             write_atomic(&root.join(path), bytes)
         }) {
             result?;
         }
-        for (path, bytes) in records {
-            write_atomic(&root.join(path), bytes)?;
-        }
-        for change in self.changes.iter().filter(|c| c.action == Action::Delete) {
-            let path = root.join(&change.path);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(ApplyError::Write { path, source }),
-            }
+        let remove = |path: &str| match std::fs::remove_file(root.join(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ApplyError::Write {
+                path: root.join(path),
+                source,
+            }),
+        };
+        let is_record = |c: &&Change| c.path.ends_with(RECORD);
+        for change in self
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete && !is_record(c))
+        {
+            remove(&change.path)?;
         }
         // Deepest first; a directory that still holds anything (ours or not) stays.
         for dir in self.prune_dirs.iter().rev() {
             let _ = std::fs::remove_dir(root.join(dir));
         }
+        for (path, bytes) in records {
+            write_atomic(&root.join(path), bytes)?;
+        }
         for change in self
             .changes
             .iter()
-            .filter(|c| c.path.ends_with(RECORD) && c.action == Action::Delete)
+            .filter(|c| c.action == Action::Delete && is_record(c))
         {
-            if let Some(parent) = Path::new(&change.path).parent() {
-                let _ = std::fs::remove_dir(root.join(parent));
-            }
+            remove(&change.path)?;
+        }
+        for env_dir in &self.removed_envs {
+            let _ = std::fs::remove_dir(root.join(env_dir));
+        }
+        for temp in &self.stale_temps {
+            let _ = std::fs::remove_file(root.join(temp));
         }
         Ok(())
     }
@@ -362,7 +489,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
     let dir = path.parent().expect("a file path has a parent");
     std::fs::create_dir_all(dir).map_err(err)?;
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".kairo-tmp-");
+    builder.prefix(TEMP_PREFIX);
     // Generated files are ordinary repository files, not private ones (tempfile defaults to 0600).
     #[cfg(unix)]
     {

@@ -15,7 +15,7 @@ Examples:
   kairo diff --base origin/main --output markdown > comment.md
   kairo completions bash > /etc/bash_completion.d/kairo
 
-Exit codes: 0 ok, 1 differences or violations found (render --check, diff, check), 2 usage or input error.";
+Exit codes: 0 ok, 1 differences or violations found, 2 usage or input error.";
 
 #[derive(Debug, Parser)]
 #[command(name = "kairo", version, about = "Typed environments rendered into a Flux GitOps repository", after_help = EXAMPLES)]

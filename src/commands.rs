@@ -236,7 +236,7 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
 
     let refuse = !args.check && !plan.conflicts.is_empty();
     let mut applied = false;
-    if !args.check && !refuse && !plan.changes.is_empty() {
+    if !args.check && !refuse && plan.needs_apply() {
         if let Err(e) = plan.apply(root) {
             report(
                 &e,
@@ -288,6 +288,9 @@ fn conflict_text(reason: ConflictReason) -> &'static str {
     match reason {
         ConflictReason::HandEdited => "it was edited by hand after kairo generated it",
         ConflictReason::NotGenerated => "it exists but kairo did not generate it",
+        ConflictReason::RemovedEnvironment => {
+            "its environment is no longer defined, but Flux is bootstrapped there (flux-system/); removing its releases would make Flux delete every workload"
+        }
     }
 }
 

@@ -40,6 +40,8 @@ pub enum PolicyError {
         column: u64,
         message: String,
     },
+    #[error(transparent)]
+    Output(#[from] Box<crate::render::RenderError>),
     #[error("evaluating `{path}` on `{object}`: {message}")]
     Eval {
         path: String,
@@ -194,8 +196,13 @@ impl Policies {
 
     /// Evaluates every policy file on every rendered object of the given environments.
     pub fn check(&self, model: &Model, rendered: &Rendered) -> Result<Vec<Finding>, PolicyError> {
+        if self.files.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Convert every object and its context once; each policy file then evaluates them all.
         let mut objects = Vec::new();
         for (path, bytes) in &rendered.files {
+            crate::render::check_output(path, bytes).map_err(Box::new)?;
             let env_name = path.split('/').nth(1).unwrap_or_default();
             let Some(env) = model.environment(env_name) else {
                 continue;
@@ -206,7 +213,7 @@ impl Policies {
                 object: path.clone(),
                 message: e.message,
             })?;
-            objects.push((path.as_str(), env, object));
+            objects.push(Prepared::new(path, env, &object, &self.data)?);
         }
         let results = crate::par::map(&self.files, |file| self.check_file(file, &objects));
         let mut findings = Vec::new();
@@ -220,7 +227,7 @@ impl Policies {
     fn check_file(
         &self,
         file: &PolicyFile,
-        objects: &[(&str, &Environment, Value)],
+        objects: &[Prepared],
     ) -> Result<Vec<Finding>, PolicyError> {
         let eval_error = |object: &str, e: &dyn std::fmt::Display| PolicyError::Eval {
             path: file.path.clone(),
@@ -234,36 +241,16 @@ impl Policies {
                 .map_err(|e| eval_error("", &e))?;
         }
         let mut findings = Vec::new();
-        for (path, env, object) in objects {
-            let kind = object["kind"].as_str().unwrap_or_default();
-            let name = object["metadata"]["name"].as_str().unwrap_or_default();
-            let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
-            let label = if namespace.is_empty() {
-                format!("{kind} {name}")
-            } else {
-                format!("{kind} {namespace}/{name}")
-            };
-            let service = (kind == "HelmRelease")
-                .then(|| env.releases.iter().find(|r| r.name == name))
-                .flatten();
-            let mut data = self.data.clone();
-            data["kairo"] = serde_json::json!({
-                "environment": {
-                    "name": env.name, "namespace": env.namespace, "branch": env.branch,
-                    "cluster": env.cluster, "resourceMultiplier": env.resource_multiplier,
-                },
-                "service": service,
-            });
-            let to_regorus = |v: &Value| regorus::Value::from_json_str(&v.to_string());
+        for object in objects {
             engine.clear_data();
             engine
-                .add_data(to_regorus(&data).map_err(|e| eval_error(&label, &e))?)
-                .map_err(|e| eval_error(&label, &e))?;
-            engine.set_input(to_regorus(object).map_err(|e| eval_error(&label, &e))?);
+                .add_data(object.data.clone())
+                .map_err(|e| eval_error(&object.label, &e))?;
+            engine.set_input(object.input.clone());
             for ns in &self.namespaces {
                 let results = engine
                     .eval_query(format!("data.{ns}"), false)
-                    .map_err(|e| eval_error(&label, &e))?;
+                    .map_err(|e| eval_error(&object.label, &e))?;
                 let Some(value) = results
                     .result
                     .into_iter()
@@ -283,9 +270,9 @@ impl Policies {
                     for message in messages_of(&messages) {
                         findings.push(Finding {
                             severity,
-                            environment: env.name.clone(),
-                            object: label.clone(),
-                            path: path.to_string(),
+                            environment: object.environment.clone(),
+                            object: object.label.clone(),
+                            path: object.path.clone(),
                             policy: file.path.clone(),
                             rule: rule.clone(),
                             message,
@@ -295,6 +282,60 @@ impl Policies {
             }
         }
         Ok(findings)
+    }
+}
+
+/// One rendered object, converted for the policy engine.
+struct Prepared {
+    path: String,
+    environment: String,
+    /// `HelmRelease kai-system/api-server`
+    label: String,
+    input: regorus::Value,
+    /// The policies' data documents plus `kairo` (environment and service).
+    data: regorus::Value,
+}
+
+impl Prepared {
+    fn new(
+        path: &str,
+        env: &Environment,
+        object: &Value,
+        base: &Value,
+    ) -> Result<Prepared, PolicyError> {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+        let label = if namespace.is_empty() {
+            format!("{kind} {name}")
+        } else {
+            format!("{kind} {namespace}/{name}")
+        };
+        let service = (kind == "HelmRelease")
+            .then(|| env.releases.iter().find(|r| r.name == name))
+            .flatten();
+        let mut data = base.clone();
+        data["kairo"] = serde_json::json!({
+            "environment": {
+                "name": env.name, "namespace": env.namespace, "branch": env.branch,
+                "cluster": env.cluster, "resourceMultiplier": env.resource_multiplier,
+            },
+            "service": service,
+        });
+        let convert = |v: &Value| {
+            regorus::Value::from_json_str(&v.to_string()).map_err(|e| PolicyError::Eval {
+                path: path.to_string(),
+                object: label.clone(),
+                message: e.to_string(),
+            })
+        };
+        Ok(Prepared {
+            path: path.to_string(),
+            environment: env.name.clone(),
+            input: convert(object)?,
+            data: convert(&data)?,
+            label,
+        })
     }
 }
 

@@ -12,8 +12,9 @@ fn help_shows_examples_and_exit_codes() {
         out.stdout
     );
     assert!(
-        out.stdout
-            .contains("Exit codes: 0 ok, 1 differences or violations found (render --check, diff, check), 2 usage or input error.")
+        out.stdout.contains(
+            "Exit codes: 0 ok, 1 differences or violations found, 2 usage or input error."
+        )
     );
 }
 

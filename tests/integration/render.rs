@@ -461,3 +461,121 @@ fn gpu_placement_multiplier_and_overrides() {
 "#
     );
 }
+
+#[test]
+fn symbolic_links_are_never_written_through() {
+    let outside = tempfile::tempdir().unwrap();
+    let repo = Repo::with_staging();
+    render_ok(&repo, &[]);
+    // A link to another environment's directory is not an environment.
+    std::os::unix::fs::symlink("staging", repo.path().join("clusters/staging-alias")).unwrap();
+    let stdout = render_ok(&repo, &[]);
+    assert!(
+        stdout.contains("0 created, 0 changed, 0 deleted, 7 unchanged"),
+        "{stdout}"
+    );
+    assert!(repo.exists(WEB));
+    std::fs::remove_file(repo.path().join("clusters/staging-alias")).unwrap();
+
+    // A generated directory replaced by a link to somewhere else.
+    std::fs::remove_dir_all(repo.path().join("clusters/staging/releases")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path(),
+        repo.path().join("clusters/staging/releases"),
+    )
+    .unwrap();
+    let out = repo.kairo(&["render", "--force"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("releases` is a symbolic link; kairo does not write through links"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+}
+
+#[test]
+fn a_removed_environment_where_flux_is_bootstrapped_is_kept_until_forced() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/production.yaml",
+        &STAGING.replace("name: staging", "name: production"),
+    );
+    repo.write("clusters/production/flux-system/gotk-sync.yaml", "# flux\n");
+    render_ok(&repo, &[]);
+    std::fs::remove_file(repo.path().join("environments/production.yaml")).unwrap();
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("refusing to overwrite `clusters/production`: its environment is no longer defined, but Flux is bootstrapped there"), "{}", out.stderr);
+    assert!(repo.exists("clusters/production/releases/web.yaml"));
+    render_ok(&repo, &["--force"]);
+    assert!(!repo.exists("clusters/production/releases"));
+    assert_eq!(
+        repo.read("clusters/production/flux-system/gotk-sync.yaml"),
+        "# flux\n"
+    );
+}
+
+/// Kills `kairo render` at different moments; whatever it left behind, the next render
+/// completes it, and a later change applies without false "edited by hand" conflicts.
+#[test]
+fn an_interrupted_render_is_completed_by_the_next() {
+    let services = |tag: &str, count: usize| -> String {
+        (0..count)
+            .map(|i| format!("    web-{i:03}: {{image: {{tag: \"{tag}\"}}}}\n"))
+            .collect()
+    };
+    let catalog = |count: usize| -> String {
+        let entries: String = (0..count)
+            .map(|i| format!("    web-{i:03}:\n      chart: {{name: web, version: \"1.0.0\", source: charts}}\n      image: {{repository: ghcr.io/acme/web}}\n"))
+            .collect();
+        format!(
+            "{}{entries}",
+            &CATALOG[..CATALOG.find("  services:\n").unwrap() + "  services:\n".len()]
+        )
+    };
+    let env = |tag: &str, count: usize| {
+        format!(
+            "{}{}",
+            &STAGING[..STAGING.find("    web:\n").unwrap()],
+            services(tag, count)
+        )
+    };
+    let expected = Repo::new();
+    expected.write("environments/services.yaml", &catalog(300));
+    expected.write("environments/staging.yaml", &env("2.0.0", 200));
+    render_ok(&expected, &[]);
+
+    for delay_ms in [2u64, 5, 10, 20, 40, 80] {
+        let repo = Repo::new();
+        repo.write("environments/services.yaml", &catalog(300));
+        repo.write("environments/staging.yaml", &env("1.0.0", 300));
+        render_ok(&repo, &[]);
+        repo.write("environments/staging.yaml", &env("2.0.0", 200));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kairo"))
+            .args(["render", "--root"])
+            .arg(repo.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // As if the kill had landed in the middle of a write.
+        repo.write("clusters/staging/releases/.kairo-tmp-AbC123", "partial");
+        render_ok(&repo, &[]);
+        assert_eq!(
+            tree(&repo.path().join("clusters")),
+            tree(&expected.path().join("clusters")),
+            "killed after {delay_ms} ms"
+        );
+        repo.write("environments/staging.yaml", &env("3.0.0", 150));
+        render_ok(&repo, &[]);
+    }
+}
