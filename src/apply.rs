@@ -181,7 +181,7 @@ fn read_record(root: &Path, env_dir: &str) -> Result<(Record, String), ApplyErro
         }
         record
             .entry(format!("{env_dir}/{rel}"))
-            .or_insert_with(Vec::new)
+            .or_default()
             .push(hash.to_string());
     }
     Ok((record, text))
