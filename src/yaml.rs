@@ -36,6 +36,10 @@ fn describe(e: &serde_saphyr::Error) -> (String, Option<(String, Vec<&'static st
         ),
         E::DuplicateMappingKey { key: Some(k), .. } => (format!("duplicate key `{k}`"), None),
         E::DuplicateMappingKey { key: None, .. } => ("duplicate key".to_string(), None),
+        E::MultipleDocuments { .. } => (
+            "more than one YAML document (`---`) in one file; each file holds one".to_string(),
+            None,
+        ),
         E::InvalidScalar { ty, .. } => {
             let what = match *ty {
                 "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number that is not negative",

@@ -180,6 +180,7 @@ pub fn load(root: &Path) -> Result<Model, ModelError> {
         source,
     })?;
     let mut files = Vec::new();
+    let mut not_text = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| ModelError::Io {
             path: dir.clone(),
@@ -190,17 +191,33 @@ pub fn load(root: &Path) -> Result<Model, ModelError> {
             continue;
         }
         let path = entry.path();
-        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
             path: path.clone(),
             source,
         })?;
-        files.push(SourceFile {
-            path: format!("{ENVIRONMENTS_DIR}/{name}"),
-            text,
-        });
+        let rel = format!("{ENVIRONMENTS_DIR}/{name}");
+        match String::from_utf8(bytes) {
+            Ok(text) => files.push(SourceFile { path: rel, text }),
+            Err(_) => not_text.push(Diagnostic {
+                severity: Severity::Error,
+                file: rel,
+                line: 0,
+                column: 0,
+                message: "the file is not UTF-8 text".into(),
+                hint: Some("save it as UTF-8".into()),
+                snippet: None,
+            }),
+        }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Model::from_files(&files)
+    match (Model::from_files(&files), not_text.is_empty()) {
+        (result, true) => result,
+        (Err(ModelError::Invalid(mut diags)), false) => {
+            not_text.append(&mut diags);
+            Err(ModelError::Invalid(not_text))
+        }
+        (_, false) => Err(ModelError::Invalid(not_text)),
+    }
 }
 
 impl Model {

@@ -24,6 +24,54 @@ pub fn dns_label_problem(s: &str) -> Option<String> {
     None
 }
 
+/// The reason `s` is not a Kubernetes label value (or taint value): at most 63 characters,
+/// alphanumerics with `-`, `_` and `.` inside; may be empty.
+pub fn label_value_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return None;
+    }
+    if s.len() > 63 {
+        return Some(format!("is {} characters long; the limit is 63", s.len()));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Some(format!("contains `{c}`"));
+    }
+    if !s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Some("must start and end with a letter or digit".into());
+    }
+    None
+}
+
+/// The reason `s` is not a Kubernetes label key (or taint key): an optional DNS-subdomain
+/// prefix and `/`, then a name like a non-empty label value.
+pub fn label_key_problem(s: &str) -> Option<String> {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    if let Some(prefix) = prefix {
+        let valid = !prefix.is_empty()
+            && prefix.len() <= 253
+            && prefix
+                .split('.')
+                .all(|part| dns_label_problem(part).is_none());
+        if !valid {
+            return Some(format!(
+                "has an invalid prefix `{prefix}` (a DNS subdomain such as `example.com`)"
+            ));
+        }
+    }
+    if name.is_empty() {
+        return Some("has an empty name".into());
+    }
+    label_value_problem(name)
+}
+
 /// The reason `s` is not an OCI tag (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`).
 pub fn oci_tag_problem(s: &str) -> Option<String> {
     if s.is_empty() {
@@ -94,6 +142,24 @@ mod tests {
         assert!(dns_label_problem("Api").is_some());
         assert!(dns_label_problem(&"a".repeat(64)).is_some());
         assert!(dns_label_problem("-a").is_some());
+    }
+
+    #[test]
+    fn label_keys_and_values() {
+        for ok in [
+            "node-type",
+            "nvidia.com/gpu",
+            "kubernetes.io/arch",
+            "a.b_c-d",
+        ] {
+            assert_eq!(label_key_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "/x", "Bad_Prefix/x", "x/", "-x", "a b", &"x".repeat(64)] {
+            assert!(label_key_problem(bad).is_some(), "{bad}");
+        }
+        assert_eq!(label_value_problem(""), None);
+        assert!(label_value_problem("a b").is_some());
+        assert!(label_value_problem("-a").is_some());
     }
 
     #[test]

@@ -155,11 +155,12 @@ impl<'de> Deserialize<'de> for Scalar {
                 Ok(Scalar(v.to_string()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
-                // Rust prints the shortest text that reads back as the same float: `1.5`, `0.1`.
                 Ok(Scalar(v.to_string()))
             }
         }
-        deserializer.deserialize_any(V)
+        // Asking for a string gets the scalar's text as written (`0x10`, `2e3`, `1_000` stay
+        // themselves), so a quantity is parsed by Kubernetes' rules, never YAML's number rules.
+        deserializer.deserialize_string(V)
     }
 }
 

@@ -1,9 +1,12 @@
 //! Raw documents -> resolved model, collecting every problem with its position.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::diag::{Diagnostic, Pos, Severity, SourceFile};
-use super::names::{did_you_mean, digest_problem, dns_label_problem, oci_tag_problem};
+use super::names::{
+    did_you_mean, digest_problem, dns_label_problem, label_key_problem, label_value_problem,
+    oci_tag_problem,
+};
 use super::quantity::{Decimal, Granularity, Quantity};
 use super::raw::{self, API_VERSION, KIND_CATALOG, KIND_ENVIRONMENT, SourceKind};
 use super::{
@@ -96,7 +99,14 @@ struct CatalogService {
 struct Catalog<'a> {
     file: &'a SourceFile,
     services: BTreeMap<String, CatalogService>,
+    /// Declared but invalid: environments naming them get no second, misleading error.
+    rejected: BTreeSet<String>,
 }
+
+/// Helm limits release names (and so service names) to 53 characters.
+const MAX_SERVICE_NAME: usize = 53;
+/// `releases/kustomization.yaml` is kairo's own file.
+const RESERVED_SERVICE_NAMES: [&str; 1] = ["kustomization"];
 
 enum Parsed {
     Catalog(raw::Metadata, Box<raw::CatalogSpec>),
@@ -343,10 +353,35 @@ fn resolve_catalog<'a>(
         }
     }
     let mut services = BTreeMap::new();
+    let mut rejected = BTreeSet::new();
+    // Source object name -> the service (or `source:<name>`) that defines it.
+    let mut source_objects: BTreeMap<String, String> = sources
+        .keys()
+        .map(|k| (k.clone(), format!("source `{k}`")))
+        .collect();
     for (name, svc) in &spec.services.0 {
-        let valid_name = d.label("service name", name);
+        let mut valid_name = d.label("service name", name);
+        if valid_name && name.value.len() > MAX_SERVICE_NAME {
+            d.error(
+                pos(name),
+                format!("service name `{}` is {} characters long; Helm release names are limited to {MAX_SERVICE_NAME}", name.value, name.value.len()),
+            );
+            valid_name = false;
+        }
+        if RESERVED_SERVICE_NAMES.contains(&name.value.as_str()) {
+            d.error(
+                pos(name),
+                format!(
+                    "`{}` is reserved for kairo's own files; choose another service name",
+                    name.value
+                ),
+            );
+            valid_name = false;
+        }
         let chart_name = svc.chart.name.as_ref().unwrap_or(name);
-        d.label("chart name", chart_name);
+        if let Some(explicit) = &svc.chart.name {
+            d.label("chart name", explicit);
+        }
         if svc.chart.version.value.trim().is_empty() {
             d.error(pos(&svc.chart.version), "chart version must not be empty")
                 .hint = Some("use a semver range such as `>=1.0.0` or an exact version".into());
@@ -399,6 +434,7 @@ fn resolve_catalog<'a>(
             d.label("priority class", pc);
         }
         let (Some(source), true) = (source, valid_name) else {
+            rejected.insert(name.value.clone());
             continue;
         };
         let chart_name = chart_name.value.clone();
@@ -416,6 +452,19 @@ fn resolve_catalog<'a>(
                 )),
             ),
         };
+        // Source objects share one directory and namespace: their names must not collide.
+        if source.kind == SourceKind::Oci
+            && let Some(first) =
+                source_objects.insert(source_name.clone(), format!("service `{}`", name.value))
+        {
+            d.error(
+                pos(name),
+                format!("service `{}` needs the source object `{source_name}`, which {first} already defines", name.value),
+            )
+            .hint = Some("rename the service or the source".into());
+            rejected.insert(name.value.clone());
+            continue;
+        }
         services.insert(
             name.value.clone(),
             CatalogService {
@@ -447,7 +496,11 @@ fn resolve_catalog<'a>(
             },
         );
     }
-    Catalog { file, services }
+    Catalog {
+        file,
+        services,
+        rejected,
+    }
 }
 
 /// Flux's interval pattern: `^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`.
@@ -540,6 +593,7 @@ fn check_limits(
 struct PoolInfo<'a> {
     raw: &'a raw::Pool,
     gpu_class: Option<&'a str>,
+    gpus_per_node: u32,
 }
 
 fn resolve_environment(
@@ -583,12 +637,23 @@ fn resolve_environment(
     let mut pools: BTreeMap<&str, PoolInfo> = BTreeMap::new();
     for (pool_name, pool) in &spec.node_pools.0 {
         d.label("node pool name", pool_name);
-        for (k, v) in &pool.labels {
-            if k.is_empty() || v.len() > 63 {
+        let labels = pool.labels.iter().map(|(k, v)| ("label", k, Some(v)));
+        let taints = pool
+            .taints
+            .iter()
+            .map(|t| ("taint", &t.key, t.value.as_ref()));
+        for (what, key, value) in labels.chain(taints) {
+            let problem = label_key_problem(key)
+                .map(|p| format!("key `{key}` {p}"))
+                .or_else(|| {
+                    value.and_then(|v| label_value_problem(v).map(|p| format!("value `{v}` {p}")))
+                });
+            if let Some(problem) = problem {
                 d.error(
                     pos(pool_name),
-                    format!("node pool `{}` has an invalid label `{k}`", pool_name.value),
-                );
+                    format!("node pool `{}`: {what} {problem}", pool_name.value),
+                )
+                .hint = Some("Kubernetes label and taint keys look like `node-type` or `nvidia.com/gpu`; values are up to 63 letters, digits, `-`, `_` and `.`".into());
             }
         }
         if let Some(gpu) = &pool.gpu
@@ -604,6 +669,7 @@ fn resolve_environment(
             PoolInfo {
                 raw: pool,
                 gpu_class: pool.gpu.as_ref().map(|g| g.class.value.as_str()),
+                gpus_per_node: pool.gpu.as_ref().map_or(0, |g| g.count.value),
             },
         );
     }
@@ -662,6 +728,9 @@ fn resolve_environment(
         }
         // Without a valid catalog, only what this file says on its own can be checked.
         let Some(catalog) = catalog else { continue };
+        if catalog.rejected.contains(&svc_name.value) {
+            continue; // already reported where it is declared
+        }
         let Some(svc) = catalog.services.get(&svc_name.value) else {
             let mut hint =
                 match did_you_mean(&svc_name.value, catalog.services.keys().map(String::as_str)) {
@@ -700,7 +769,13 @@ fn resolve_environment(
             (&svc.limits, &mut resources.limits),
         ] {
             for (key, q) in base {
-                match q.mul(multiplier, granularity(key)) {
+                // At 1x the values stay exactly as written (no rounding).
+                let scaled = if multiplier == Decimal::ONE {
+                    Ok(*q)
+                } else {
+                    q.mul(multiplier, granularity(key))
+                };
+                match scaled {
                     Ok(v) => {
                         target.insert(key.to_string(), QuantityValue(v));
                     }
@@ -740,12 +815,19 @@ fn resolve_environment(
         let mut pool_name = explicit_pool.map(|p| p.value.clone());
         if gpu > 0 {
             let class = svc.gpu_class.as_deref();
-            let fits = |p: &PoolInfo| match (p.gpu_class, class) {
-                (Some(have), Some(want)) => have == want,
-                (Some(_), None) => true,
-                (None, _) => false,
+            // A pod's GPUs all come from one node.
+            let fits = |p: &PoolInfo| {
+                p.gpus_per_node >= gpu
+                    && match (p.gpu_class, class) {
+                        (Some(have), Some(want)) => have == want,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    }
             };
-            let want = class.map_or("a GPU".to_string(), |c| format!("a GPU of class `{c}`"));
+            let want = match class {
+                Some(c) => format!("{gpu} GPU(s) of class `{c}` on one node"),
+                None => format!("{gpu} GPU(s) on one node"),
+            };
             match explicit_pool {
                 Some(p) => {
                     if let Some(info) = pools.get(p.value.as_str())
@@ -757,7 +839,7 @@ fn resolve_environment(
                                     "service `{}` needs {want} but node pool `{}` in environment `{name}` has {}",
                                     svc.name,
                                     p.value,
-                                    info.gpu_class.map_or("no GPUs".to_string(), |c| format!("`{c}` GPUs"))
+                                    info.gpu_class.map_or("no GPUs".to_string(), |c| format!("{} `{c}` GPU(s) per node", info.gpus_per_node))
                                 ),
                             );
                     }
@@ -768,7 +850,7 @@ fn resolve_environment(
                         d.error(
                             pos(svc_name),
                             format!(
-                                "service `{}` needs {want} but environment `{name}` has no node pool with one",
+                                "service `{}` needs {want} but environment `{name}` has no node pool that provides them",
                                 svc.name
                             ),
                         )
@@ -806,7 +888,10 @@ fn resolve_environment(
             .map_or(defaults.replicas.value, |r| r.value);
         let hpa = over.hpa.as_ref();
         let autoscaling = Autoscaling {
-            enabled: hpa.and_then(|h| h.enabled).unwrap_or(svc.autoscaling),
+            enabled: hpa
+                .and_then(|h| h.enabled)
+                .or(defaults.hpa.enabled.filter(|on| !on))
+                .unwrap_or(svc.autoscaling),
             min_replicas: hpa
                 .and_then(|h| h.min_replicas.as_ref())
                 .map_or(default_hpa_min, |v| v.value),
@@ -850,7 +935,10 @@ fn resolve_environment(
         let min_available = pdb
             .and_then(|p| p.min_available.as_ref())
             .map_or(default_pdb, |v| v.value);
-        let mut pdb_enabled = pdb.and_then(|p| p.enabled).unwrap_or(min_available > 0);
+        let mut pdb_enabled = pdb
+            .and_then(|p| p.enabled)
+            .or(defaults.pdb.enabled)
+            .unwrap_or(min_available > 0);
         let floor = if autoscaling.enabled {
             autoscaling.min_replicas
         } else {

@@ -230,3 +230,74 @@ fn spec_before_kind_is_read_and_top_level_typos_are_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn names_sources_pools_and_numbers() {
+    let repo = Repo::with_staging();
+    let long = "x".repeat(60);
+    repo.write(
+        "environments/services.yaml",
+        &format!(
+            "{}    kustomization:\n      chart: {{version: \"1\", source: charts}}\n      image: {{repository: ghcr.io/acme/k}}\n    {long}:\n      chart: {{version: \"1\", source: charts}}\n      image: {{repository: ghcr.io/acme/l}}\n    api:\n      chart: {{version: \"1\", source: lab}}\n      image: {{repository: ghcr.io/acme/api}}\n      resources:\n        requests: {{memory: 0x10}}\n",
+            CATALOG.replace(
+                "  services:\n",
+                "    lab: {type: oci, url: \"oci://ghcr.io/acme/charts\"}\n    lab-api: {type: helm, url: \"https://lab.example.com\"}\n  services:\n"
+            )
+        ),
+    );
+    repo.write(
+        "environments/staging.yaml",
+        &env_with(
+            r#"  nodePools:
+    gpu:
+      labels: {"Node Type": gpu}
+      taints: [{key: nvidia.com/gpu, value: "yes please", effect: NoSchedule}]
+      gpu: {class: L40S, count: 1}
+  services:
+    worker:
+      image: {tag: "2.0.0"}
+      gpu: {count: 2}
+    kustomization:
+      image: {tag: "1"}
+"#,
+        ),
+    );
+    repo.write(
+        "environments/extra.yaml",
+        "apiVersion: kairo.dev/v1alpha1\nkind: Environment\n---\nkind: Environment\n",
+    );
+    repo.write("environments/latin1.yaml", "");
+    std::fs::write(
+        repo.path().join("environments/latin1.yaml"),
+        b"name: caf\xe9\n",
+    )
+    .unwrap();
+    insta::assert_snapshot!(errors(&repo));
+}
+
+#[test]
+fn defaults_can_switch_autoscaling_and_budgets_off() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING
+            .replace(
+                "hpa: {minReplicas: 2, maxReplicas: 4}",
+                "hpa: {enabled: false, minReplicas: 2, maxReplicas: 4}",
+            )
+            .replace(
+                "pdb: {minAvailable: 1}",
+                "pdb: {enabled: false, minAvailable: 1}",
+            ),
+    );
+    assert_eq!(repo.kairo(&["render"]).code, 0);
+    let web = repo.read("clusters/staging/releases/web.yaml");
+    assert!(
+        web.contains("    autoscaling:\n      enabled: false\n"),
+        "{web}"
+    );
+    assert!(
+        web.contains("    podDisruptionBudget:\n      enabled: false\n"),
+        "{web}"
+    );
+}
