@@ -173,14 +173,17 @@ struct Object {
     value: Value,
 }
 
+/// The objects in the files of `rendered` whose bytes differ on the other side (`other`):
+/// a file that is byte-for-byte the same on both sides holds the same object.
 fn objects(
     side: &str,
     rendered: &render::Rendered,
+    other: &render::Rendered,
 ) -> Result<BTreeMap<ObjectKey, Object>, DiffError> {
     let mut out = BTreeMap::new();
     for (path, bytes) in &rendered.files {
         // kustomization.yaml files are build instructions, not objects Flux applies.
-        if path.ends_with("/kustomization.yaml") {
+        if path.ends_with("/kustomization.yaml") || other.files.get(path) == Some(bytes) {
             continue;
         }
         let text = String::from_utf8_lossy(bytes);
@@ -286,8 +289,8 @@ impl Report {
 pub fn diff(base: &Side, head: &Side, only: &[String]) -> Result<Report, DiffError> {
     let (_, base_rendered) = base.render(only)?;
     let (_, head_rendered) = head.render(only)?;
-    let before = objects(&base.label, &base_rendered)?;
-    let after = objects(&head.label, &head_rendered)?;
+    let before = objects(&base.label, &base_rendered, &head_rendered)?;
+    let after = objects(&head.label, &head_rendered, &base_rendered)?;
 
     let mut envs: BTreeMap<String, EnvironmentDiff> = BTreeMap::new();
     let keys: BTreeSet<&ObjectKey> = before.keys().chain(after.keys()).collect();

@@ -21,6 +21,7 @@ use crate::Result;
 const FULL_TARGET_S: f64 = 1.5;
 const NOOP_TARGET_S: f64 = 0.3;
 const CP_RATIO_TARGET: f64 = 3.0;
+const DIFF_TARGET_S: f64 = 2.0;
 
 pub struct Options {
     envs: usize,
@@ -133,8 +134,48 @@ pub fn run(o: &Options) -> Result {
     trash.set_aside(&clusters)?;
     // SAFETY: as in `timed`.
     unsafe { libc::sync() };
-    let max_rss = peak_rss(render(&["--output", "json"]))?;
+    let max_rss = peak_rss(render(&["--output", "json"]), &[0])?;
     let (files, bytes) = tree_size(&clusters)?;
+
+    eprintln!("==> kairo diff of a commit that changes 1% of the services (3 runs)");
+    let changed = commit_one_percent(&repo, &kairo)?;
+    let diff_cmd = || {
+        let mut cmd = Command::new(&kairo);
+        cmd.args([
+            "diff", "--base", "HEAD~1", "--head", "HEAD", "--output", "json", "--root",
+        ])
+        .arg(&repo);
+        cmd
+    };
+    // `kairo diff` exits 1 when it finds changes, which is the point here.
+    let mut diff_runs = Vec::new();
+    let mut report = Value::Null;
+    for _ in 0..3 {
+        // SAFETY: as in `timed`.
+        unsafe { libc::sync() };
+        let start = Instant::now();
+        let out = diff_cmd()
+            .output()
+            .map_err(|e| format!("cannot run kairo diff: {e}"))?;
+        diff_runs.push(start.elapsed());
+        if out.status.code() != Some(1) {
+            return Err(format!(
+                "kairo diff exited {:?}: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        report =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("kairo diff JSON: {e}"))?;
+    }
+    let reported: u64 = report["environments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|env| env["changed"].as_u64().unwrap_or(0))
+        .sum();
+    let diff_rss = peak_rss(diff_cmd(), &[1])?;
+    let diff_s = median(&diff_runs);
 
     let (full_s, noop_s, check_s, cp_s) =
         (median(&full), median(&noop), median(&check), median(&cp));
@@ -189,6 +230,24 @@ pub fn run(o: &Options) -> Result {
             "-".into(),
             "",
         ),
+        (
+            "diff, 1% changed (median)",
+            timing(&diff_runs),
+            format!("<= {DIFF_TARGET_S} s"),
+            verdict(diff_s <= DIFF_TARGET_S),
+        ),
+        (
+            "diff: changed objects found",
+            reported.to_string(),
+            changed.to_string(),
+            verdict(reported == changed as u64),
+        ),
+        (
+            "peak RSS, diff",
+            format!("{:.1} MiB", diff_rss as f64 / MIB),
+            "-".into(),
+            "",
+        ),
         ("files generated", files.to_string(), "-".into(), ""),
         (
             "bytes generated",
@@ -222,6 +281,8 @@ pub fn run(o: &Options) -> Result {
         "cpSeconds": {"median": cp_s, "runs": secs(&cp)},
         "fullOverCp": {"value": ratio, "target": CP_RATIO_TARGET},
         "peakRssBytes": max_rss,
+        "diffSeconds": {"median": diff_s, "runs": secs(&diff_runs), "target": DIFF_TARGET_S, "changedObjects": reported},
+        "diffPeakRssBytes": diff_rss,
         "files": files,
         "bytes": bytes,
         "warnings": warnings,
@@ -235,6 +296,77 @@ pub fn run(o: &Options) -> Result {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// Commits the rendered repository, then changes the image tag of 1% of all (environment,
+/// service) pairs, re-renders and commits again. Returns how many releases changed.
+fn commit_one_percent(repo: &Path, kairo: &Path) -> Result<usize> {
+    let git = |args: &[&str]| -> Result {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(repo)
+            .env("GIT_AUTHOR_NAME", "bench")
+            .env("GIT_AUTHOR_EMAIL", "bench@kairo.invalid")
+            .env("GIT_COMMITTER_NAME", "bench")
+            .env("GIT_COMMITTER_EMAIL", "bench@kairo.invalid")
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("git {args:?} failed"))
+        }
+    };
+    git(&["init", "-q"])?;
+    git(&["add", "-A"])?;
+    git(&["commit", "-q", "-m", "base"])?;
+    let mut changed = 0;
+    let dir = repo.join("environments");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("env-"))
+        })
+        .collect();
+    names.sort();
+    for path in names {
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let total = text.lines().filter(|l| l.starts_with("    svc-")).count();
+        let mut budget = total.div_ceil(100);
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines() {
+            if budget > 0 && line.starts_with("    svc-") && line.contains("{image: {tag: \"") {
+                let start = line.find("tag: \"").expect("checked") + 6;
+                let end = start + line[start..].find('"').expect("closing quote");
+                out.push_str(&line[..start]);
+                out.push_str("bench01");
+                out.push_str(&line[end..]);
+                budget -= 1;
+                changed += 1;
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let status = Command::new(kairo)
+        .args(["render", "--root"])
+        .arg(repo)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run kairo: {e}"))?;
+    if !status.success() {
+        return Err("kairo render of the changed repository failed".into());
+    }
+    git(&["add", "-A"])?;
+    git(&["commit", "-q", "-m", "change 1%"])?;
+    Ok(changed)
+}
 
 fn median(runs: &[Duration]) -> f64 {
     let mut sorted = runs.to_vec();
@@ -296,7 +428,8 @@ fn list_len(report: &Value, key: &str) -> Result<usize> {
 /// `wait4` gives the resource usage of exactly this child. `getrusage(RUSAGE_CHILDREN)` would
 /// report the maximum over every process this one has waited for, which includes the rustc
 /// processes of the release build above.
-fn peak_rss(mut cmd: Command) -> Result<u64> {
+/// Peak RSS of `cmd`, which must exit with one of `ok` (the diff exits 1 when it finds changes).
+fn peak_rss(mut cmd: Command, ok: &[i32]) -> Result<u64> {
     // stdout is not read: a pipe could fill up and block kairo before it exits.
     let child = cmd
         .stdout(Stdio::null())
@@ -319,7 +452,7 @@ fn peak_rss(mut cmd: Command) -> Result<u64> {
         }
     }
     drop(child);
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+    if !(libc::WIFEXITED(status) && ok.contains(&libc::WEXITSTATUS(status))) {
         return Err(format!(
             "`{}` failed (wait status {status})",
             describe(&cmd)
