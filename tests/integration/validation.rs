@@ -21,34 +21,32 @@ fn env_with(rest: &str) -> String {
     format!("{head}{rest}")
 }
 
+/// The errors of a staging environment whose `services:` section is `rest`.
+fn staging_errors(rest: &str) -> String {
+    let repo = Repo::with_staging();
+    repo.write("environments/staging.yaml", &env_with(rest));
+    errors(&repo)
+}
+
 #[test]
 fn unknown_key_names_the_allowed_keys() {
-    let repo = Repo::with_staging();
-    repo.write(
-        "environments/staging.yaml",
-        &env_with("  services:\n    web:\n      image: {tag: \"1.0.0\"}\n      replcas: 3\n"),
-    );
-    insta::assert_snapshot!(errors(&repo));
+    insta::assert_snapshot!(staging_errors(
+        "  services:\n    web:\n      image: {tag: \"1.0.0\"}\n      replcas: 3\n"
+    ));
 }
 
 #[test]
 fn duplicate_key() {
-    let repo = Repo::with_staging();
-    repo.write(
-        "environments/staging.yaml",
-        &env_with("  services:\n    web:\n      image: {tag: \"1.0.0\"}\n    web:\n      image: {tag: \"1.0.1\"}\n"),
-    );
-    insta::assert_snapshot!(errors(&repo));
+    insta::assert_snapshot!(staging_errors(
+        "  services:\n    web:\n      image: {tag: \"1.0.0\"}\n    web:\n      image: {tag: \"1.0.1\"}\n"
+    ));
 }
 
 #[test]
 fn wrong_type() {
-    let repo = Repo::with_staging();
-    repo.write(
-        "environments/staging.yaml",
-        &env_with("  services:\n    web:\n      image: {tag: \"1.0.0\"}\n      replicas: three\n"),
-    );
-    insta::assert_snapshot!(errors(&repo));
+    insta::assert_snapshot!(staging_errors(
+        "  services:\n    web:\n      image: {tag: \"1.0.0\"}\n      replicas: three\n"
+    ));
 }
 
 #[test]
