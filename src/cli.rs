@@ -11,6 +11,7 @@ Examples:
   kairo render --env staging        render one environment
   kairo render --output json        machine-readable summary on stdout
   kairo check                       evaluate policies/ (Rego) on the rendered objects
+  kairo bump api-server 1a2b3c4 --env staging --push   CI: bump, commit, push safely
   kairo diff --base origin/main     what a branch changes, object by object
   kairo diff --base origin/main --output markdown > comment.md
   kairo completions bash > /etc/bash_completion.d/kairo
@@ -43,6 +44,8 @@ pub struct Cli {
 pub enum Command {
     /// Render environments/ through templates/ into clusters/<env>/.
     Render(RenderArgs),
+    /// Set one service's image in one environment, re-render it, optionally commit and push.
+    Bump(BumpArgs),
     /// Evaluate the Rego policies in policies/ on every rendered object.
     Check(CheckArgs),
     /// Show what a change does to the rendered objects (renders both sides in memory).
@@ -71,6 +74,50 @@ pub struct RenderArgs {
     /// Do not evaluate policies/ before writing.
     #[arg(long)]
     pub no_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BumpArgs {
+    /// The service to bump.
+    pub service: String,
+    /// The new image tag.
+    pub tag: String,
+    /// The environment whose image changes.
+    #[arg(long)]
+    pub env: String,
+    /// The new image's digest (`sha256:...`); required when a digest is pinned today.
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// Bump a pinned service too.
+    #[arg(long)]
+    pub force: bool,
+    /// Commit the change (the environment file and the re-rendered files).
+    #[arg(long)]
+    pub commit: bool,
+    /// Commit and push; on rejection, re-apply the bump on the remote tip and retry.
+    #[arg(long)]
+    pub push: bool,
+    /// The remote to push to.
+    #[arg(long, default_value = "origin")]
+    pub remote: String,
+    /// The remote branch to push to. Default: the current branch's upstream.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Commit author, `Name <email>`. Default: KAIRO_GIT_AUTHOR_NAME/_EMAIL, then git config.
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Commit message subject; `{env}`, `{service}`, `{tag}`, `{from}` are replaced.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Push attempts before giving up.
+    #[arg(long, default_value_t = 10)]
+    pub max_attempts: u32,
+    /// Do not evaluate policies/ on the result.
+    #[arg(long)]
+    pub no_check: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,6 @@
 //! Commands: turn CLI arguments into domain calls and print results.
 //! stdout carries data (text or JSON); stderr carries diagnostics for people.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 
@@ -9,16 +8,19 @@ use serde::Serialize;
 
 use crate::Outcome;
 use crate::apply::{self, Conflict, ConflictReason, Plan};
-use crate::cli::{CheckArgs, Cli, Command, DiffArgs, DiffFormat, OutputFormat, RenderArgs};
+use crate::cli::{
+    BumpArgs, CheckArgs, Cli, Command, DiffArgs, DiffFormat, OutputFormat, RenderArgs,
+};
 use crate::model::{self, Diagnostic, ModelError, Severity};
 use crate::policy;
-use crate::render::{self, CLUSTERS_DIR, FLUX_SYSTEM_DIR, Templates};
+use crate::render::{self, CLUSTERS_DIR, Templates};
 
 pub fn dispatch(cli: Cli) -> Outcome {
     match cli.command {
         Command::Render(args) => render_command(&cli.root, &args),
         Command::Diff(args) => diff_command(&cli.root, &args),
         Command::Check(args) => check_command(&cli.root, &args),
+        Command::Bump(args) => bump_command(&cli.root, &args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "kairo", &mut std::io::stdout());
@@ -125,16 +127,8 @@ fn load_and_render(
             return Err(Outcome::Failed);
         }
     };
-    let bootstrapped: BTreeSet<String> = known
-        .iter()
-        .filter(|e| {
-            root.join(CLUSTERS_DIR)
-                .join(e)
-                .join(FLUX_SYSTEM_DIR)
-                .is_dir()
-        })
-        .map(|e| e.to_string())
-        .collect();
+    let names: Vec<String> = known.iter().map(|k| k.to_string()).collect();
+    let bootstrapped = render::bootstrapped(root, &names);
     let rendered = match render::render(&model, &templates, envs, &bootstrapped) {
         Ok(r) => r,
         Err(e) => {
@@ -373,4 +367,129 @@ fn diff_command(root: &Path, args: &DiffArgs) -> Outcome {
     } else {
         Outcome::Clean
     }
+}
+
+fn bump_command(root: &Path, args: &BumpArgs) -> Outcome {
+    use crate::bump::{self, BumpError, Intent, Publish};
+    let intent = Intent {
+        environment: args.env.clone(),
+        service: args.service.clone(),
+        tag: args.tag.clone(),
+        digest: args.digest.clone(),
+        force: args.force,
+        check_policies: !args.no_check,
+    };
+    let publish = Publish {
+        commit: args.commit || args.push,
+        push: args.push,
+        remote: args.remote.clone(),
+        branch: args.branch.clone(),
+        author: args.author.clone(),
+        message: args.message.clone(),
+        max_attempts: args.max_attempts,
+    };
+    let result = match bump::run(root, &intent, &publish) {
+        Ok(r) => r,
+        Err(BumpError::Model(diags)) => {
+            print_diagnostics(&diags);
+            eprintln!("error: the environments are invalid; nothing was changed");
+            return Outcome::Failed;
+        }
+        Err(BumpError::Denied(findings)) => {
+            eprint!("{}", policy::render_text(&findings, 0));
+            eprintln!(
+                "error: policies deny this bump; nothing was changed\n  hint: pass `--no-check` to bump anyway"
+            );
+            return Outcome::Differences;
+        }
+        Err(e @ BumpError::UnknownEnvironment { .. }) => {
+            let BumpError::UnknownEnvironment { known, .. } = &e else {
+                unreachable!()
+            };
+            let hint = format!(
+                "environments: {}",
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            report(&e, Some(&hint));
+            return Outcome::Failed;
+        }
+        Err(BumpError::Edit(e)) => {
+            let hint = match &e {
+                model::edit::EditError::UnknownService { listed, .. } => format!(
+                    "services in this environment: {}",
+                    listed
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                model::edit::EditError::Pinned { .. } => {
+                    "pass `--force` to bump a pinned service".into()
+                }
+                model::edit::EditError::StaleDigest { .. } => {
+                    "pass `--digest` with the new image's digest".into()
+                }
+                _ => String::new(),
+            };
+            report(&e, (!hint.is_empty()).then_some(hint.as_str()));
+            return Outcome::Failed;
+        }
+        Err(e @ BumpError::Write(crate::git::WriteError::GaveUp { .. })) => {
+            report(
+                &e,
+                Some(
+                    "the bump is committed locally on top of the last fetched remote tip; run the same command again to retry",
+                ),
+            );
+            return Outcome::Failed;
+        }
+        Err(
+            e @ BumpError::Write(
+                crate::git::WriteError::Staged(_) | crate::git::WriteError::Dirty(_),
+            ),
+        ) => {
+            report(
+                &e,
+                Some("commit or stash your changes first; kairo commits only what it writes"),
+            );
+            return Outcome::Failed;
+        }
+        Err(e) => {
+            report(&e, None);
+            return Outcome::Failed;
+        }
+    };
+    match args.output {
+        OutputFormat::Json => emit_json(&result),
+        OutputFormat::Text => {
+            let mut out = std::io::stdout().lock();
+            if !result.changed {
+                let _ = writeln!(
+                    out,
+                    "{} in {} is already at {}: nothing to do",
+                    result.service, result.environment, result.to
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{} in {}: {} -> {}",
+                    result.service, result.environment, result.from, result.to
+                );
+                for f in &result.files {
+                    let _ = writeln!(out, "  changed {f}");
+                }
+            }
+            if let Some(c) = &result.commit {
+                let _ = writeln!(out, "committed {c}");
+            }
+            if let Some(p) = &result.pushed {
+                let _ = writeln!(out, "pushed to {p} (attempt {})", result.attempts);
+            }
+        }
+    }
+    Outcome::Clean
 }

@@ -12,8 +12,21 @@ pub enum GitError {
     NotARepository(PathBuf),
     #[error("unknown revision `{0}`")]
     UnknownRevision(String),
+    // Not `#[from]`: that would make git2's error the source too, and it would print twice.
     #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    Git(git2::Error),
+}
+
+impl From<git2::Error> for GitError {
+    fn from(e: git2::Error) -> Self {
+        GitError::Git(e)
+    }
+}
+
+impl From<git2::Error> for WriteError {
+    fn from(e: git2::Error) -> Self {
+        WriteError::Git(e)
+    }
 }
 
 /// The blobs of revision `rev` under the given top-level directories of the kairo root `root`
@@ -80,4 +93,279 @@ fn root_prefix(repo: &git2::Repository, root: &Path) -> Result<String, GitError>
         prefix.push('/');
     }
     Ok(prefix)
+}
+
+/// The repository holding `root`, and `root`'s path inside it (`""` or `dir/`).
+pub fn open(root: &Path) -> Result<(git2::Repository, String), GitError> {
+    let repo = git2::Repository::discover(root)
+        .map_err(|_| GitError::NotARepository(root.to_path_buf()))?;
+    let prefix = root_prefix(&repo, root)?;
+    Ok((repo, prefix))
+}
+
+/// Refuses staged changes anywhere, and working-tree changes to the paths kairo must write
+/// (files, or directories given with a trailing `/`), relative to `prefix`.
+pub fn ensure_clean(
+    repo: &git2::Repository,
+    prefix: &str,
+    paths: &[String],
+) -> Result<(), WriteError> {
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(true).recurse_untracked_dirs(true);
+    for entry in repo.statuses(Some(&mut options))?.iter() {
+        let path = entry.path().unwrap_or_default().to_string();
+        let status = entry.status();
+        let staged = git2::Status::INDEX_NEW
+            | git2::Status::INDEX_MODIFIED
+            | git2::Status::INDEX_DELETED
+            | git2::Status::INDEX_RENAMED
+            | git2::Status::INDEX_TYPECHANGE;
+        if status.intersects(staged) {
+            return Err(WriteError::Staged(path));
+        }
+        let Some(rel) = path.strip_prefix(prefix) else {
+            continue;
+        };
+        let touched = paths.iter().any(|p| {
+            if p.ends_with('/') {
+                rel.starts_with(p.as_str())
+            } else {
+                rel == p
+            }
+        });
+        if touched && !status.is_ignored() {
+            return Err(WriteError::Dirty(path));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the index has staged changes (`{0}`)")]
+    Staged(String),
+    #[error("`{0}` has uncommitted changes, and kairo must write it")]
+    Dirty(String),
+    #[error("no author identity")]
+    NoIdentity,
+    #[error("HEAD is not a branch")]
+    DetachedHead,
+    #[error("push to `{remote}` was rejected {attempts} time(s): {reason}")]
+    GaveUp {
+        remote: String,
+        attempts: u32,
+        reason: String,
+    },
+    #[error("git: {0}")]
+    Git(git2::Error),
+    #[error("git: {0}")]
+    Command(String),
+}
+
+/// The commit identity: `--author`, then `KAIRO_GIT_AUTHOR_NAME`/`_EMAIL`, then git config.
+pub fn signature(
+    repo: &git2::Repository,
+    author: Option<&str>,
+) -> Result<git2::Signature<'static>, WriteError> {
+    if let Some(author) = author
+        && let Some((name, email)) = author.trim_end_matches('>').split_once(" <")
+    {
+        return Ok(git2::Signature::now(name.trim(), email.trim())?);
+    }
+    if let (Ok(name), Ok(email)) = (
+        std::env::var("KAIRO_GIT_AUTHOR_NAME"),
+        std::env::var("KAIRO_GIT_AUTHOR_EMAIL"),
+    ) {
+        return Ok(git2::Signature::now(&name, &email)?);
+    }
+    repo.signature()
+        .map(|s| s.to_owned())
+        .map_err(|_| WriteError::NoIdentity)
+}
+
+/// Commits exactly `paths` (relative to `prefix`) as they are in the working tree on top of
+/// HEAD. The index must have been clean (see [`ensure_clean`]).
+pub fn commit_paths(
+    repo: &git2::Repository,
+    prefix: &str,
+    paths: &[String],
+    message: &str,
+    signature: &git2::Signature,
+) -> Result<git2::Oid, WriteError> {
+    let workdir = repo
+        .workdir()
+        .ok_or(WriteError::DetachedHead)?
+        .to_path_buf();
+    let mut index = repo.index()?;
+    index.read(true)?;
+    for path in paths {
+        let rel = format!("{prefix}{path}");
+        if workdir.join(&rel).is_file() {
+            index.add_path(Path::new(&rel))?;
+        } else {
+            index.remove_path(Path::new(&rel))?;
+        }
+    }
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let parent = repo.head()?.peel_to_commit()?;
+    Ok(repo.commit(
+        Some("HEAD"),
+        signature,
+        signature,
+        message,
+        &tree,
+        &[&parent],
+    )?)
+}
+
+/// The short name of the branch HEAD points at.
+pub fn current_branch(repo: &git2::Repository) -> Result<String, WriteError> {
+    let head = repo.head()?;
+    if !head.is_branch() {
+        return Err(WriteError::DetachedHead);
+    }
+    Ok(head.shorthand().unwrap_or_default().to_string())
+}
+
+/// The remote branch a local branch pushes to: its upstream's name, else its own name.
+pub fn upstream_branch(repo: &git2::Repository, branch: &str) -> String {
+    repo.config()
+        .ok()
+        .and_then(|c| c.get_string(&format!("branch.{branch}.merge")).ok())
+        .and_then(|m| m.strip_prefix("refs/heads/").map(str::to_string))
+        .unwrap_or_else(|| branch.to_string())
+}
+
+/// The outcome of one push.
+pub enum Pushed {
+    Ok,
+    /// The remote refused the update (someone else pushed first, or a lock was held).
+    Rejected(String),
+}
+
+/// Pushes HEAD to `refs/heads/<branch>` on `remote`, never forcing.
+///
+/// This runs `git push` rather than libgit2: libgit2's local (file) transport updates the
+/// remote ref without checking its old value, so two concurrent pushes can silently drop one
+/// another's commit. `git push` (receive-pack) updates refs atomically against their old value,
+/// and brings git's own SSH, HTTPS and credential handling.
+pub fn push_head(
+    repo: &git2::Repository,
+    remote: &str,
+    branch: &str,
+) -> Result<Pushed, WriteError> {
+    let out = git_command(
+        repo,
+        &[
+            "push",
+            "--porcelain",
+            remote,
+            &format!("HEAD:refs/heads/{branch}"),
+        ],
+    )?;
+    if out.status.success() {
+        return Ok(Pushed::Ok);
+    }
+    let text = redact(&format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ));
+    let lower = text.to_lowercase();
+    // Someone else moved the branch (or held its lock) first: retryable, never forced.
+    let lost_race = [
+        "[rejected]",
+        "non-fast-forward",
+        "fetch first",
+        "cannot lock ref",
+        "incorrect old value",
+        "failed to update ref",
+        "stale info",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
+    let summary = text
+        .lines()
+        .find(|l| l.contains("rejected") || l.starts_with("error:") || l.starts_with("fatal:"))
+        .unwrap_or("push failed")
+        .trim()
+        .to_string();
+    if lost_race {
+        Ok(Pushed::Rejected(summary))
+    } else {
+        Err(WriteError::Command(summary))
+    }
+}
+
+/// Runs `git` in the repository's working directory, without a terminal prompt.
+fn git_command(repo: &git2::Repository, args: &[&str]) -> Result<std::process::Output, WriteError> {
+    let dir = repo.workdir().unwrap_or_else(|| repo.path());
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| WriteError::Command(format!("cannot run git: {e}")))
+}
+
+/// Removes credentials embedded in URLs (`https://user:token@host`) from git's messages.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '/')
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            out.push_str("***@");
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Fetches `branch` from `remote` and resets HEAD, index and working tree to its tip.
+pub fn reset_to_remote(
+    repo: &git2::Repository,
+    remote: &str,
+    branch: &str,
+) -> Result<git2::Oid, WriteError> {
+    let tracking = format!("refs/remotes/{remote}/{branch}");
+    let out = git_command(
+        repo,
+        &[
+            "fetch",
+            "--quiet",
+            remote,
+            &format!("+refs/heads/{branch}:{tracking}"),
+        ],
+    )?;
+    if !out.status.success() {
+        return Err(WriteError::Command(redact(
+            String::from_utf8_lossy(&out.stderr).trim(),
+        )));
+    }
+    let tip = repo.find_reference(&tracking)?.peel_to_commit()?;
+    repo.reset(tip.as_object(), git2::ResetType::Hard, None)?;
+    Ok(tip.id())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(
+            super::redact("To https://bot:s3cr3t@github.com/acme/gitops.git\n ! [rejected]"),
+            "To https://***@github.com/acme/gitops.git\n ! [rejected]"
+        );
+        assert_eq!(
+            super::redact("file:///tmp/remote.git"),
+            "file:///tmp/remote.git"
+        );
+    }
 }

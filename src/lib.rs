@@ -4,6 +4,7 @@
 //! outcome to an exit code (0 ok, 1 differences found, 2 usage or input error).
 
 pub mod apply;
+pub mod bump;
 pub mod cli;
 mod commands;
 pub mod diff;

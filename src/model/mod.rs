@@ -6,6 +6,7 @@
 //! Every problem in every file is collected before returning, each with file, line and column.
 
 pub mod diag;
+pub mod edit;
 pub mod names;
 pub mod quantity;
 mod raw;
@@ -40,6 +41,8 @@ pub struct Environment {
     pub resource_multiplier: String,
     /// The input files this environment was built from, relative to the root, sorted.
     pub source_files: Vec<String>,
+    /// The environment's own file (where its image tags live).
+    pub file: String,
     pub helm_repositories: Vec<HelmRepository>,
     pub oci_repositories: Vec<OciRepository>,
     /// Enabled services only, sorted by name.
@@ -174,6 +177,12 @@ pub fn is_input_file(name: &str) -> bool {
 
 /// Reads every `*.yaml`/`*.yml` file in `<root>/environments/` (sorted) and builds the model.
 pub fn load(root: &Path) -> Result<Model, ModelError> {
+    Model::from_files(&read_sources(root)?)
+}
+
+/// Reads the input files of `<root>/environments/`, sorted by path. A file that is not UTF-8
+/// is an input error with its name.
+pub fn read_sources(root: &Path) -> Result<Vec<SourceFile>, ModelError> {
     let dir = root.join(ENVIRONMENTS_DIR);
     let entries = std::fs::read_dir(&dir).map_err(|source| ModelError::Io {
         path: dir.clone(),
@@ -209,15 +218,15 @@ pub fn load(root: &Path) -> Result<Model, ModelError> {
             }),
         }
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    match (Model::from_files(&files), not_text.is_empty()) {
-        (result, true) => result,
-        (Err(ModelError::Invalid(mut diags)), false) => {
-            not_text.append(&mut diags);
-            Err(ModelError::Invalid(not_text))
+    if !not_text.is_empty() {
+        // Report the other files' problems too.
+        if let Err(ModelError::Invalid(mut more)) = Model::from_files(&files) {
+            not_text.append(&mut more);
         }
-        (_, false) => Err(ModelError::Invalid(not_text)),
+        return Err(ModelError::Invalid(not_text));
     }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
 }
 
 impl Model {

@@ -1042,6 +1042,7 @@ fn resolve_environment(
     let mut source_files = vec![file.path.clone(), catalog.file.path.clone()];
     source_files.sort();
     Some(Environment {
+        file: file.path.clone(),
         name: name.to_string(),
         namespace: spec.namespace.value.clone(),
         branch: spec.branch.value.clone(),

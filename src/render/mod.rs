@@ -174,6 +174,20 @@ pub fn check_output(path: &str, bytes: &[u8]) -> Result<(), RenderError> {
     })
 }
 
+/// The environments among `names` whose `clusters/<env>/flux-system/` exists under `root`.
+pub fn bootstrapped(root: &Path, names: &[String]) -> BTreeSet<String> {
+    names
+        .iter()
+        .filter(|e| {
+            root.join(CLUSTERS_DIR)
+                .join(e)
+                .join(FLUX_SYSTEM_DIR)
+                .is_dir()
+        })
+        .cloned()
+        .collect()
+}
+
 /// What one render produced: repository-relative path -> file bytes, sorted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rendered {

@@ -3,34 +3,10 @@
 
 use crate::support::{CATALOG, Repo, STAGING};
 
-/// Stages everything and commits with a fixed identity and time; tags the commit.
+/// Commits everything with a fixed identity and time, and tags the commit.
 fn commit(repo: &Repo, message: &str, tag: &str, seconds: i64) {
-    let git = git2::Repository::open(repo.path())
-        .or_else(|_| git2::Repository::init(repo.path()))
-        .unwrap();
-    let mut index = git.index().unwrap();
-    index
-        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-        .unwrap();
-    index.update_all(["*"], None).unwrap();
-    index.write().unwrap();
-    let tree = git.find_tree(index.write_tree().unwrap()).unwrap();
-    let sig = git2::Signature::new(
-        "kairo test",
-        "test@kairo.invalid",
-        &git2::Time::new(seconds, 0),
-    )
-    .unwrap();
-    let parents: Vec<git2::Commit> = git
-        .head()
-        .ok()
-        .and_then(|h| h.peel_to_commit().ok())
-        .into_iter()
-        .collect();
-    let parents: Vec<&git2::Commit> = parents.iter().collect();
-    let id = git
-        .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
-        .unwrap();
+    let id = crate::support::commit_all(repo.path(), message, seconds);
+    let git = git2::Repository::open(repo.path()).unwrap();
     git.tag_lightweight(tag, &git.find_object(id, None).unwrap(), false)
         .unwrap();
 }

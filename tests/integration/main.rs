@@ -2,6 +2,7 @@
 
 mod support;
 
+mod bump;
 mod cli;
 mod diff;
 mod golden;

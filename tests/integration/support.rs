@@ -150,3 +150,33 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// Stages everything in the repository at `path` (creating it if needed) and commits with a
+/// fixed identity and time, so that commit ids are stable.
+pub fn commit_all(path: &Path, message: &str, seconds: i64) -> git2::Oid {
+    let git = git2::Repository::open(path)
+        .or_else(|_| git2::Repository::init(path))
+        .unwrap();
+    let mut index = git.index().unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.update_all(["*"], None).unwrap();
+    index.write().unwrap();
+    let tree = git.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::new(
+        "kairo test",
+        "test@kairo.invalid",
+        &git2::Time::new(seconds, 0),
+    )
+    .unwrap();
+    let parents: Vec<git2::Commit> = git
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .into_iter()
+        .collect();
+    let parents: Vec<&git2::Commit> = parents.iter().collect();
+    git.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+        .unwrap()
+}

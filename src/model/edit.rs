@@ -1,0 +1,368 @@
+//! The one write path for image tags and digests in environment files.
+//!
+//! CI bumps, promotions and (later) the registry daemon change images only through
+//! [`set_image`]: it replaces the exact bytes of the `tag` (and `digest`) scalars, located by
+//! the parser, and leaves every other byte of the human-written file as it was: comments, key
+//! order, quoting style, blank lines, anchors.
+
+use super::names::{digest_problem, oci_tag_problem};
+use super::raw::{self, AnySpec};
+use crate::yaml::Spanned;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EditError {
+    #[error("`{file}` cannot be read as an environment: {message}")]
+    Unreadable { file: String, message: String },
+    #[error("service `{service}` is not listed in `{file}`")]
+    UnknownService {
+        file: String,
+        service: String,
+        listed: Vec<String>,
+    },
+    #[error("service `{service}` in `{file}` has no `image:` entry to change")]
+    NoImage { file: String, service: String },
+    #[error("service `{service}` is pinned in `{file}`")]
+    Pinned { file: String, service: String },
+    #[error("image tag `{tag}` {problem}")]
+    InvalidTag { tag: String, problem: String },
+    #[error("image digest `{digest}` {problem}")]
+    InvalidDigest { digest: String, problem: String },
+    #[error("editing `{file}` did not give the requested image; this is a kairo bug")]
+    Internal { file: String },
+    #[error(
+        "service `{service}` in `{file}` pins digest `{digest}`, which belongs to the old image"
+    )]
+    StaleDigest {
+        file: String,
+        service: String,
+        digest: String,
+    },
+}
+
+/// What a service's image is set to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageChange<'a> {
+    pub service: &'a str,
+    pub tag: &'a str,
+    pub digest: Option<&'a str>,
+    /// Change a pinned service too.
+    pub force: bool,
+}
+
+/// The service's current image in the file: (tag, digest, pinned).
+pub fn current_image(
+    path: &str,
+    text: &str,
+    service: &str,
+) -> Result<(String, Option<String>, bool), EditError> {
+    let spec = environment(path, text)?;
+    let entry = find(path, &spec, service)?;
+    let image = entry.image.as_ref().ok_or_else(|| EditError::NoImage {
+        file: path.into(),
+        service: service.into(),
+    })?;
+    Ok((
+        image.tag.value.clone(),
+        image.digest.as_ref().map(|d| d.value.clone()),
+        entry.pinned,
+    ))
+}
+
+fn environment(path: &str, text: &str) -> Result<Box<raw::EnvironmentSpec>, EditError> {
+    let unreadable = |message: String| EditError::Unreadable {
+        file: path.into(),
+        message,
+    };
+    let file: raw::File = crate::yaml::from_str(text).map_err(|e| {
+        unreadable(format!(
+            "{} (line {}, column {})",
+            e.message, e.line, e.column
+        ))
+    })?;
+    match file.spec {
+        Some(AnySpec::Environment(spec)) => Ok(spec),
+        _ => Err(unreadable(
+            "it is not a `kind: Environment` file with a `spec`".into(),
+        )),
+    }
+}
+
+fn find<'a>(
+    path: &str,
+    spec: &'a raw::EnvironmentSpec,
+    service: &str,
+) -> Result<&'a raw::EnvService, EditError> {
+    spec.services
+        .0
+        .iter()
+        .find(|(name, _)| name.value == service)
+        .map(|(_, entry)| entry)
+        .ok_or_else(|| EditError::UnknownService {
+            file: path.into(),
+            service: service.into(),
+            listed: spec
+                .services
+                .0
+                .iter()
+                .map(|(n, _)| n.value.clone())
+                .collect(),
+        })
+}
+
+fn byte_range<T>(s: &Spanned<T>) -> (usize, usize) {
+    let span = s.referenced.span();
+    let start = span.byte_offset().expect("parsed from a string") as usize;
+    (
+        start,
+        start + span.byte_len().expect("parsed from a string") as usize,
+    )
+}
+
+/// `value` written as the scalar at `old` was: same quotes if it was quoted, quoted only when
+/// YAML would otherwise read it as something else (`1.0`, `true`) if it was plain.
+fn scalar_like(old: &str, value: &str) -> String {
+    match old.as_bytes().first() {
+        Some(b'"') => format!("\"{value}\""),
+        Some(b'\'') => format!("'{value}'"),
+        _ => match crate::yaml::to_string(&value) {
+            Ok(s) if s.starts_with('"') || s.starts_with('\'') => format!("\"{value}\""),
+            _ => value.to_string(),
+        },
+    }
+}
+
+/// Sets the image of one service in an environment file's text. Returns the new text, or
+/// `None` when the image is already exactly that (a no-op).
+pub fn set_image(
+    path: &str,
+    text: &str,
+    change: &ImageChange,
+) -> Result<Option<String>, EditError> {
+    if let Some(problem) = oci_tag_problem(change.tag) {
+        return Err(EditError::InvalidTag {
+            tag: change.tag.into(),
+            problem,
+        });
+    }
+    if let Some(digest) = change.digest
+        && let Some(problem) = digest_problem(digest)
+    {
+        return Err(EditError::InvalidDigest {
+            digest: digest.into(),
+            problem,
+        });
+    }
+    let spec = environment(path, text)?;
+    let entry = find(path, &spec, change.service)?;
+    let image = entry.image.as_ref().ok_or_else(|| EditError::NoImage {
+        file: path.into(),
+        service: change.service.into(),
+    })?;
+    let same_digest = image.digest.as_ref().map(|d| d.value.as_str()) == change.digest
+        || change.digest.is_none() && image.digest.is_none();
+    if image.tag.value == change.tag && same_digest {
+        return Ok(None);
+    }
+    if entry.pinned && !change.force {
+        return Err(EditError::Pinned {
+            file: path.into(),
+            service: change.service.into(),
+        });
+    }
+    // Replacements as (start, end, new bytes), applied from the end so offsets stay valid.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let (tag_start, tag_end) = byte_range(&image.tag);
+    edits.push((
+        tag_start,
+        tag_end,
+        scalar_like(&text[tag_start..tag_end], change.tag),
+    ));
+    match (&image.digest, change.digest) {
+        (Some(old), Some(new)) => {
+            let (start, end) = byte_range(old);
+            edits.push((start, end, scalar_like(&text[start..end], new)));
+        }
+        (None, Some(new)) => {
+            // Insert `digest:` next to `tag:`, in the same style (flow `{...}` or block).
+            let after = text[tag_end..].trim_start_matches([' ', '\t']);
+            if after.starts_with([',', '}']) {
+                edits.push((tag_end, tag_end, format!(", digest: {new}")));
+            } else {
+                let line_start = text[..tag_start].rfind('\n').map_or(0, |i| i + 1);
+                let indent: String = text[line_start..]
+                    .chars()
+                    .take_while(|c| *c == ' ')
+                    .collect();
+                let line_end = text[tag_end..]
+                    .find('\n')
+                    .map_or(text.len(), |i| tag_end + i);
+                edits.push((line_end, line_end, format!("\n{indent}digest: {new}")));
+            }
+        }
+        (Some(old), None) => {
+            return Err(EditError::StaleDigest {
+                file: path.into(),
+                service: change.service.into(),
+                digest: old.value.clone(),
+            });
+        }
+        (None, None) => {}
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out = text.to_string();
+    for (start, end, new) in edits {
+        out.replace_range(start..end, &new);
+    }
+    // The edit must read back as exactly the requested image.
+    match current_image(path, &out, change.service) {
+        Ok((tag, digest, _)) if tag == change.tag && digest.as_deref() == change.digest => {
+            Ok(Some(out))
+        }
+        _ => Err(EditError::Internal { file: path.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENV: &str = r#"# Staging: hand-written, with comments.
+apiVersion: kairo.dev/v1alpha1
+kind: Environment
+metadata:
+  name: staging
+spec:
+  namespace: ns
+  branch: staging
+  cluster: c
+  defaults: &defaults
+    replicas: 1
+    hpa: {}
+    pdb: {}
+
+  services:
+    # the API
+    api:   {image: {tag: "1.0"},   replicas: 2}   # odd spacing stays
+    web:
+      image:
+        tag: 'v1.2.3'   # quoted with single quotes
+        digest: sha256:1111111111111111111111111111111111111111111111111111111111111111
+    worker:
+      image:
+        tag: abc1234
+      pinned: true
+"#;
+
+    fn change<'a>(service: &'a str, tag: &'a str, digest: Option<&'a str>) -> ImageChange<'a> {
+        ImageChange {
+            service,
+            tag,
+            digest,
+            force: false,
+        }
+    }
+
+    fn diff_lines(a: &str, b: &str) -> Vec<(String, String)> {
+        a.lines()
+            .zip(b.lines())
+            .filter(|(x, y)| x != y)
+            .map(|(x, y)| (x.to_string(), y.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_tag_changes() {
+        let out = set_image("e.yaml", ENV, &change("api", "1.1", None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.lines().count(), ENV.lines().count());
+        assert_eq!(
+            diff_lines(ENV, &out),
+            [(
+                "    api:   {image: {tag: \"1.0\"},   replicas: 2}   # odd spacing stays".into(),
+                "    api:   {image: {tag: \"1.1\"},   replicas: 2}   # odd spacing stays".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn quoting_style_is_kept_or_added_when_needed() {
+        let digest = format!("sha256:{}", "2".repeat(64));
+        let out = set_image("e.yaml", ENV, &change("web", "v1.3.0", Some(&digest)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            diff_lines(ENV, &out),
+            [
+                (
+                    "        tag: 'v1.2.3'   # quoted with single quotes".into(),
+                    "        tag: 'v1.3.0'   # quoted with single quotes".into()
+                ),
+                (
+                    format!("        digest: sha256:{}", "1".repeat(64)),
+                    format!("        digest: {digest}")
+                ),
+            ]
+        );
+        // A plain scalar that would read as a number gets quotes.
+        let forced = ImageChange {
+            force: true,
+            ..change("worker", "1.0", None)
+        };
+        let out = set_image("e.yaml", ENV, &forced).unwrap().unwrap();
+        assert!(out.contains("        tag: \"1.0\"\n"), "{out}");
+    }
+
+    #[test]
+    fn a_digest_is_inserted_in_the_style_of_the_mapping() {
+        let digest = format!("sha256:{}", "3".repeat(64));
+        let out = set_image("e.yaml", ENV, &change("api", "1.1", Some(&digest)))
+            .unwrap()
+            .unwrap();
+        assert!(
+            out.contains(&format!(
+                "    api:   {{image: {{tag: \"1.1\", digest: {digest}}},   replicas: 2}}"
+            )),
+            "{out}"
+        );
+        let forced = ImageChange {
+            force: true,
+            ..change("worker", "def5678", Some(&digest))
+        };
+        let out = set_image("e.yaml", ENV, &forced).unwrap().unwrap();
+        assert!(
+            out.contains(&format!(
+                "        tag: def5678\n        digest: {digest}\n      pinned: true\n"
+            )),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn no_ops_pins_and_bad_input() {
+        assert_eq!(
+            set_image("e.yaml", ENV, &change("api", "1.0", None)),
+            Ok(None)
+        );
+        assert!(matches!(
+            set_image("e.yaml", ENV, &change("worker", "x", None)),
+            Err(EditError::Pinned { .. })
+        ));
+        assert!(matches!(
+            set_image("e.yaml", ENV, &change("web", "v2", None)),
+            Err(EditError::StaleDigest { .. })
+        ));
+        assert!(matches!(
+            set_image("e.yaml", ENV, &change("nope", "v2", None)),
+            Err(EditError::UnknownService { .. })
+        ));
+        assert!(matches!(
+            set_image("e.yaml", ENV, &change("api", "a:b", None)),
+            Err(EditError::InvalidTag { .. })
+        ));
+        assert!(matches!(
+            set_image("e.yaml", ENV, &change("api", "1", Some("md5:x"))),
+            Err(EditError::InvalidDigest { .. })
+        ));
+    }
+}

@@ -1,0 +1,340 @@
+//! `kairo bump`: structured edit, re-render, commit, and safe push against a bare remote on
+//! disk, including a push storm of concurrent writers.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{CATALOG, Repo, STAGING, commit_all, run_kairo, tree};
+
+const AUTHOR: &str = "CI bot <ci@kairo.invalid>";
+
+/// A catalog of `count` services `svc-000`.. and a staging environment running them all.
+fn many(repo: &Repo, count: usize) {
+    let head = &CATALOG[..CATALOG.find("  services:\n").unwrap() + "  services:\n".len()];
+    let services: String = (0..count)
+        .map(|i| format!("    svc-{i:03}:\n      chart: {{name: svc, version: \"1.0.0\", source: charts}}\n      image: {{repository: ghcr.io/acme/svc-{i:03}}}\n"))
+        .collect();
+    repo.write("environments/services.yaml", &format!("{head}{services}"));
+    let env_head = &STAGING[..STAGING.find("  services:\n").unwrap() + "  services:\n".len()];
+    let entries: String = (0..count)
+        .map(|i| format!("    # service {i}\n    svc-{i:03}: {{image: {{tag: \"0.0.1\"}}}}\n"))
+        .collect();
+    repo.write("environments/staging.yaml", &format!("{env_head}{entries}"));
+}
+
+/// A bare remote holding a rendered repository on `main`, and a function making clones.
+struct Remote {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Remote {
+    fn new(services: usize) -> Remote {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("remote.git");
+        git2::Repository::init_bare(&path).unwrap();
+        let seed = Repo::new();
+        many(&seed, services);
+        assert_eq!(seed.kairo(&["render"]).code, 0);
+        commit_all(seed.path(), "initial", 1_700_000_000);
+        let git = git2::Repository::open(seed.path()).unwrap();
+        let head = git.head().unwrap().shorthand().unwrap().to_string();
+        git.remote("origin", path.to_str().unwrap()).unwrap();
+        git.find_remote("origin")
+            .unwrap()
+            .push(&[format!("refs/heads/{head}:refs/heads/main")], None)
+            .unwrap();
+        git2::Repository::open_bare(&path)
+            .unwrap()
+            .set_head("refs/heads/main")
+            .unwrap();
+        Remote { _dir: dir, path }
+    }
+
+    /// A clone with `main` checked out and tracking `origin/main`.
+    fn clone(&self) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        git2::Repository::clone(self.path.to_str().unwrap(), dir.path()).unwrap();
+        dir
+    }
+
+    fn tip(&self) -> git2::Oid {
+        let git = git2::Repository::open_bare(&self.path).unwrap();
+        git.find_reference("refs/heads/main")
+            .unwrap()
+            .peel_to_commit()
+            .unwrap()
+            .id()
+    }
+
+    /// The commit messages on main, newest first, checking that history is linear.
+    fn history(&self) -> Vec<String> {
+        let git = git2::Repository::open_bare(&self.path).unwrap();
+        let mut commit = git
+            .find_reference("refs/heads/main")
+            .unwrap()
+            .peel_to_commit()
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            out.push(commit.summary().unwrap().unwrap().to_string());
+            assert!(commit.parent_count() <= 1, "history must be linear");
+            match commit.parent(0) {
+                Ok(p) => commit = p,
+                Err(_) => return out,
+            }
+        }
+    }
+}
+
+fn bump(dir: &Path, args: &[&str]) -> crate::support::Output {
+    let mut all = vec!["bump"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--author", AUTHOR]);
+    run_kairo(dir, &all)
+}
+
+#[test]
+fn bump_edits_one_line_and_re_renders() {
+    let repo = Repo::new();
+    many(&repo, 3);
+    assert_eq!(repo.kairo(&["render"]).code, 0);
+    let before = repo.read("environments/staging.yaml");
+    let out = repo.kairo(&["bump", "svc-001", "1a2b3c4", "--env", "staging"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "svc-001 in staging: 0.0.1 -> 1a2b3c4\n  changed clusters/staging/.kairo-generated.sha256\n  changed clusters/staging/releases/svc-001.yaml\n  changed environments/staging.yaml\n"
+    );
+    let after = repo.read("environments/staging.yaml");
+    let changed: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(
+        changed,
+        [(
+            "    svc-001: {image: {tag: \"0.0.1\"}}",
+            "    svc-001: {image: {tag: \"1a2b3c4\"}}"
+        )]
+    );
+    assert!(
+        repo.read("clusters/staging/releases/svc-001.yaml")
+            .contains("tag: 1a2b3c4\n")
+    );
+    assert_eq!(repo.kairo(&["render", "--check"]).code, 0);
+
+    let again = repo.kairo(&[
+        "bump", "svc-001", "1a2b3c4", "--env", "staging", "--output", "json",
+    ]);
+    assert_eq!(again.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(v["changed"], false);
+}
+
+#[test]
+fn bad_bumps_name_the_valid_choices() {
+    let repo = Repo::with_staging();
+    let out = repo.kairo(&["bump", "web", "1.1", "--env", "prod"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("error: unknown environment `prod`\n  hint: environments: `staging`"),
+        "{}",
+        out.stderr
+    );
+    let out = repo.kairo(&["bump", "wbe", "1.1", "--env", "staging"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("error: service `wbe` is not listed in `environments/staging.yaml`\n  hint: services in this environment: `web`"), "{}", out.stderr);
+    let out = repo.kairo(&["bump", "web", "bad:tag", "--env", "staging"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("error: image tag `bad:tag` contains `:`"),
+        "{}",
+        out.stderr
+    );
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace(
+            "image: {tag: \"1.0.0\"}",
+            "image: {tag: \"1.0.0\"}\n      pinned: true",
+        ),
+    );
+    let out = repo.kairo(&["bump", "web", "1.1", "--env", "staging"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains(
+            "error: service `web` is pinned in `environments/staging.yaml`\n  hint: pass `--force`"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        repo.kairo(&["bump", "web", "1.1", "--env", "staging", "--force"])
+            .code,
+        0
+    );
+}
+
+#[test]
+fn commit_and_push() {
+    let remote = Remote::new(3);
+    let clone = remote.clone();
+    let out = bump(
+        clone.path(),
+        &[
+            "svc-002", "v2", "--env", "staging", "--push", "--output", "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["pushed"], "origin refs/heads/main");
+    assert_eq!(v["attempts"], 1);
+    assert_eq!(
+        remote.history(),
+        ["chore(staging): bump svc-002 to v2", "initial"]
+    );
+    let git = git2::Repository::open_bare(&remote.path).unwrap();
+    let commit = git.find_commit(remote.tip()).unwrap();
+    assert_eq!(commit.author().name().unwrap(), "CI bot");
+    assert_eq!(
+        commit.message().unwrap(),
+        "chore(staging): bump svc-002 to v2\n\nsvc-002 0.0.1 -> v2\n\nChanged files:\n- clusters/staging/.kairo-generated.sha256\n- clusters/staging/releases/svc-002.yaml\n- environments/staging.yaml\n"
+    );
+    // A no-op bump makes no commit.
+    let out = bump(
+        clone.path(),
+        &["svc-002", "v2", "--env", "staging", "--push"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(remote.history().len(), 2);
+    // The remote's tip is exactly what its environments render.
+    let fresh = remote.clone();
+    assert_eq!(run_kairo(fresh.path(), &["render", "--check"]).code, 0);
+}
+
+#[test]
+fn a_rejected_push_re_applies_the_bump_or_gives_up() {
+    let remote = Remote::new(3);
+    let (a, b) = (remote.clone(), remote.clone());
+    assert_eq!(
+        bump(a.path(), &["svc-000", "a1", "--env", "staging", "--push"]).code,
+        0
+    );
+    // b has not seen a's commit: with one attempt it gives up, and says so.
+    let out = bump(
+        b.path(),
+        &[
+            "svc-001",
+            "b1",
+            "--env",
+            "staging",
+            "--push",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("error: push to `origin` was rejected 1 time(s)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(remote.history().len(), 2);
+    // With retries it fetches, re-applies the bump on the new tip, and pushes.
+    let out = bump(b.path(), &["svc-001", "b1", "--env", "staging", "--push"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        remote.history(),
+        [
+            "chore(staging): bump svc-001 to b1",
+            "chore(staging): bump svc-000 to a1",
+            "initial"
+        ]
+    );
+    let fresh = remote.clone();
+    let env = std::fs::read_to_string(fresh.path().join("environments/staging.yaml")).unwrap();
+    assert!(
+        env.contains("svc-000: {image: {tag: \"a1\"}}")
+            && env.contains("svc-001: {image: {tag: \"b1\"}}"),
+        "{env}"
+    );
+}
+
+#[test]
+fn refuses_uncommitted_changes_to_what_it_writes() {
+    let remote = Remote::new(2);
+    let clone = remote.clone();
+    let env = clone.path().join("environments/staging.yaml");
+    let text = std::fs::read_to_string(&env).unwrap();
+    std::fs::write(&env, text.replace("# service 0", "# edited")).unwrap();
+    let out = bump(
+        clone.path(),
+        &["svc-001", "x1", "--env", "staging", "--commit"],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains(
+            "error: `environments/staging.yaml` has uncommitted changes, and kairo must write it"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        std::fs::read_to_string(&env).unwrap().contains("# edited"),
+        "nothing was touched"
+    );
+}
+
+/// 8 writers in separate processes, 25 bumps each, all pushing to one remote at once: every
+/// bump lands exactly once, history is linear, and the tip renders to what is committed.
+#[test]
+fn push_storm() {
+    const WRITERS: usize = 8;
+    const BUMPS: usize = 25;
+    let remote = Remote::new(WRITERS * BUMPS);
+    let clones: Vec<tempfile::TempDir> = (0..WRITERS).map(|_| remote.clone()).collect();
+    std::thread::scope(|s| {
+        for (w, clone) in clones.iter().enumerate() {
+            s.spawn(move || {
+                for b in 0..BUMPS {
+                    let service = format!("svc-{:03}", w * BUMPS + b);
+                    let tag = format!("w{w}-b{b}");
+                    let out = bump(
+                        clone.path(),
+                        &[
+                            &service,
+                            &tag,
+                            "--env",
+                            "staging",
+                            "--push",
+                            "--max-attempts",
+                            "50",
+                        ],
+                    );
+                    assert_eq!(out.code, 0, "{service}: {}", out.stderr);
+                }
+            });
+        }
+    });
+    let history = remote.history();
+    assert_eq!(history.len(), WRITERS * BUMPS + 1);
+    let mut subjects: Vec<&String> = history.iter().filter(|m| m.starts_with("chore(")).collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), WRITERS * BUMPS, "every bump exactly once");
+    let fresh = remote.clone();
+    let env = std::fs::read_to_string(fresh.path().join("environments/staging.yaml")).unwrap();
+    for w in 0..WRITERS {
+        for b in 0..BUMPS {
+            assert!(env.contains(&format!(
+                "svc-{:03}: {{image: {{tag: \"w{w}-b{b}\"}}}}",
+                w * BUMPS + b
+            )));
+        }
+    }
+    assert_eq!(run_kairo(fresh.path(), &["render", "--check"]).code, 0);
+    let _ = tree;
+}
