@@ -18,15 +18,49 @@ use crate::model::{self, Model, ModelError, SourceFile};
 use crate::policy;
 use crate::render::{self, CLUSTERS_DIR, Templates};
 
-/// What to change.
+/// What to change, in one environment. Re-applied as a whole on every push attempt.
 #[derive(Debug, Clone)]
 pub struct Intent {
     pub environment: String,
-    pub service: String,
-    pub tag: String,
-    pub digest: Option<String>,
+    pub change: Change,
     pub force: bool,
     pub check_policies: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Set one service's image.
+    Bump {
+        service: String,
+        tag: String,
+        digest: Option<String>,
+    },
+    /// Copy the images of all (or the named) services from environment `from`.
+    Promote { from: String, services: Vec<String> },
+}
+
+/// Tags that CI moves; never promoted (they would not pin what was tested).
+pub const MUTABLE_TAGS: [&str; 10] = [
+    "",
+    "latest",
+    "staging",
+    "production",
+    "main",
+    "master",
+    "dev",
+    "develop",
+    "stable",
+    "edge",
+];
+
+/// One service's image change.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Move {
+    pub service: String,
+    pub from: String,
+    pub to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// How to record and publish the change.
@@ -67,6 +101,19 @@ pub enum BumpError {
     Policy(#[from] policy::PolicyError),
     #[error("policies deny the bumped environment")]
     Denied(Vec<policy::Finding>),
+    #[error(
+        "`{service}` runs the mutable tag `{tag}` in `{environment}`; promote an immutable tag"
+    )]
+    MutableTag {
+        environment: String,
+        service: String,
+        tag: String,
+    },
+    #[error("service `{service}` does not run in `{environment}`")]
+    NotInSource {
+        environment: String,
+        service: String,
+    },
     #[error(transparent)]
     Git(#[from] git::GitError),
     #[error(transparent)]
@@ -85,14 +132,16 @@ impl From<ModelError> for BumpError {
     }
 }
 
-/// What a bump did; `--output json` prints this.
+/// What a bump or promotion did; `--output json` prints this.
 #[derive(Debug, Default, Serialize)]
 pub struct Outcome {
     pub environment: String,
-    pub service: String,
-    pub from: String,
-    pub to: String,
-    /// False when the image already was the requested one: nothing written, no commit.
+    /// The images that changed (empty for a no-op).
+    pub moves: Vec<Move>,
+    /// Promotion: services of the source environment that the target does not run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// False when the images already were the requested ones: nothing written, no commit.
     pub changed: bool,
     pub files: Vec<String>,
     pub commit: Option<String>,
@@ -119,17 +168,84 @@ fn apply_to_worktree(
             })?;
     let env_file = env.file.clone();
     let text = read(root, &env_file)?;
-    let (from, _, _) = edit::current_image(&env_file, &text, &intent.service)?;
-    outcome.from = from;
-    let change = ImageChange {
-        service: &intent.service,
-        tag: &intent.tag,
-        digest: intent.digest.as_deref(),
-        force: intent.force,
+    let specs: Vec<(String, String, Option<String>)> = match &intent.change {
+        Change::Bump {
+            service,
+            tag,
+            digest,
+        } => vec![(service.clone(), tag.clone(), digest.clone())],
+        Change::Promote { from, services } => {
+            let source = model
+                .environment(from)
+                .ok_or_else(|| BumpError::UnknownEnvironment {
+                    name: from.clone(),
+                    known: model.environments.iter().map(|e| e.name.clone()).collect(),
+                })?;
+            let targets: Vec<String> = if services.is_empty() {
+                env.releases.iter().map(|r| r.name.clone()).collect()
+            } else {
+                services.clone()
+            };
+            outcome.skipped = source
+                .releases
+                .iter()
+                .filter(|r| env.releases.iter().all(|t| t.name != r.name))
+                .map(|r| r.name.clone())
+                .collect();
+            let mut specs = Vec::new();
+            for service in targets {
+                let Some(release) = source.releases.iter().find(|r| r.name == service) else {
+                    if services.is_empty() {
+                        continue; // runs in the target only: nothing to promote
+                    }
+                    return Err(BumpError::NotInSource {
+                        environment: from.clone(),
+                        service,
+                    });
+                };
+                if MUTABLE_TAGS.contains(&release.image.tag.to_lowercase().as_str()) {
+                    return Err(BumpError::MutableTag {
+                        environment: from.clone(),
+                        service,
+                        tag: release.image.tag.clone(),
+                    });
+                }
+                specs.push((
+                    service,
+                    release.image.tag.clone(),
+                    release.image.digest.clone(),
+                ));
+            }
+            specs
+        }
     };
-    let Some(new_text) = edit::set_image(&env_file, &text, &change)? else {
+    let mut new_text = text.clone();
+    outcome.moves.clear();
+    for (service, tag, digest) in &specs {
+        let (from, old_digest, _) = edit::current_image(&env_file, &new_text, service)?;
+        let change = ImageChange {
+            service,
+            tag,
+            digest: digest.as_deref(),
+            force: intent.force,
+        };
+        // Promotion copies the digest too, or drops a stale one by taking the source's.
+        if let Some(edited) = edit::set_image(&env_file, &new_text, &change)? {
+            new_text = edited;
+            outcome.moves.push(Move {
+                service: service.clone(),
+                from: match &old_digest {
+                    Some(d) => format!("{from}@{d}"),
+                    None => from,
+                },
+                to: tag.clone(),
+                digest: digest.clone(),
+            });
+        }
+    }
+    if new_text == text {
         return Ok(Vec::new());
-    };
+    }
 
     // The whole model again, with the edited file, so nothing invalid is ever written.
     let mut files = Vec::new();
@@ -176,20 +292,29 @@ fn read(root: &Path, rel: &str) -> Result<String, BumpError> {
 }
 
 fn message(publish: &Publish, intent: &Intent, outcome: &Outcome, files: &[String]) -> String {
-    let template = publish
-        .message
-        .as_deref()
-        .unwrap_or("chore({env}): bump {service} to {tag}");
-    let mut m = template
-        .replace("{env}", &intent.environment)
-        .replace("{service}", &intent.service)
-        .replace("{tag}", &intent.tag)
-        .replace("{from}", &outcome.from);
+    let env = &intent.environment;
+    let mut m = match (&intent.change, &publish.message) {
+        (Change::Bump { service, tag, .. }, Some(template)) => template
+            .replace("{env}", env)
+            .replace("{service}", service)
+            .replace("{tag}", tag)
+            .replace(
+                "{from}",
+                outcome.moves.first().map_or("", |m| m.from.as_str()),
+            ),
+        (Change::Promote { from, .. }, Some(template)) => {
+            template.replace("{env}", env).replace("{from}", from)
+        }
+        (Change::Bump { service, tag, .. }, None) => {
+            format!("chore({env}): bump {service} to {tag}")
+        }
+        (Change::Promote { from, .. }, None) => format!("chore({env}): promote images from {from}"),
+    };
     m.push_str("\n\n");
-    m.push_str(&format!(
-        "{} {} -> {}\n\nChanged files:\n",
-        intent.service, outcome.from, intent.tag
-    ));
+    for mv in &outcome.moves {
+        m.push_str(&format!("{} {} -> {}\n", mv.service, mv.from, mv.to));
+    }
+    m.push_str("\nChanged files:\n");
     for f in files {
         m.push_str(&format!("- {f}\n"));
     }
@@ -211,8 +336,6 @@ fn backoff(attempt: u32) -> Duration {
 pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, BumpError> {
     let mut outcome = Outcome {
         environment: intent.environment.clone(),
-        service: intent.service.clone(),
-        to: intent.tag.clone(),
         ..Default::default()
     };
     if !publish.commit && !publish.push {

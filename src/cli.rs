@@ -12,6 +12,7 @@ Examples:
   kairo render --output json        machine-readable summary on stdout
   kairo check                       evaluate policies/ (Rego) on the rendered objects
   kairo bump api-server 1a2b3c4 --env staging --push   CI: bump, commit, push safely
+  kairo promote --from staging --to production --commit
   kairo diff --base origin/main     what a branch changes, object by object
   kairo diff --base origin/main --output markdown > comment.md
   kairo completions bash > /etc/bash_completion.d/kairo
@@ -46,6 +47,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Set one service's image in one environment, re-render it, optionally commit and push.
     Bump(BumpArgs),
+    /// Copy tested image tags from one environment to another, in one commit.
+    Promote(PromoteArgs),
     /// Evaluate the Rego policies in policies/ on every rendered object.
     Check(CheckArgs),
     /// Show what a change does to the rendered objects (renders both sides in memory).
@@ -88,13 +91,35 @@ pub struct BumpArgs {
     /// The new image's digest (`sha256:...`); required when a digest is pinned today.
     #[arg(long)]
     pub digest: Option<String>,
-    /// Bump a pinned service too.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The environment whose images are promoted (e.g. staging).
+    #[arg(long)]
+    pub from: String,
+    /// The environment that receives them (e.g. production).
+    #[arg(long)]
+    pub to: String,
+    /// Only this service (repeatable). Default: every service that runs in both.
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+/// How an image change is recorded: shared by `bump` and `promote`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Change pinned services too.
     #[arg(long)]
     pub force: bool,
     /// Commit the change (the environment file and the re-rendered files).
     #[arg(long)]
     pub commit: bool,
-    /// Commit and push; on rejection, re-apply the bump on the remote tip and retry.
+    /// Commit and push; on rejection, re-apply the change on the remote tip and retry.
     #[arg(long)]
     pub push: bool,
     /// The remote to push to.

@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::Outcome;
 use crate::apply::{self, Conflict, ConflictReason, Plan};
 use crate::cli::{
-    BumpArgs, CheckArgs, Cli, Command, DiffArgs, DiffFormat, OutputFormat, RenderArgs,
+    BumpArgs, CheckArgs, Cli, Command, DiffArgs, DiffFormat, OutputFormat, PromoteArgs,
+    PublishArgs, RenderArgs,
 };
 use crate::model::{self, Diagnostic, ModelError, Severity};
 use crate::policy;
@@ -21,6 +22,7 @@ pub fn dispatch(cli: Cli) -> Outcome {
         Command::Diff(args) => diff_command(&cli.root, &args),
         Command::Check(args) => check_command(&cli.root, &args),
         Command::Bump(args) => bump_command(&cli.root, &args),
+        Command::Promote(args) => promote_command(&cli.root, &args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "kairo", &mut std::io::stdout());
@@ -370,12 +372,33 @@ fn diff_command(root: &Path, args: &DiffArgs) -> Outcome {
 }
 
 fn bump_command(root: &Path, args: &BumpArgs) -> Outcome {
-    use crate::bump::{self, BumpError, Intent, Publish};
-    let intent = Intent {
-        environment: args.env.clone(),
+    let change = crate::bump::Change::Bump {
         service: args.service.clone(),
         tag: args.tag.clone(),
         digest: args.digest.clone(),
+    };
+    image_change(root, &args.env, change, &args.publish)
+}
+
+fn promote_command(root: &Path, args: &PromoteArgs) -> Outcome {
+    let change = crate::bump::Change::Promote {
+        from: args.from.clone(),
+        services: args.services.clone(),
+    };
+    image_change(root, &args.to, change, &args.publish)
+}
+
+/// Runs a bump or a promotion and prints what it did.
+fn image_change(
+    root: &Path,
+    environment: &str,
+    change: crate::bump::Change,
+    args: &PublishArgs,
+) -> Outcome {
+    use crate::bump::{self, BumpError, Intent, Publish};
+    let intent = Intent {
+        environment: environment.to_string(),
+        change,
         force: args.force,
         check_policies: !args.no_check,
     };
@@ -388,6 +411,13 @@ fn bump_command(root: &Path, args: &BumpArgs) -> Outcome {
         message: args.message.clone(),
         max_attempts: args.max_attempts,
     };
+    let list = |names: &[String]| {
+        names
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let result = match bump::run(root, &intent, &publish) {
         Ok(r) => r,
         Err(BumpError::Model(diags)) => {
@@ -398,7 +428,7 @@ fn bump_command(root: &Path, args: &BumpArgs) -> Outcome {
         Err(BumpError::Denied(findings)) => {
             eprint!("{}", policy::render_text(&findings, 0));
             eprintln!(
-                "error: policies deny this bump; nothing was changed\n  hint: pass `--no-check` to bump anyway"
+                "error: policies deny this change; nothing was changed\n  hint: pass `--no-check` to change it anyway"
             );
             return Outcome::Differences;
         }
@@ -406,29 +436,16 @@ fn bump_command(root: &Path, args: &BumpArgs) -> Outcome {
             let BumpError::UnknownEnvironment { known, .. } = &e else {
                 unreachable!()
             };
-            let hint = format!(
-                "environments: {}",
-                known
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            report(&e, Some(&hint));
+            report(&e, Some(&format!("environments: {}", list(known))));
             return Outcome::Failed;
         }
         Err(BumpError::Edit(e)) => {
             let hint = match &e {
-                model::edit::EditError::UnknownService { listed, .. } => format!(
-                    "services in this environment: {}",
-                    listed
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                model::edit::EditError::UnknownService { listed, .. } => {
+                    format!("services in this environment: {}", list(listed))
+                }
                 model::edit::EditError::Pinned { .. } => {
-                    "pass `--force` to bump a pinned service".into()
+                    "pass `--force` to change a pinned service".into()
                 }
                 model::edit::EditError::StaleDigest { .. } => {
                     "pass `--digest` with the new image's digest".into()
@@ -442,7 +459,7 @@ fn bump_command(root: &Path, args: &BumpArgs) -> Outcome {
             report(
                 &e,
                 Some(
-                    "the bump is committed locally on top of the last fetched remote tip; run the same command again to retry",
+                    "the change is committed locally on top of the last fetched remote tip; run the same command again to retry",
                 ),
             );
             return Outcome::Failed;
@@ -470,18 +487,26 @@ fn bump_command(root: &Path, args: &BumpArgs) -> Outcome {
             if !result.changed {
                 let _ = writeln!(
                     out,
-                    "{} in {} is already at {}: nothing to do",
-                    result.service, result.environment, result.to
+                    "{}: images are already as requested; nothing to do",
+                    result.environment
                 );
-            } else {
+            }
+            for m in &result.moves {
                 let _ = writeln!(
                     out,
                     "{} in {}: {} -> {}",
-                    result.service, result.environment, result.from, result.to
+                    m.service, result.environment, m.from, m.to
                 );
-                for f in &result.files {
-                    let _ = writeln!(out, "  changed {f}");
-                }
+            }
+            for f in &result.files {
+                let _ = writeln!(out, "  changed {f}");
+            }
+            for s in &result.skipped {
+                let _ = writeln!(
+                    out,
+                    "note: `{s}` does not run in {}; skipped",
+                    result.environment
+                );
             }
             if let Some(c) = &result.commit {
                 let _ = writeln!(out, "committed {c}");

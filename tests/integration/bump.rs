@@ -338,3 +338,116 @@ fn push_storm() {
     assert_eq!(run_kairo(fresh.path(), &["render", "--check"]).code, 0);
     let _ = tree;
 }
+
+#[test]
+fn promote_copies_tested_images_in_one_commit() {
+    let remote = Remote::new(4);
+    let clone = remote.clone();
+    // production runs svc-000..svc-002 (one pinned at a digest), staging runs all four.
+    let staging = std::fs::read_to_string(clone.path().join("environments/staging.yaml")).unwrap();
+    let production = staging
+        .replace("name: staging", "name: production")
+        .replace("namespace: acme-staging", "namespace: acme")
+        .replace(
+            "    # service 3\n    svc-003: {image: {tag: \"0.0.1\"}}\n",
+            "",
+        );
+    std::fs::write(
+        clone.path().join("environments/production.yaml"),
+        &production,
+    )
+    .unwrap();
+    assert_eq!(run_kairo(clone.path(), &["render"]).code, 0);
+    commit_all(clone.path(), "add production", 1_700_000_050);
+    for (service, tag) in [("svc-000", "1.4.3"), ("svc-001", "2.0.0")] {
+        assert_eq!(
+            bump(
+                clone.path(),
+                &[service, tag, "--env", "staging", "--commit"]
+            )
+            .code,
+            0
+        );
+    }
+    let out = run_kairo(
+        clone.path(),
+        &[
+            "promote",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--push",
+            "--author",
+            AUTHOR,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "svc-000 in production: 0.0.1 -> 1.4.3\nsvc-001 in production: 0.0.1 -> 2.0.0\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("note: `svc-003` does not run in production; skipped\n"),
+        "{}",
+        out.stdout
+    );
+    let git = git2::Repository::open_bare(&remote.path).unwrap();
+    let message = git
+        .find_commit(remote.tip())
+        .unwrap()
+        .message()
+        .unwrap()
+        .to_string();
+    assert!(message.starts_with("chore(production): promote images from staging\n\nsvc-000 0.0.1 -> 1.4.3\nsvc-001 0.0.1 -> 2.0.0\n\nChanged files:\n"), "{message}");
+    // Promoting again changes nothing and commits nothing.
+    let before = remote.history().len();
+    let out = run_kairo(
+        clone.path(),
+        &[
+            "promote",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--push",
+            "--author",
+            AUTHOR,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(remote.history().len(), before);
+    // A mutable tag is never promoted.
+    assert_eq!(
+        bump(
+            clone.path(),
+            &["svc-002", "latest", "--env", "staging", "--commit"]
+        )
+        .code,
+        0
+    );
+    let out = run_kairo(
+        clone.path(),
+        &[
+            "promote",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--service",
+            "svc-002",
+        ],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains(
+            "error: `svc-002` runs the mutable tag `latest` in `staging`; promote an immutable tag"
+        ),
+        "{}",
+        out.stderr
+    );
+}
