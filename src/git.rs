@@ -110,32 +110,28 @@ pub fn ensure_clean(
     prefix: &str,
     paths: &[String],
 ) -> Result<(), WriteError> {
-    let mut options = git2::StatusOptions::new();
-    options.include_untracked(true).recurse_untracked_dirs(true);
-    for entry in repo.statuses(Some(&mut options))?.iter() {
-        let path = entry.path().unwrap_or_default().to_string();
-        let status = entry.status();
-        let staged = git2::Status::INDEX_NEW
-            | git2::Status::INDEX_MODIFIED
-            | git2::Status::INDEX_DELETED
-            | git2::Status::INDEX_RENAMED
-            | git2::Status::INDEX_TYPECHANGE;
-        if status.intersects(staged) {
-            return Err(WriteError::Staged(path));
-        }
-        let Some(rel) = path.strip_prefix(prefix) else {
-            continue;
-        };
-        let touched = paths.iter().any(|p| {
-            if p.ends_with('/') {
-                rel.starts_with(p.as_str())
-            } else {
-                rel == p
-            }
-        });
-        if touched && !status.is_ignored() {
-            return Err(WriteError::Dirty(path));
-        }
+    // Staged changes anywhere: index against HEAD only, which needs no scan of the working tree.
+    let mut staged = git2::StatusOptions::new();
+    staged.show(git2::StatusShow::Index);
+    if let Some(entry) = repo.statuses(Some(&mut staged))?.iter().next() {
+        return Err(WriteError::Staged(
+            entry.path().unwrap_or_default().to_string(),
+        ));
+    }
+    // Working-tree changes, only below the paths kairo writes.
+    let mut touched = git2::StatusOptions::new();
+    touched
+        .show(git2::StatusShow::Workdir)
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .disable_pathspec_match(false);
+    for p in paths {
+        touched.pathspec(format!("{prefix}{p}"));
+    }
+    if let Some(entry) = repo.statuses(Some(&mut touched))?.iter().next() {
+        return Err(WriteError::Dirty(
+            entry.path().unwrap_or_default().to_string(),
+        ));
     }
     Ok(())
 }

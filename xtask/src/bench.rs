@@ -22,6 +22,7 @@ const FULL_TARGET_S: f64 = 1.5;
 const NOOP_TARGET_S: f64 = 0.3;
 const CP_RATIO_TARGET: f64 = 3.0;
 const DIFF_TARGET_S: f64 = 2.0;
+const BUMP_TARGET_S: f64 = 0.3;
 
 pub struct Options {
     envs: usize,
@@ -177,6 +178,46 @@ pub fn run(o: &Options) -> Result {
     let diff_rss = peak_rss(diff_cmd(), &[1])?;
     let diff_s = median(&diff_runs);
 
+    eprintln!(
+        "==> kairo bump --commit, and the text-edit baseline (yq -yi + git commit -am), 3 runs each"
+    );
+    let mut bump_runs = Vec::new();
+    for i in 0..3 {
+        let mut cmd = Command::new(&kairo);
+        cmd.args([
+            "bump",
+            "svc-0001",
+            &format!("bump{i}"),
+            "--env",
+            "env-00",
+            "--commit",
+            "--no-check",
+        ])
+        .args(["--author", "bench <bench@kairo.invalid>", "--root"])
+        .arg(&repo);
+        bump_runs.push(timed(&mut cmd)?.0);
+    }
+    let bump_s = median(&bump_runs);
+    let yq_runs = if Command::new("yq")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let mut runs = Vec::new();
+        for i in 0..3 {
+            let script = format!(
+                "yq -yi '.spec.values.image.tag = \"yq{i}\"' clusters/env-00/releases/svc-0002.yaml && git -c user.name=bench -c user.email=bench@kairo.invalid commit -qam 'ci: update image tags'"
+            );
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &script]).current_dir(&repo);
+            runs.push(timed(&mut cmd)?.0);
+        }
+        Some(runs)
+    } else {
+        eprintln!("note: yq is not installed (Debian package `yq`); the baseline is skipped");
+        None
+    };
+
     let (full_s, noop_s, check_s, cp_s) =
         (median(&full), median(&noop), median(&check), median(&cp));
     let ratio = full_s / cp_s;
@@ -248,6 +289,18 @@ pub fn run(o: &Options) -> Result {
             "-".into(),
             "",
         ),
+        (
+            "bump --commit (median)",
+            timing(&bump_runs),
+            format!("<= {BUMP_TARGET_S} s"),
+            verdict(bump_s <= BUMP_TARGET_S),
+        ),
+        (
+            "baseline: yq -yi + git commit -am",
+            yq_runs.as_deref().map_or("not run".into(), timing),
+            "-".into(),
+            "",
+        ),
         ("files generated", files.to_string(), "-".into(), ""),
         (
             "bytes generated",
@@ -283,6 +336,8 @@ pub fn run(o: &Options) -> Result {
         "peakRssBytes": max_rss,
         "diffSeconds": {"median": diff_s, "runs": secs(&diff_runs), "target": DIFF_TARGET_S, "changedObjects": reported},
         "diffPeakRssBytes": diff_rss,
+        "bumpCommitSeconds": {"median": bump_s, "runs": secs(&bump_runs), "target": BUMP_TARGET_S},
+        "yqBaselineSeconds": yq_runs.as_deref().map(|r| json!({"median": median(r), "runs": secs(r)})),
         "files": files,
         "bytes": bytes,
         "warnings": warnings,
