@@ -18,6 +18,10 @@ use crate::model::{self, Model, ModelError, SourceFile};
 use crate::policy;
 use crate::render::{self, CLUSTERS_DIR, Templates};
 
+/// Inside `.git/`: present while kairo has written files it has not committed yet, so that a
+/// re-run after a kill knows the uncommitted changes are its own.
+const JOURNAL: &str = "kairo-in-progress";
+
 /// What to change, in one environment. Re-applied as a whole on every push attempt.
 #[derive(Debug, Clone)]
 pub struct Intent {
@@ -321,6 +325,29 @@ fn message(publish: &Publish, intent: &Intent, outcome: &Outcome, files: &[Strin
     m
 }
 
+/// The process id recorded in an interrupted run's journal.
+fn journal_owner(journal: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(journal).ok()?;
+    text.lines().next()?.strip_prefix("pid ")?.parse().ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; it sends nothing.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// The deterministic branch for a change pushed for review: `kairo/<env>/<service>-<tag>`
+/// (`kairo/<env>/promote-from-<env>` for a promotion).
+pub fn bump_branch(intent: &Intent) -> String {
+    match &intent.change {
+        Change::Bump { service, tag, .. } => {
+            format!("kairo/{}/{service}-{tag}", intent.environment)
+        }
+        Change::Promote { from, .. } => format!("kairo/{}/promote-from-{from}", intent.environment),
+    }
+}
+
 /// Jittered exponential backoff: 50 ms, 100 ms, ... capped at 2 s, times 0.5-1.5.
 fn backoff(attempt: u32) -> Duration {
     let base = 50u64.saturating_mul(1 << attempt.min(6)).min(2_000);
@@ -347,10 +374,11 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
     let (repo, prefix) = git::open(root)?;
     let (remote_branch, touched) = {
         let branch = git::current_branch(&repo)?;
-        let remote_branch = publish
-            .branch
-            .clone()
-            .unwrap_or_else(|| git::upstream_branch(&repo, &branch));
+        let remote_branch = match publish.branch.as_deref() {
+            Some("") => bump_branch(intent),
+            Some(name) => name.to_string(),
+            None => git::upstream_branch(&repo, &branch),
+        };
         let env_dir = format!("{CLUSTERS_DIR}/{}/", intent.environment);
         (
             remote_branch,
@@ -360,10 +388,41 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
     let signature = git::signature(&repo, publish.author.as_deref())?;
     let mut last_rejection = String::new();
     let attempts = publish.max_attempts.max(1);
+    let journal = repo.path().join(JOURNAL);
+    if let Some(pid) = journal_owner(&journal)
+        && !process_alive(pid)
+    {
+        // The run that wrote the journal died; a lock it held on the index is stale.
+        let lock = repo.path().join("index.lock");
+        if lock.exists() {
+            tracing::info!(
+                pid,
+                "removing the index lock left by an interrupted kairo run"
+            );
+            let _ = std::fs::remove_file(lock);
+        }
+    }
     for attempt in 1..=attempts {
         outcome.attempts = attempt;
-        git::ensure_clean(&repo, &prefix, &touched)?;
+        match git::ensure_clean(&repo, &prefix, &touched) {
+            Err(WriteError::Dirty(_)) if journal.exists() => {
+                // A previous run was killed between writing files and committing them: the
+                // changes are its own. Put the paths back as HEAD has them and start over.
+                tracing::info!("completing an interrupted run: restoring the paths it had written");
+                git::restore_paths(&repo, &prefix, &touched)?;
+                git::ensure_clean(&repo, &prefix, &touched)?;
+            }
+            other => other?,
+        }
+        let record = format!("pid {}\n{}\n", std::process::id(), touched.join("\n"));
+        std::fs::write(&journal, record).map_err(|source| BumpError::Io {
+            path: journal.display().to_string(),
+            source,
+        })?;
         let files = apply_to_worktree(root, intent, &mut outcome)?;
+        if files.is_empty() {
+            let _ = std::fs::remove_file(&journal);
+        }
         if files.is_empty() && attempt == 1 {
             // Already at that image: no commit. (With --push, a previous run may have
             // committed without pushing; pushing HEAD below completes it.)
@@ -373,6 +432,7 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
         } else if !files.is_empty() {
             let msg = message(publish, intent, &outcome, &files);
             let id = git::commit_paths(&repo, &prefix, &files, &msg, &signature)?;
+            let _ = std::fs::remove_file(&journal);
             outcome.commit = Some(id.to_string());
             outcome.changed = true;
             outcome.files = files;
@@ -390,6 +450,9 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
                 last_rejection = reason;
                 if attempt < attempts {
                     std::thread::sleep(backoff(attempt));
+                    // A kill during the reset must not leave a lock a re-run cannot clear.
+                    let record = format!("pid {}\n{}\n", std::process::id(), touched.join("\n"));
+                    let _ = std::fs::write(&journal, record);
                     git::reset_to_remote(&repo, &publish.remote, &remote_branch)?;
                     outcome.commit = None;
                     outcome.changed = false;

@@ -125,8 +125,9 @@ pub struct PublishArgs {
     /// The remote to push to.
     #[arg(long, default_value = "origin")]
     pub remote: String,
-    /// The remote branch to push to. Default: the current branch's upstream.
-    #[arg(long)]
+    /// The remote branch to push to. Default: the current branch's upstream. Without a value:
+    /// a bump branch named after the change, `kairo/<env>/<service>-<tag>`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
     pub branch: Option<String>,
     /// Commit author, `Name <email>`. Default: KAIRO_GIT_AUTHOR_NAME/_EMAIL, then git config.
     #[arg(long)]

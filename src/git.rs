@@ -158,6 +158,22 @@ pub enum WriteError {
     Command(String),
 }
 
+/// Restores `paths` (relative to `prefix`; directories end in `/`) to HEAD's content and
+/// removes untracked files below them.
+pub fn restore_paths(
+    repo: &git2::Repository,
+    prefix: &str,
+    paths: &[String],
+) -> Result<(), WriteError> {
+    let mut checkout = git2::build::CheckoutBuilder::new();
+    checkout.force().remove_untracked(true);
+    for p in paths {
+        checkout.path(format!("{prefix}{p}"));
+    }
+    repo.checkout_head(Some(&mut checkout))?;
+    Ok(())
+}
+
 /// The commit identity: `--author`, then `KAIRO_GIT_AUTHOR_NAME`/`_EMAIL`, then git config.
 pub fn signature(
     repo: &git2::Repository,

@@ -451,3 +451,81 @@ fn promote_copies_tested_images_in_one_commit() {
         out.stderr
     );
 }
+
+#[test]
+fn a_bump_branch_for_review() {
+    let remote = Remote::new(2);
+    let clone = remote.clone();
+    let out = bump(
+        clone.path(),
+        &[
+            "svc-001", "v9", "--env", "staging", "--push", "--branch", "--output", "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["pushed"], "origin refs/heads/kairo/staging/svc-001-v9");
+    assert_eq!(remote.history(), ["initial"], "main is untouched");
+    let git = git2::Repository::open_bare(&remote.path).unwrap();
+    let commit = git
+        .find_reference("refs/heads/kairo/staging/svc-001-v9")
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    assert_eq!(
+        commit.summary().unwrap(),
+        Some("chore(staging): bump svc-001 to v9")
+    );
+}
+
+/// Kills `kairo bump --push` at several moments; re-running the same command completes the
+/// bump, with exactly one commit for it on the remote.
+#[test]
+fn an_interrupted_bump_is_completed_by_a_re_run() {
+    let remote = Remote::new(300);
+    let mut resumed = 0;
+    for (i, delay_ms) in [3u64, 10, 25, 50, 100, 200, 15, 35, 70]
+        .into_iter()
+        .enumerate()
+    {
+        let clone = remote.clone();
+        let tag = format!("k{i}");
+        let args = [
+            "bump",
+            "svc-150",
+            tag.as_str(),
+            "--env",
+            "staging",
+            "--push",
+            "--author",
+            AUTHOR,
+            "--root",
+        ];
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kairo"))
+            .args(args)
+            .arg(clone.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        resumed += usize::from(clone.path().join(".git/kairo-in-progress").exists());
+        let out = bump(
+            clone.path(),
+            &["svc-150", &tag, "--env", "staging", "--push"],
+        );
+        assert_eq!(out.code, 0, "killed after {delay_ms} ms: {}", out.stderr);
+        let subject = format!("chore(staging): bump svc-150 to {tag}");
+        let count = remote.history().iter().filter(|m| **m == subject).count();
+        assert_eq!(count, 1, "killed after {delay_ms} ms");
+        assert!(!clone.path().join(".git/kairo-in-progress").exists());
+    }
+    let fresh = remote.clone();
+    assert_eq!(run_kairo(fresh.path(), &["render", "--check"]).code, 0);
+    assert!(
+        resumed > 0,
+        "no kill landed between writing and committing; adjust the delays"
+    );
+}
