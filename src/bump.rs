@@ -79,6 +79,8 @@ pub struct Publish {
     /// `{env}`, `{service}`, `{tag}` and `{from}` are replaced.
     pub message: Option<String>,
     pub max_attempts: u32,
+    /// Sign commits even when git config does not ask for it (`commit.gpgsign`).
+    pub sign: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -386,6 +388,7 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
         )
     };
     let signature = git::signature(&repo, publish.author.as_deref())?;
+    let signing = git::Signing::from_config(&repo, publish.sign)?;
     let mut last_rejection = String::new();
     let attempts = publish.max_attempts.max(1);
     let journal = repo.path().join(JOURNAL);
@@ -431,7 +434,7 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
             }
         } else if !files.is_empty() {
             let msg = message(publish, intent, &outcome, &files);
-            let id = git::commit_paths(&repo, &prefix, &files, &msg, &signature)?;
+            let id = git::commit_paths(&repo, &prefix, &files, &msg, &signature, &signing)?;
             let _ = std::fs::remove_file(&journal);
             outcome.commit = Some(id.to_string());
             outcome.changed = true;

@@ -138,6 +138,10 @@ pub struct PublishArgs {
     /// Push attempts before giving up.
     #[arg(long, default_value_t = 10)]
     pub max_attempts: u32,
+    /// Sign the commit (as git does: `gpg.format` ssh or openpgp, `user.signingkey`); also on
+    /// when git config sets `commit.gpgsign`.
+    #[arg(long)]
+    pub sign: bool,
     /// Do not evaluate policies/ on the result.
     #[arg(long)]
     pub no_check: bool,

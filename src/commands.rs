@@ -410,6 +410,7 @@ fn image_change(
         author: args.author.clone(),
         message: args.message.clone(),
         max_attempts: args.max_attempts,
+        sign: args.sign,
     };
     let list = |names: &[String]| {
         names

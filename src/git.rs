@@ -195,14 +195,100 @@ pub fn signature(
         .map_err(|_| WriteError::NoIdentity)
 }
 
+/// How commits are signed, as git decides it: `commit.gpgsign`, `gpg.format` (`openpgp` or
+/// `ssh`) and `user.signingkey` from git config, or `--sign`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    None,
+    /// `ssh-keygen -Y sign -n git -f <key>` (the key file, or its public half with an agent).
+    Ssh {
+        key: String,
+    },
+    /// `gpg --detach-sign --armor` with the given key (or gpg's default key).
+    Gpg {
+        key: Option<String>,
+    },
+}
+
+impl Signing {
+    pub fn from_config(repo: &git2::Repository, force: bool) -> Result<Signing, WriteError> {
+        let config = repo.config()?;
+        let wanted = force || config.get_bool("commit.gpgsign").unwrap_or(false);
+        if !wanted {
+            return Ok(Signing::None);
+        }
+        let key = config.get_string("user.signingkey").ok();
+        match config.get_string("gpg.format").as_deref() {
+            Ok("ssh") => Ok(Signing::Ssh {
+                key: key.ok_or_else(|| {
+                    WriteError::Command(
+                        "`gpg.format` is `ssh` but `user.signingkey` is not set".into(),
+                    )
+                })?,
+            }),
+            Ok("x509") => Err(WriteError::Command(
+                "x509 commit signing is not supported; use ssh or openpgp".into(),
+            )),
+            _ => Ok(Signing::Gpg { key }),
+        }
+    }
+
+    fn sign(&self, content: &str) -> Result<Option<String>, WriteError> {
+        let mut cmd = match self {
+            Signing::None => return Ok(None),
+            Signing::Ssh { key } => {
+                let key = key.strip_prefix("~/").map_or_else(
+                    || key.clone(),
+                    |rest| format!("{}/{rest}", std::env::var("HOME").unwrap_or_default()),
+                );
+                let mut c = std::process::Command::new("ssh-keygen");
+                c.args(["-Y", "sign", "-n", "git", "-f", &key]);
+                c
+            }
+            Signing::Gpg { key } => {
+                let mut c = std::process::Command::new("gpg");
+                c.args(["--batch", "--detach-sign", "--armor"]);
+                if let Some(k) = key {
+                    c.args(["--local-user", k]);
+                }
+                c
+            }
+        };
+        use std::io::Write as _;
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| WriteError::Command(format!("cannot run the commit signer: {e}")))?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(content.as_bytes())
+            .map_err(|e| WriteError::Command(format!("commit signer: {e}")))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| WriteError::Command(format!("commit signer: {e}")))?;
+        if !out.status.success() {
+            return Err(WriteError::Command(format!(
+                "signing the commit failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+    }
+}
+
 /// Commits exactly `paths` (relative to `prefix`) as they are in the working tree on top of
-/// HEAD. The index must have been clean (see [`ensure_clean`]).
+/// HEAD, signed as `signing` says. The index must have been clean (see [`ensure_clean`]).
 pub fn commit_paths(
     repo: &git2::Repository,
     prefix: &str,
     paths: &[String],
     message: &str,
     signature: &git2::Signature,
+    signing: &Signing,
 ) -> Result<git2::Oid, WriteError> {
     let workdir = repo
         .workdir()
@@ -221,14 +307,26 @@ pub fn commit_paths(
     index.write()?;
     let tree = repo.find_tree(index.write_tree()?)?;
     let parent = repo.head()?.peel_to_commit()?;
-    Ok(repo.commit(
-        Some("HEAD"),
-        signature,
-        signature,
-        message,
-        &tree,
-        &[&parent],
-    )?)
+    let buffer = repo.commit_create_buffer(signature, signature, message, &tree, &[&parent])?;
+    let content = std::str::from_utf8(&buffer)
+        .map_err(|_| WriteError::Command("commit is not UTF-8".into()))?;
+    let id = match signing.sign(content)? {
+        Some(sig) => repo.commit_signed(content, &sig, None)?,
+        None => repo.commit(None, signature, signature, message, &tree, &[&parent])?,
+    };
+    let head = repo.head()?;
+    let branch = head
+        .name()
+        .map_err(|_| WriteError::DetachedHead)?
+        .to_string();
+    repo.reference_matching(
+        &branch,
+        id,
+        true,
+        parent.id(),
+        &format!("commit: {}", message.lines().next().unwrap_or_default()),
+    )?;
+    Ok(id)
 }
 
 /// The short name of the branch HEAD points at.

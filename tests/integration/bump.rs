@@ -529,3 +529,55 @@ fn an_interrupted_bump_is_completed_by_a_re_run() {
         "no kill landed between writing and committing; adjust the delays"
     );
 }
+
+#[test]
+fn commits_are_signed_with_ssh_as_git_would() {
+    let remote = Remote::new(2);
+    let clone = remote.clone();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id_ed25519");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let git = git2::Repository::open(clone.path()).unwrap();
+    let mut config = git.config().unwrap();
+    config.set_str("gpg.format", "ssh").unwrap();
+    config
+        .set_str("user.signingkey", key.to_str().unwrap())
+        .unwrap();
+    config.set_bool("commit.gpgsign", true).unwrap();
+    let out = bump(
+        clone.path(),
+        &["svc-001", "signed1", "--env", "staging", "--commit"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let public = std::fs::read_to_string(keys.path().join("id_ed25519.pub")).unwrap();
+    let allowed = keys.path().join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("ci@kairo.invalid namespaces=\"git\" {public}"),
+    )
+    .unwrap();
+    let verify = std::process::Command::new("git")
+        .args([
+            "-c",
+            &format!("gpg.ssh.allowedSignersFile={}", allowed.display()),
+            "verify-commit",
+            "HEAD",
+        ])
+        .current_dir(clone.path())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&verify.stderr)
+            .contains("Good \"git\" signature for ci@kairo.invalid")
+    );
+}
