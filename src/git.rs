@@ -397,11 +397,18 @@ pub fn push_head(
     .any(|m| lower.contains(m));
     let summary = text
         .lines()
-        .find(|l| l.contains("rejected") || l.starts_with("error:") || l.starts_with("fatal:"))
+        .find(|l| {
+            l.contains("rejected")
+                || l.contains("declined")
+                || l.starts_with("error:")
+                || l.starts_with("fatal:")
+        })
         .unwrap_or("push failed")
         .trim()
         .to_string();
-    if lost_race {
+    // A hook or a protection rule declined the update: retrying cannot help.
+    let declined = lower.contains("[remote rejected]") || lower.contains("hook declined");
+    if lost_race && !declined {
         Ok(Pushed::Rejected(summary))
     } else {
         Err(WriteError::Command(summary))

@@ -581,3 +581,28 @@ fn commits_are_signed_with_ssh_as_git_would() {
             .contains("Good \"git\" signature for ci@kairo.invalid")
     );
 }
+
+#[test]
+fn a_declined_push_fails_at_once_with_the_remote_message() {
+    let remote = Remote::new(2);
+    let hook = remote.path.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'main is frozen for the release' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let clone = remote.clone();
+    let started = std::time::Instant::now();
+    let out = bump(
+        clone.path(),
+        &["svc-001", "v2", "--env", "staging", "--push"],
+    );
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("declined"), "{}", out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "no retries with backoff"
+    );
+    assert_eq!(remote.history(), ["initial"]);
+}
