@@ -391,6 +391,7 @@ pub fn push_head(
         "cannot lock ref",
         "incorrect old value",
         "failed to update ref",
+        "failed to lock",
         "stale info",
     ]
     .iter()
@@ -406,8 +407,9 @@ pub fn push_head(
         .unwrap_or("push failed")
         .trim()
         .to_string();
-    // A hook or a protection rule declined the update: retrying cannot help.
-    let declined = lower.contains("[remote rejected]") || lower.contains("hook declined");
+    // A hook or a protection rule declined the update: retrying cannot help. (A lost lock
+    // race also reads `[remote rejected] (failed to update ref)`, and is retried.)
+    let declined = lower.contains("declined");
     if lost_race && !declined {
         Ok(Pushed::Rejected(summary))
     } else {
