@@ -163,7 +163,9 @@ fn apply_to_worktree(
     intent: &Intent,
     outcome: &mut Outcome,
 ) -> Result<Vec<String>, BumpError> {
+    let started = std::time::Instant::now();
     let model = model::load(root)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "model loaded");
     let known: Vec<String> = model.environments.iter().map(|e| e.name.clone()).collect();
     let env =
         model
@@ -253,17 +255,21 @@ fn apply_to_worktree(
         return Ok(Vec::new());
     }
 
-    // The whole model again, with the edited file, so nothing invalid is ever written.
-    let mut files = Vec::new();
-    for f in model::read_sources(root)? {
-        let text = if f.path == env_file {
-            new_text.clone()
-        } else {
-            f.text
-        };
-        files.push(SourceFile { path: f.path, text });
-    }
+    // The edited environment with the catalog, so nothing invalid is ever written. (The other
+    // environments are unchanged and were valid a moment ago.)
+    let catalog = SourceFile {
+        path: model.catalog_file.clone(),
+        text: read(root, &model.catalog_file)?,
+    };
+    let files = vec![
+        catalog,
+        SourceFile {
+            path: env_file.clone(),
+            text: new_text.clone(),
+        },
+    ];
     let model = Model::from_files(&files)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "edited model validated");
     let templates = Templates::load(root)?;
     let only = [intent.environment.clone()];
     let bootstrapped = render::bootstrapped(root, &only);
@@ -281,8 +287,10 @@ fn apply_to_worktree(
     if let Some(c) = plan.conflicts.first() {
         return Err(BumpError::Conflict(c.path.clone()));
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "rendered and planned");
     apply::write_atomic(&root.join(&env_file), new_text.as_bytes())?;
     plan.apply(root)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "written");
     let mut changed: Vec<String> = std::iter::once(env_file)
         .chain(plan.changes.iter().map(|c| c.path.clone()))
         .collect();
@@ -407,6 +415,7 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
     }
     for attempt in 1..=attempts {
         outcome.attempts = attempt;
+        let started = std::time::Instant::now();
         match git::ensure_clean(&repo, &prefix, &touched) {
             Err(WriteError::Dirty(_)) if journal.exists() => {
                 // A previous run was killed between writing files and committing them: the
@@ -418,6 +427,7 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
             other => other?,
         }
         let record = format!("pid {}\n{}\n", std::process::id(), touched.join("\n"));
+        tracing::debug!(elapsed = ?started.elapsed(), "working tree checked");
         std::fs::write(&journal, record).map_err(|source| BumpError::Io {
             path: journal.display().to_string(),
             source,
@@ -434,7 +444,9 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
             }
         } else if !files.is_empty() {
             let msg = message(publish, intent, &outcome, &files);
+            let started = std::time::Instant::now();
             let id = git::commit_paths(&repo, &prefix, &files, &msg, &signature, &signing)?;
+            tracing::debug!(elapsed = ?started.elapsed(), "committed");
             let _ = std::fs::remove_file(&journal);
             outcome.commit = Some(id.to_string());
             outcome.changed = true;

@@ -110,7 +110,12 @@ pub fn ensure_clean(
     prefix: &str,
     paths: &[String],
 ) -> Result<(), WriteError> {
-    // Staged changes anywhere: index against HEAD only, which needs no scan of the working tree.
+    // Staged changes anywhere: the index's tree is HEAD's tree (cheap with git's tree cache);
+    // only when it is not, find a path to name.
+    let head_tree = repo.head()?.peel_to_tree()?.id();
+    if repo.index()?.write_tree()? == head_tree {
+        return check_workdir(repo, prefix, paths);
+    }
     let mut staged = git2::StatusOptions::new();
     staged.show(git2::StatusShow::Index);
     if let Some(entry) = repo.statuses(Some(&mut staged))?.iter().next() {
@@ -118,20 +123,28 @@ pub fn ensure_clean(
             entry.path().unwrap_or_default().to_string(),
         ));
     }
-    // Working-tree changes, only below the paths kairo writes.
-    let mut touched = git2::StatusOptions::new();
-    touched
-        .show(git2::StatusShow::Workdir)
-        .include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .disable_pathspec_match(false);
+    check_workdir(repo, prefix, paths)
+}
+
+/// Working-tree changes, only below the paths kairo writes. One status walk per path, so each
+/// walk starts at that path instead of the repository root.
+fn check_workdir(
+    repo: &git2::Repository,
+    prefix: &str,
+    paths: &[String],
+) -> Result<(), WriteError> {
     for p in paths {
-        touched.pathspec(format!("{prefix}{p}"));
-    }
-    if let Some(entry) = repo.statuses(Some(&mut touched))?.iter().next() {
-        return Err(WriteError::Dirty(
-            entry.path().unwrap_or_default().to_string(),
-        ));
+        let mut touched = git2::StatusOptions::new();
+        touched
+            .show(git2::StatusShow::Workdir)
+            .include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .pathspec(format!("{prefix}{p}"));
+        if let Some(entry) = repo.statuses(Some(&mut touched))?.iter().next() {
+            return Err(WriteError::Dirty(
+                entry.path().unwrap_or_default().to_string(),
+            ));
+        }
     }
     Ok(())
 }

@@ -25,6 +25,8 @@ pub use raw::{API_VERSION, TaintEffect};
 #[derive(Debug, Clone, Serialize)]
 pub struct Model {
     pub environments: Vec<Environment>,
+    /// The file holding the `ServiceCatalog`.
+    pub catalog_file: String,
     /// Problems that do not stop rendering (for example a PodDisruptionBudget left out).
     #[serde(skip)]
     pub warnings: Vec<Diagnostic>,

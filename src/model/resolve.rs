@@ -271,6 +271,7 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
     }
     Ok(Model {
         environments,
+        catalog_file: catalog.map(|c| c.file.path.clone()).unwrap_or_default(),
         warnings: out,
     })
 }
