@@ -431,14 +431,30 @@ pub fn push_head(
 }
 
 /// Runs `git` in the repository's working directory, without a terminal prompt.
+///
+/// With `KAIRO_GIT_TOKEN` set, HTTPS remotes authenticate with it (user `KAIRO_GIT_USERNAME`,
+/// default `x-access-token`, as GitHub and GitLab accept): a credential helper given through
+/// git's environment configuration reads the token from the environment, so it never appears
+/// on a command line, in a config file or in output.
 fn git_command(repo: &git2::Repository, args: &[&str]) -> Result<std::process::Output, WriteError> {
     let dir = repo.workdir().unwrap_or_else(|| repo.path());
-    std::process::Command::new("git")
-        .args(args)
+    let mut cmd = std::process::Command::new("git");
+    cmd.args(args)
         .current_dir(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
+        .stdin(std::process::Stdio::null());
+    if std::env::var_os("KAIRO_GIT_TOKEN").is_some() {
+        // The empty helper first clears configured helpers, so the token is the one used.
+        cmd.env("GIT_CONFIG_COUNT", "2")
+            .env("GIT_CONFIG_KEY_0", "credential.helper")
+            .env("GIT_CONFIG_VALUE_0", "")
+            .env("GIT_CONFIG_KEY_1", "credential.helper")
+            .env(
+                "GIT_CONFIG_VALUE_1",
+                "!f() { test \"$1\" = get || exit 0; echo \"username=${KAIRO_GIT_USERNAME:-x-access-token}\"; echo \"password=$KAIRO_GIT_TOKEN\"; }; f",
+            );
+    }
+    cmd.output()
         .map_err(|e| WriteError::Command(format!("cannot run git: {e}")))
 }
 

@@ -606,3 +606,74 @@ fn a_declined_push_fails_at_once_with_the_remote_message() {
     );
     assert_eq!(remote.history(), ["initial"]);
 }
+
+/// A git smart-HTTP server with Basic auth on loopback (tests/integration/fixtures).
+struct HttpServer(std::process::Child, u16);
+
+impl HttpServer {
+    fn start(root: &Path, user: &str, password: &str) -> HttpServer {
+        use std::io::BufRead;
+        let script =
+            crate::support::manifest_dir().join("tests/integration/fixtures/git_http_server.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(root)
+            .args([user, password])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the test git server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        HttpServer(
+            child,
+            line.trim().parse().expect("the server prints its port"),
+        )
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn pushes_over_http_with_a_token_from_the_environment() {
+    let remote = Remote::new(2);
+    let server = HttpServer::start(remote.path.parent().unwrap(), "ci", "s3cr3t-token");
+    let clone = remote.clone();
+    let git = git2::Repository::open(clone.path()).unwrap();
+    git.remote_set_url(
+        "origin",
+        &format!("http://127.0.0.1:{}/remote.git", server.1),
+    )
+    .unwrap();
+    let args = [
+        "bump", "svc-001", "h1", "--env", "staging", "--push", "--author", AUTHOR,
+    ];
+
+    // Without the token git cannot authenticate, and kairo does not hang on a prompt.
+    let out = crate::support::run_kairo_with_env(clone.path(), &args, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(remote.history(), ["initial"]);
+
+    let env = [
+        ("KAIRO_GIT_TOKEN", "s3cr3t-token"),
+        ("KAIRO_GIT_USERNAME", "ci"),
+    ];
+    let out = crate::support::run_kairo_with_env(clone.path(), &args, &env);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        remote.history(),
+        ["chore(staging): bump svc-001 to h1", "initial"]
+    );
+    assert!(!out.stdout.contains("s3cr3t") && !out.stderr.contains("s3cr3t"));
+    let config = std::fs::read_to_string(clone.path().join(".git/config")).unwrap();
+    assert!(
+        !config.contains("s3cr3t"),
+        "the token is never written to disk"
+    );
+}

@@ -105,12 +105,19 @@ impl Repo {
 }
 
 pub fn run_kairo(root: &Path, args: &[&str]) -> Output {
+    run_kairo_with_env(root, args, &[])
+}
+
+/// Runs kairo with extra environment variables.
+pub fn run_kairo_with_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_kairo"))
         .args(args)
         .arg("--root")
         .arg(root)
         .env_remove("RUST_LOG")
         .env_remove("KAIRO_ROOT")
+        .env_remove("KAIRO_GIT_TOKEN")
+        .envs(env.iter().copied())
         .output()
         .expect("run kairo");
     Output {

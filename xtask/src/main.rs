@@ -85,6 +85,36 @@ fn test() -> Result {
             Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]),
         )?;
     }
+    // The integration tests drive the real `git` (pushes, a bare remote, `git verify-commit`),
+    // `ssh-keygen` (signed commits) and `python3` (a git smart-HTTP server on loopback).
+    let tools = [
+        ("git", "git"),
+        ("ssh-keygen", "openssh-client"),
+        ("python3", "python3"),
+    ];
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(tool, _)| {
+            !succeeds_quietly({
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("command -v {tool}")]);
+                c
+            })
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        step(
+            "install test tools: apt-get update",
+            Command::new("apt-get").args(["update", "-q"]),
+        )?;
+        step(
+            "install test tools: apt-get install",
+            Command::new("apt-get")
+                .args(["install", "-y", "-q"])
+                .args(&missing),
+        )?;
+    }
     step(
         "format: cargo fmt --check",
         &mut cargo(&["fmt", "--all", "--", "--check"]),
