@@ -369,9 +369,8 @@ fn promote_copies_tested_images_in_one_commit() {
             0
         );
     }
-    let out = run_kairo(
-        clone.path(),
-        &[
+    let promote = || {
+        let args = [
             "promote",
             "--from",
             "staging",
@@ -380,8 +379,10 @@ fn promote_copies_tested_images_in_one_commit() {
             "--push",
             "--author",
             AUTHOR,
-        ],
-    );
+        ];
+        run_kairo(clone.path(), &args)
+    };
+    let out = promote();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stdout.contains(
@@ -406,19 +407,7 @@ fn promote_copies_tested_images_in_one_commit() {
     assert!(message.starts_with("chore(production): promote images from staging\n\nsvc-000 0.0.1 -> 1.4.3\nsvc-001 0.0.1 -> 2.0.0\n\nChanged files:\n"), "{message}");
     // Promoting again changes nothing and commits nothing.
     let before = remote.history().len();
-    let out = run_kairo(
-        clone.path(),
-        &[
-            "promote",
-            "--from",
-            "staging",
-            "--to",
-            "production",
-            "--push",
-            "--author",
-            AUTHOR,
-        ],
-    );
+    let out = promote();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(remote.history().len(), before);
     // A mutable tag is never promoted.
@@ -499,18 +488,8 @@ fn an_interrupted_bump_is_completed_by_a_re_run() {
             "--push",
             "--author",
             AUTHOR,
-            "--root",
         ];
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kairo"))
-            .args(args)
-            .arg(clone.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        crate::support::kill_kairo_after(clone.path(), &args, delay_ms);
         resumed += usize::from(clone.path().join(".git/kairo-in-progress").exists());
         let out = bump(
             clone.path(),

@@ -557,16 +557,7 @@ fn an_interrupted_render_is_completed_by_the_next() {
         repo.write("environments/staging.yaml", &env("1.0.0", 300));
         render_ok(&repo, &[]);
         repo.write("environments/staging.yaml", &env("2.0.0", 200));
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kairo"))
-            .args(["render", "--root"])
-            .arg(repo.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        crate::support::kill_kairo_after(repo.path(), &["render"], delay_ms);
         // As if the kill had landed in the middle of a write.
         repo.write("clusters/staging/releases/.kairo-tmp-AbC123", "partial");
         render_ok(&repo, &[]);

@@ -127,6 +127,21 @@ pub fn run_kairo_with_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> O
     }
 }
 
+/// Starts kairo with `args` on `root` and kills it after `delay_ms`, wherever it is.
+pub fn kill_kairo_after(root: &Path, args: &[&str], delay_ms: u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kairo"))
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run kairo");
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
         let entry = entry.unwrap();
