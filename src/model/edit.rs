@@ -30,6 +30,10 @@ pub enum EditError {
     #[error("editing `{file}` did not give the requested image; this is a kairo bug")]
     Internal { file: String },
     #[error(
+        "the image of `{service}` in `{file}` comes from a YAML alias or merge key, or is shared through an anchor"
+    )]
+    Shared { file: String, service: String },
+    #[error(
         "service `{service}` in `{file}` pins digest `{digest}`, which belongs to the old image"
     )]
     StaleDigest {
@@ -171,6 +175,16 @@ pub fn set_image(
     }
     // Replacements as (start, end, new bytes), applied from the end so offsets stay valid.
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    // Only a literal written for this service is edited: a value reached through an alias or
+    // `<<:` merge lives elsewhere, and editing it would change other services (or the anchor).
+    let shared = || EditError::Shared {
+        file: path.into(),
+        service: change.service.into(),
+    };
+    let literal = |s: &Spanned<String>| s.referenced == s.defined;
+    if !literal(&image.tag) || image.digest.as_ref().is_some_and(|d| !literal(d)) {
+        return Err(shared());
+    }
     let (tag_start, tag_end) = byte_range(&image.tag);
     edits.push((
         tag_start,
@@ -213,13 +227,34 @@ pub fn set_image(
     for (start, end, new) in edits {
         out.replace_range(start..end, &new);
     }
-    // The edit must read back as exactly the requested image.
+    // The edit must read back as exactly the requested image, and change no other service
+    // (an anchored tag is shared with every alias of it).
     match current_image(path, &out, change.service) {
-        Ok((tag, digest, _)) if tag == change.tag && digest.as_deref() == change.digest => {
-            Ok(Some(out))
-        }
-        _ => Err(EditError::Internal { file: path.into() }),
+        Ok((tag, digest, _)) if tag == change.tag && digest.as_deref() == change.digest => {}
+        _ => return Err(EditError::Internal { file: path.into() }),
     }
+    type Images = Vec<(String, Option<(String, Option<String>)>)>;
+    let others = |spec: &raw::EnvironmentSpec| -> Images {
+        spec.services
+            .0
+            .iter()
+            .filter(|(name, _)| name.value != change.service)
+            .map(|(name, e)| {
+                let image = e.image.as_ref().map(|i| {
+                    (
+                        i.tag.value.clone(),
+                        i.digest.as_ref().map(|d| d.value.clone()),
+                    )
+                });
+                (name.value.clone(), image)
+            })
+            .collect()
+    };
+    let edited = environment(path, &out)?;
+    if others(&spec) != others(&edited) {
+        return Err(shared());
+    }
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -336,6 +371,30 @@ spec:
             )),
             "{out}"
         );
+    }
+
+    #[test]
+    fn aliases_anchors_and_merges_are_refused_not_corrupted() {
+        let anchored = ENV.replace(
+            "    api:   {image: {tag: \"1.0\"},   replicas: 2}   # odd spacing stays\n",
+            "    api:   {image: {tag: &shared \"1.0\"}}\n    other: {image: {tag: *shared}}\n",
+        );
+        // Editing the anchored literal would also change `other`.
+        let r = set_image("e.yaml", &anchored, &change("api", "1.1", None));
+        assert!(matches!(r, Err(EditError::Shared { .. })), "{r:?}");
+        // The alias itself is not a literal of its own.
+        assert!(matches!(
+            set_image("e.yaml", &anchored, &change("other", "1.1", None)),
+            Err(EditError::Shared { .. })
+        ));
+        let merged = ENV.replace(
+            "    api:   {image: {tag: \"1.0\"},   replicas: 2}   # odd spacing stays\n",
+            "    base: &base\n      image: {tag: \"1.0\"}\n    api:\n      <<: *base\n      replicas: 2\n",
+        );
+        assert!(matches!(
+            set_image("e.yaml", &merged, &change("api", "1.1", None)),
+            Err(EditError::Shared { .. })
+        ));
     }
 
     #[test]
