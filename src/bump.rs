@@ -162,6 +162,7 @@ fn apply_to_worktree(
     root: &Path,
     intent: &Intent,
     outcome: &mut Outcome,
+    journal: Option<&Path>,
 ) -> Result<Vec<String>, BumpError> {
     let started = std::time::Instant::now();
     let model = model::load(root)?;
@@ -288,13 +289,18 @@ fn apply_to_worktree(
         return Err(BumpError::Conflict(c.path.clone()));
     }
     tracing::debug!(elapsed = ?started.elapsed(), "rendered and planned");
-    apply::write_atomic(&root.join(&env_file), new_text.as_bytes())?;
-    plan.apply(root)?;
-    tracing::debug!(elapsed = ?started.elapsed(), "written");
-    let mut changed: Vec<String> = std::iter::once(env_file)
+    let mut changed: Vec<String> = std::iter::once(env_file.clone())
         .chain(plan.changes.iter().map(|c| c.path.clone()))
         .collect();
     changed.sort();
+    if let Some(journal) = journal {
+        // Exactly the files about to be written: a re-run after a kill restores these, and
+        // nothing else.
+        write_journal(journal, &changed)?;
+    }
+    apply::write_atomic(&root.join(&env_file), new_text.as_bytes())?;
+    plan.apply(root)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "written");
     Ok(changed)
 }
 
@@ -333,6 +339,30 @@ fn message(publish: &Publish, intent: &Intent, outcome: &Outcome, files: &[Strin
         m.push_str(&format!("- {f}\n"));
     }
     m
+}
+
+/// Records this process and the files it is about to write.
+fn write_journal(journal: &Path, files: &[String]) -> Result<(), BumpError> {
+    let record = format!(
+        "pid {}\n{}",
+        std::process::id(),
+        files.iter().map(|f| format!("{f}\n")).collect::<String>()
+    );
+    std::fs::write(journal, record).map_err(|source| BumpError::Io {
+        path: journal.display().to_string(),
+        source,
+    })
+}
+
+/// The files an interrupted run was writing.
+fn journal_files(journal: &Path) -> Vec<String> {
+    std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The process id recorded in an interrupted run's journal.
@@ -376,7 +406,7 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
         ..Default::default()
     };
     if !publish.commit && !publish.push {
-        let files = apply_to_worktree(root, intent, &mut outcome)?;
+        let files = apply_to_worktree(root, intent, &mut outcome, None)?;
         outcome.changed = !files.is_empty();
         outcome.files = files;
         return Ok(outcome);
@@ -417,22 +447,19 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
         outcome.attempts = attempt;
         let started = std::time::Instant::now();
         match git::ensure_clean(&repo, &prefix, &touched) {
-            Err(WriteError::Dirty(_)) if journal.exists() => {
+            Err(WriteError::Dirty(_) | WriteError::Staged(_)) if journal.exists() => {
                 // A previous run was killed between writing files and committing them: the
-                // changes are its own. Put the paths back as HEAD has them and start over.
-                tracing::info!("completing an interrupted run: restoring the paths it had written");
-                git::restore_paths(&repo, &prefix, &touched)?;
+                // files it listed are its own. Put them back as HEAD has them, start over.
+                let written = journal_files(&journal);
+                tracing::info!(files = written.len(), "completing an interrupted run");
+                git::restore_paths(&repo, &prefix, &written)?;
+                let _ = std::fs::remove_file(&journal);
                 git::ensure_clean(&repo, &prefix, &touched)?;
             }
             other => other?,
         }
-        let record = format!("pid {}\n{}\n", std::process::id(), touched.join("\n"));
         tracing::debug!(elapsed = ?started.elapsed(), "working tree checked");
-        std::fs::write(&journal, record).map_err(|source| BumpError::Io {
-            path: journal.display().to_string(),
-            source,
-        })?;
-        let files = apply_to_worktree(root, intent, &mut outcome)?;
+        let files = apply_to_worktree(root, intent, &mut outcome, Some(&journal))?;
         if files.is_empty() {
             let _ = std::fs::remove_file(&journal);
         }
@@ -466,9 +493,9 @@ pub fn run(root: &Path, intent: &Intent, publish: &Publish) -> Result<Outcome, B
                 if attempt < attempts {
                     std::thread::sleep(backoff(attempt));
                     // A kill during the reset must not leave a lock a re-run cannot clear.
-                    let record = format!("pid {}\n{}\n", std::process::id(), touched.join("\n"));
-                    let _ = std::fs::write(&journal, record);
+                    write_journal(&journal, &[])?;
                     git::reset_to_remote(&repo, &publish.remote, &remote_branch)?;
+                    let _ = std::fs::remove_file(&journal);
                     outcome.commit = None;
                     outcome.changed = false;
                 }

@@ -140,10 +140,16 @@ fn check_workdir(
             .include_untracked(true)
             .recurse_untracked_dirs(true)
             .pathspec(format!("{prefix}{p}"));
-        if let Some(entry) = repo.statuses(Some(&mut touched))?.iter().next() {
-            return Err(WriteError::Dirty(
-                entry.path().unwrap_or_default().to_string(),
-            ));
+        for entry in repo.statuses(Some(&mut touched))?.iter() {
+            let path = entry.path().unwrap_or_default();
+            // A temporary file of kairo's own killed write; the next apply removes it.
+            let ours = path
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with(".kairo-tmp-"));
+            if !(ours && entry.status() == git2::Status::WT_NEW) {
+                return Err(WriteError::Dirty(path.to_string()));
+            }
         }
     }
     Ok(())
@@ -171,15 +177,22 @@ pub enum WriteError {
     Command(String),
 }
 
-/// Restores `paths` (relative to `prefix`; directories end in `/`) to HEAD's content and
-/// removes untracked files below them.
+/// Restores the files `paths` (relative to `prefix`) to HEAD's content, removing those HEAD
+/// does not have. Nothing else in the working tree is touched.
 pub fn restore_paths(
     repo: &git2::Repository,
     prefix: &str,
     paths: &[String],
 ) -> Result<(), WriteError> {
+    if paths.is_empty() {
+        // No pathspec would mean the whole working tree.
+        return Ok(());
+    }
     let mut checkout = git2::build::CheckoutBuilder::new();
-    checkout.force().remove_untracked(true);
+    checkout
+        .force()
+        .remove_untracked(true)
+        .disable_pathspec_match(true);
     for p in paths {
         checkout.path(format!("{prefix}{p}"));
     }
