@@ -88,6 +88,98 @@ pub struct Plan {
     /// Leftover temporary files of an interrupted apply, removed by the next one.
     #[serde(skip)]
     stale_temps: Vec<String>,
+    /// The hash of what each written or deleted path held when planned (`None`: absent).
+    /// Applying re-checks it just before replacing the file: another writer's change in
+    /// between is a conflict, not overwritten.
+    #[serde(skip)]
+    expected: BTreeMap<String, Option<String>>,
+}
+
+/// What a plan is made against: the files on disk below a root, or a git tree's files.
+pub trait Base: Sync {
+    /// The bytes at `rel`, `None` when absent. A symbolic link is an error, never followed.
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ApplyError>;
+    /// Refuses when the directory `rel` or one of its parents is a symbolic link.
+    fn check_dir(&self, rel: &str) -> Result<(), ApplyError>;
+    /// Whether `rel` exists (file or directory).
+    fn exists(&self, rel: &str) -> bool;
+    /// Leftover temporary files of a killed apply directly inside directory `rel`.
+    fn temp_files(&self, rel: &str) -> Vec<String>;
+}
+
+/// The working tree below a root.
+pub struct Disk<'a>(pub &'a Path);
+
+impl Base for Disk<'_> {
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ApplyError> {
+        read_if_exists(&self.0.join(rel))
+    }
+    fn check_dir(&self, rel: &str) -> Result<(), ApplyError> {
+        let mut prefix = PathBuf::from(self.0);
+        for part in rel.split('/') {
+            prefix.push(part);
+            if is_symlink(&prefix) {
+                return Err(ApplyError::Symlink { path: prefix });
+            }
+        }
+        Ok(())
+    }
+    fn exists(&self, rel: &str) -> bool {
+        self.0.join(rel).exists()
+    }
+    fn temp_files(&self, rel: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.0.join(rel)) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(TEMP_PREFIX) && entry.file_type().is_ok_and(|t| t.is_file()) {
+                    out.push(format!("{rel}/{name}"));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// A git tree's files (see `git::read_tree`): symbolic links in it are refused.
+pub struct Snapshot<'a>(pub &'a crate::git::TreeFiles);
+
+impl Base for Snapshot<'_> {
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ApplyError> {
+        if self.0.symlinks.contains(rel) {
+            return Err(ApplyError::Symlink { path: rel.into() });
+        }
+        Ok(self.0.files.get(rel).cloned())
+    }
+    fn check_dir(&self, rel: &str) -> Result<(), ApplyError> {
+        let mut prefix = String::new();
+        for part in rel.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if self.0.symlinks.contains(&prefix) {
+                return Err(ApplyError::Symlink {
+                    path: prefix.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+    fn exists(&self, rel: &str) -> bool {
+        let dir = format!("{rel}/");
+        self.0.files.contains_key(rel)
+            || self
+                .0
+                .files
+                .range(dir.clone()..)
+                .next()
+                .is_some_and(|(p, _)| p.starts_with(&dir))
+    }
+    fn temp_files(&self, _rel: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,29 +202,22 @@ pub enum ApplyError {
     Symlink { path: PathBuf },
     #[error("`{path}` line {line} is not a `sha256  path` record line")]
     Record { path: PathBuf, line: usize },
+    #[error("`{path}` changed while kairo was writing; it was left as it is")]
+    Changed { path: String },
 }
 
 fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
-/// Refuses when `rel` (a directory below `root`) or one of its parents below `root` is a link.
+/// Checks each directory once per plan.
 fn check_no_symlink(
-    root: &Path,
+    base: &dyn Base,
     rel: &str,
     checked: &mut BTreeSet<String>,
 ) -> Result<(), ApplyError> {
-    let mut prefix = String::new();
-    for part in rel.split('/') {
-        if !prefix.is_empty() {
-            prefix.push('/');
-        }
-        prefix.push_str(part);
-        if checked.insert(prefix.clone()) && is_symlink(&root.join(&prefix)) {
-            return Err(ApplyError::Symlink {
-                path: root.join(&prefix),
-            });
-        }
+    if checked.insert(rel.to_string()) {
+        base.check_dir(rel)?;
     }
     Ok(())
 }
@@ -162,9 +247,9 @@ fn safe_relative(p: &str) -> bool {
 /// record written while an apply is in progress (old and new content are both kairo's).
 type Record = BTreeMap<String, Vec<String>>;
 
-fn read_record(root: &Path, env_dir: &str) -> Result<(Record, String), ApplyError> {
-    let path = root.join(env_dir).join(RECORD);
-    let text = match read_if_exists(&path)? {
+fn read_record(base: &dyn Base, env_dir: &str) -> Result<(Record, String), ApplyError> {
+    let path = PathBuf::from(format!("{env_dir}/{RECORD}"));
+    let text = match base.read(&format!("{env_dir}/{RECORD}"))? {
         Some(bytes) => String::from_utf8(bytes).map_err(|_| ApplyError::Record {
             path: path.clone(),
             line: 0,
@@ -238,7 +323,7 @@ pub fn recorded_environments(root: &Path) -> Result<BTreeSet<String>, ApplyError
 
 /// One environment's part of the plan.
 fn plan_environment(
-    root: &Path,
+    base: &dyn Base,
     env: &str,
     desired: &BTreeMap<String, Vec<u8>>,
     removed: bool,
@@ -247,10 +332,10 @@ fn plan_environment(
     let env_dir = format!("{CLUSTERS_DIR}/{env}");
     let prefix = format!("{env_dir}/");
     let mut checked = BTreeSet::new();
-    check_no_symlink(root, &env_dir, &mut checked)?;
-    let (old, old_text) = read_record(root, &env_dir)?;
+    check_no_symlink(base, &env_dir, &mut checked)?;
+    let (old, old_text) = read_record(base, &env_dir)?;
     let mut plan = Plan::default();
-    if removed && root.join(&env_dir).join(FLUX_SYSTEM_DIR).exists() && !force {
+    if removed && base.exists(&format!("{env_dir}/{FLUX_SYSTEM_DIR}")) && !force {
         // Flux is bootstrapped there: deleting the releases would make Flux prune every workload.
         plan.conflicts.push(Conflict {
             path: env_dir,
@@ -284,9 +369,9 @@ fn plan_environment(
 
     for (path, bytes) in wanted {
         if let Some((dir, _)) = path.rsplit_once('/') {
-            check_no_symlink(root, dir, &mut checked)?;
+            check_no_symlink(base, dir, &mut checked)?;
         }
-        let disk = read_if_exists(&root.join(path))?;
+        let disk = base.read(path)?;
         if disk.as_deref() != Some(bytes) && path != record_path {
             crate::render::check_output(path, bytes)?;
         }
@@ -314,6 +399,8 @@ fn plan_environment(
             path: path.to_string(),
             action,
         });
+        plan.expected
+            .insert(path.to_string(), disk.as_deref().map(sha256_hex));
         plan.writes.insert(path.to_string(), bytes.to_vec());
     }
     for path in old.keys() {
@@ -321,9 +408,9 @@ fn plan_environment(
             continue;
         }
         if let Some((dir, _)) = path.rsplit_once('/') {
-            check_no_symlink(root, dir, &mut checked)?;
+            check_no_symlink(base, dir, &mut checked)?;
         }
-        let Some(disk) = read_if_exists(&root.join(path))? else {
+        let Some(disk) = base.read(path)? else {
             continue;
         };
         if !ours(path, &disk) && !force {
@@ -337,6 +424,7 @@ fn plan_environment(
             path: path.clone(),
             action: Action::Delete,
         });
+        plan.expected.insert(path.clone(), Some(sha256_hex(&disk)));
         let mut dir = Path::new(path).parent();
         while let Some(d) = dir {
             let d_str = d.to_string_lossy().replace('\\', "/");
@@ -347,7 +435,7 @@ fn plan_environment(
             dir = d.parent();
         }
     }
-    if removed && (!old.is_empty() || root.join(&record_path).exists()) {
+    if removed && (!old.is_empty() || base.exists(&record_path)) {
         plan.changes.push(Change {
             path: record_path.clone(),
             action: Action::Delete,
@@ -359,14 +447,7 @@ fn plan_environment(
     }
     // Temporary files of an apply that was killed mid-write.
     for dir in &checked {
-        if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(TEMP_PREFIX) && entry.file_type().is_ok_and(|t| t.is_file()) {
-                    plan.stale_temps.push(format!("{dir}/{name}"));
-                }
-            }
-        }
+        plan.stale_temps.extend(base.temp_files(dir));
     }
     Ok(plan)
 }
@@ -379,18 +460,34 @@ pub fn plan(
     prune_others: bool,
     force: bool,
 ) -> Result<Plan, ApplyError> {
+    let others = if prune_others {
+        recorded_environments(root)?
+    } else {
+        BTreeSet::new()
+    };
+    plan_against(&Disk(root), rendered, &others, force)
+}
+
+/// Compares a render with `base`; `others` are environments to remove (generated before, no
+/// longer defined).
+pub fn plan_against(
+    base: &dyn Base,
+    rendered: &Rendered,
+    others: &BTreeSet<String>,
+    force: bool,
+) -> Result<Plan, ApplyError> {
     let mut envs: Vec<String> = rendered.environments.clone();
-    if prune_others {
-        for env in recorded_environments(root)? {
-            if !envs.contains(&env) {
-                envs.push(env);
+    {
+        for env in others {
+            if !envs.contains(env) {
+                envs.push(env.clone());
             }
         }
     }
     envs.sort();
     let parts = crate::par::map(&envs, |env| {
         let removed = !rendered.environments.contains(env);
-        plan_environment(root, env, &rendered.files, removed, force)
+        plan_environment(base, env, &rendered.files, removed, force)
     });
     let mut plan = Plan::default();
     for part in parts {
@@ -403,6 +500,7 @@ pub fn plan(
         plan.interim.extend(p.interim);
         plan.removed_envs.extend(p.removed_envs);
         plan.stale_temps.extend(p.stale_temps);
+        plan.expected.extend(p.expected);
     }
     plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
     plan.conflicts.sort_by(|a, b| a.path.cmp(&b.path));
@@ -419,23 +517,44 @@ impl Plan {
         !self.changes.is_empty() || !self.stale_temps.is_empty()
     }
 
+    /// The plan as a change set for a commit: path -> new bytes, or `None` to delete.
+    /// Interim records and temporary files belong to disk applies only.
+    pub fn changeset(&self) -> BTreeMap<String, Option<Vec<u8>>> {
+        let mut out: BTreeMap<String, Option<Vec<u8>>> = self
+            .writes
+            .iter()
+            .map(|(p, b)| (p.clone(), Some(b.clone())))
+            .collect();
+        for c in &self.changes {
+            if c.action == Action::Delete {
+                out.insert(c.path.clone(), None);
+            }
+        }
+        out
+    }
+
     /// Performs the plan. Refuses (does nothing) when there are conflicts.
     ///
     /// Order matters for interrupted applies: interim records (old and new hashes), then files,
-    /// then deletions, then final records; a removed environment's record goes last.
+    /// then deletions, then final records; a removed environment's record goes last. Every
+    /// file is re-checked against what the plan saw just before it is replaced or removed.
     pub fn apply(&self, root: &Path) -> Result<(), ApplyError> {
         assert!(
             self.conflicts.is_empty(),
             "apply called on a plan with conflicts"
         );
         for (path, bytes) in &self.interim {
-            write_atomic(&root.join(path), bytes)?;
+            write_below(root, path, bytes)?;
         }
+        crate::failpoint::hit("apply-interim");
         let (records, files): (Vec<_>, Vec<_>) =
             self.writes.iter().partition(|(p, _)| p.ends_with(RECORD));
         // In parallel: writing many small files is system-call bound.
         for result in crate::par::map(&files, |(path, bytes)| {
-            write_atomic(&root.join(path), bytes)
+            self.recheck(root, path)?;
+            write_below(root, path, bytes)?;
+            crate::failpoint::hit("apply-write");
+            Ok::<(), ApplyError>(())
         }) {
             result?;
         }
@@ -447,20 +566,24 @@ impl Plan {
                 source,
             }),
         };
+        crate::failpoint::hit("apply-files");
         let is_record = |c: &&Change| c.path.ends_with(RECORD);
         for change in self
             .changes
             .iter()
             .filter(|c| c.action == Action::Delete && !is_record(c))
         {
+            self.recheck(root, &change.path)?;
             remove(&change.path)?;
+            crate::failpoint::hit("apply-delete");
         }
         // Deepest first; a directory that still holds anything (ours or not) stays.
         for dir in self.prune_dirs.iter().rev() {
             let _ = std::fs::remove_dir(root.join(dir));
         }
         for (path, bytes) in records {
-            write_atomic(&root.join(path), bytes)?;
+            crate::failpoint::hit("apply-record");
+            write_below(root, path, bytes)?;
         }
         for change in self
             .changes
@@ -477,6 +600,49 @@ impl Plan {
         }
         Ok(())
     }
+
+    /// The file still holds what the plan was made against (a write from another process in
+    /// between would otherwise be overwritten).
+    fn recheck(&self, root: &Path, path: &str) -> Result<(), ApplyError> {
+        let Some(expected) = self.expected.get(path) else {
+            return Ok(());
+        };
+        let now = read_if_exists(&root.join(path))?;
+        if now.as_deref().map(sha256_hex) != *expected {
+            return Err(ApplyError::Changed {
+                path: path.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `root/rel` atomically, creating missing directories one at a time and
+/// refusing any existing component below `root` that is a symbolic link: a link planted in the
+/// repository never redirects a write outside it.
+pub fn write_below(root: &Path, rel: &str, bytes: &[u8]) -> Result<(), ApplyError> {
+    let mut dir = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(ApplyError::Symlink { path: dir });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => return Err(ApplyError::Write { path: dir, source }),
+            },
+            Err(source) => return Err(ApplyError::Write { path: dir, source }),
+        }
+    }
+    let path = root.join(rel);
+    if is_symlink(&path) {
+        return Err(ApplyError::Symlink { path });
+    }
+    write_atomic(&path, bytes)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a

@@ -37,6 +37,9 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Colour: `auto` (when the stream is a terminal and `NO_COLOR` is unset), `always`, `never`.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -80,17 +83,30 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kairo bump api-server 3f9c2e1 --env staging --push
+  kairo bump --env staging api-server=3f9c2e1 coordinator-service=3f9c2e1@sha256:... --push
+  kairo bump --env staging --all 3f9c2e1 --repository-prefix ghcr.io/kai/ --push
+  kairo bump api-server 3f9c2e1 --env staging --push --branch   # review branch")]
 pub struct BumpArgs {
-    /// The service to bump.
-    pub service: String,
-    /// The new image tag.
-    pub tag: String,
-    /// The environment whose image changes.
+    /// `SERVICE TAG`, or one or more `SERVICE=TAG[@DIGEST]`.
+    #[arg(value_name = "IMAGES", required_unless_present = "all")]
+    pub images: Vec<String>,
+    /// The environment whose images change.
     #[arg(long)]
     pub env: String,
-    /// The new image's digest (`sha256:...`); required when a digest is pinned today.
+    /// The new image's digest (`sha256:...`), with `SERVICE TAG` or `--all`; required when a
+    /// digest is pinned today.
     #[arg(long)]
     pub digest: Option<String>,
+    /// Set this tag on every enabled, unpinned service of the environment (narrowed by
+    /// `--repository-prefix`): what one CI build produced.
+    #[arg(long, value_name = "TAG", conflicts_with = "images")]
+    pub all: Option<String>,
+    /// With `--all`: only services whose image repository starts with this.
+    #[arg(long, value_name = "PREFIX", requires = "all")]
+    pub repository_prefix: Option<String>,
     #[command(flatten)]
     pub publish: PublishArgs,
 }
@@ -108,6 +124,28 @@ pub struct PromoteArgs {
     pub services: Vec<String>,
     #[command(flatten)]
     pub publish: PublishArgs,
+}
+
+/// `90s`, `2m`, `1h`, `500ms`, or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as `30s`, `2m` or `1h`"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// How an image change is recorded: shared by `bump` and `promote`.
@@ -129,15 +167,20 @@ pub struct PublishArgs {
     /// a bump branch named after the change, `kairo/<env>/<service>-<tag>`.
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
     pub branch: Option<String>,
-    /// Commit author, `Name <email>`. Default: KAIRO_GIT_AUTHOR_NAME/_EMAIL, then git config.
+    /// Commit author, `Name <email>`. Default: KAIRO_GIT_AUTHOR_NAME and KAIRO_GIT_AUTHOR_EMAIL
+    /// (both), then git config.
     #[arg(long)]
     pub author: Option<String>,
     /// Commit message subject; `{env}`, `{service}`, `{tag}`, `{from}` are replaced.
     #[arg(long)]
     pub message: Option<String>,
-    /// Push attempts before giving up.
-    #[arg(long, default_value_t = 10)]
-    pub max_attempts: u32,
+    /// How long to keep retrying rejected pushes (capped, jittered exponential backoff), e.g.
+    /// `2m`, `30s`, `0s` for a single attempt.
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_timeout: std::time::Duration,
+    /// Also give up after this many push attempts.
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
     /// Sign the commit (as git does: `gpg.format` ssh or openpgp, `user.signingkey`); also on
     /// when git config sets `commit.gpgsign`.
     #[arg(long)]
@@ -196,6 +239,13 @@ pub enum DiffFormat {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,23 +1,29 @@
 //! Commands: turn CLI arguments into domain calls and print results.
-//! stdout carries data (text or JSON); stderr carries diagnostics for people.
+//!
+//! This is the only layer that reads the process environment (credentials, identities, `HOME`)
+//! and the only one that prints, through `output`: data on stdout, people on stderr.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::Outcome;
 use crate::apply::{self, Conflict, ConflictReason, Plan};
+use crate::bump::{self, BumpError, Change, ImageSpec, Intent, Publish, RetryPolicy};
 use crate::cli::{
     BumpArgs, CheckArgs, Cli, Command, DiffArgs, DiffFormat, OutputFormat, PromoteArgs,
     PublishArgs, RenderArgs,
 };
-use crate::model::{self, Diagnostic, ModelError, Severity};
+use crate::git::writer::LocalBranch;
+use crate::git::{Credentials, Identity, WriteError, Writer};
+use crate::model::{self, Diagnostic};
+use crate::output;
+use crate::pipeline::{self, Inputs, Options, PipelineError};
 use crate::policy;
-use crate::render::{self, CLUSTERS_DIR, Templates};
+use crate::render::CLUSTERS_DIR;
 
 pub fn dispatch(cli: Cli) -> Outcome {
-    match cli.command {
+    let result = match cli.command {
         Command::Render(args) => render_command(&cli.root, &args),
         Command::Diff(args) => diff_command(&cli.root, &args),
         Command::Check(args) => check_command(&cli.root, &args),
@@ -25,15 +31,20 @@ pub fn dispatch(cli: Cli) -> Outcome {
         Command::Promote(args) => promote_command(&cli.root, &args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "kairo", &mut std::io::stdout());
-            Outcome::Clean
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "kairo", &mut buf);
+            output::data(&String::from_utf8_lossy(&buf)).map(|()| Outcome::Clean)
         }
-    }
+    };
+    result.unwrap_or_else(|outcome| outcome)
 }
+
+/// A command's result: `Err` carries an outcome whose problem was already reported.
+type Result<T = Outcome> = std::result::Result<T, Outcome>;
 
 /// Prints an error and its causes once each, uv style, with an optional hint.
 fn report(err: &dyn std::error::Error, hint: Option<&str>) {
-    let mut text = format!("error: {err}");
+    let mut text = format!("{}: {err}", output::error_prefix());
     let mut source = err.source();
     while let Some(cause) = source {
         text.push_str(&format!("\n  caused by: {cause}"));
@@ -42,14 +53,26 @@ fn report(err: &dyn std::error::Error, hint: Option<&str>) {
     if let Some(hint) = hint {
         text.push_str(&format!("\n  hint: {hint}"));
     }
-    eprintln!("{text}");
+    output::message(&text);
+}
+
+fn fail(err: &dyn std::error::Error, hint: Option<&str>) -> Outcome {
+    report(err, hint);
+    Outcome::Failed
 }
 
 fn print_diagnostics(diags: &[Diagnostic]) {
-    let mut err = std::io::stderr().lock();
     for d in diags {
-        let _ = writeln!(err, "{d}");
+        output::message(&d.to_string());
     }
+}
+
+fn list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[derive(Serialize)]
@@ -68,216 +91,164 @@ struct ErrorReport<'a> {
     errors: &'a [Diagnostic],
 }
 
-fn emit_json<T: Serialize>(value: &T) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, value);
-    let _ = writeln!(out);
-}
-
-/// Loads the model and templates from disk and renders `envs` (all when empty). Problems are
-/// printed here; `Err` carries the outcome to return.
-fn load_and_render(
-    root: &Path,
-    envs: &[String],
-    json: bool,
-) -> Result<(model::Model, render::Rendered), Outcome> {
-    let started = std::time::Instant::now();
-    let model = match model::load(root) {
-        Ok(m) => m,
-        Err(ModelError::Invalid(diags)) => {
-            print_diagnostics(&diags);
-            let errors = diags
+/// Reports a pipeline failure; `written` says whether anything could have been written.
+fn pipeline_failed(e: &PipelineError, json: bool, what_happened: &str) -> Outcome {
+    match e {
+        PipelineError::Model { diagnostics, .. } => {
+            print_diagnostics(diagnostics);
+            let errors = diagnostics
                 .iter()
-                .filter(|d| d.severity == Severity::Error)
+                .filter(|d| d.severity == model::Severity::Error)
                 .count();
-            eprintln!("error: {errors} problem(s) in environment files; nothing was written");
+            output::message(&format!(
+                "{}: {errors} problem(s) in environment files; {what_happened}",
+                output::error_prefix()
+            ));
             if json {
-                emit_json(&ErrorReport { errors: &diags });
+                let _ = output::json(&ErrorReport {
+                    errors: diagnostics,
+                });
             }
-            return Err(Outcome::Failed);
+            Outcome::Failed
         }
-        Err(e) => {
-            report(
-                &e,
-                Some("run kairo from the repository root, or pass `--root DIR`"),
-            );
-            return Err(Outcome::Failed);
+        PipelineError::UnknownEnvironment { known, .. } => {
+            fail(e, Some(&format!("environments: {}", list(known))))
         }
-    };
-    print_diagnostics(&model.warnings);
-    tracing::debug!(environments = model.environments.len(), elapsed = ?started.elapsed(), "model loaded");
-
-    let known: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
-    for env in envs {
-        if !known.contains(&env.as_str()) {
-            eprintln!(
-                "error: unknown environment `{env}`\n  hint: environments: {}",
-                known
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return Err(Outcome::Failed);
-        }
+        PipelineError::Io { .. } => fail(
+            e,
+            Some("run kairo from the repository root, or pass `--root DIR`"),
+        ),
+        PipelineError::Render(_) => fail(e, Some(what_happened)),
+        _ => fail(e, None),
     }
-
-    let templates = match Templates::load(root) {
-        Ok(t) => t,
-        Err(e) => {
-            report(&e, None);
-            return Err(Outcome::Failed);
-        }
-    };
-    let names: Vec<String> = known.iter().map(|k| k.to_string()).collect();
-    let bootstrapped = render::bootstrapped(root, &names);
-    let rendered = match render::render(&model, &templates, envs, &bootstrapped) {
-        Ok(r) => r,
-        Err(e) => {
-            report(&e, Some("nothing was written"));
-            return Err(Outcome::Failed);
-        }
-    };
-    tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered");
-    Ok((model, rendered))
 }
 
-/// Runs the policies on a render; prints findings (text on stderr when `quiet_stdout`).
-/// `Ok(true)` when a deny fired (or a warning, with `fail_on_warn`).
-fn run_policies(
-    root: &Path,
-    model: &model::Model,
-    rendered: &render::Rendered,
-    namespaces: &[String],
-) -> Result<Vec<policy::Finding>, Outcome> {
-    let policies = match policy::Policies::load(root, namespaces) {
-        Ok(p) => p,
-        Err(e) => {
-            report(&e, None);
-            return Err(Outcome::Failed);
-        }
-    };
-    policies.check(model, rendered).map_err(|e| {
-        report(&e, None);
-        Outcome::Failed
-    })
+fn print_findings_to_stderr(findings: &[policy::Finding], objects: usize) {
+    if !findings.is_empty() {
+        output::message(policy::render_text(findings, objects).trim_end());
+    }
 }
 
-fn check_command(root: &Path, args: &CheckArgs) -> Outcome {
-    let (model, rendered) =
-        match load_and_render(root, &args.envs, args.output == OutputFormat::Json) {
-            Ok(r) => r,
-            Err(outcome) => return outcome,
-        };
-    let findings = match run_policies(root, &model, &rendered, &args.namespaces) {
-        Ok(f) => f,
-        Err(outcome) => return outcome,
+fn check_command(root: &Path, args: &CheckArgs) -> Result {
+    let json = args.output == OutputFormat::Json;
+    let options = Options {
+        only: args.envs.clone(),
+        policies: Some(args.namespaces.clone()),
     };
+    let run = pipeline::run(&Inputs::Disk(root.to_path_buf()), &options)
+        .map_err(|e| pipeline_failed(&e, json, "nothing was checked"))?;
+    print_diagnostics(&run.model.warnings);
     match args.output {
-        OutputFormat::Json => emit_json(&serde_json::json!({
-            "objects": rendered.files.len(),
-            "findings": findings,
-        })),
-        OutputFormat::Text => {
-            let _ = std::io::stdout()
-                .lock()
-                .write_all(policy::render_text(&findings, rendered.files.len()).as_bytes());
-        }
+        OutputFormat::Json => output::json(&serde_json::json!({
+            "objects": run.rendered.files.len(),
+            "findings": run.findings,
+        }))?,
+        OutputFormat::Text => output::data(&policy::render_text(
+            &run.findings,
+            run.rendered.files.len(),
+        ))?,
     }
-    let fails = findings
+    let fails = run
+        .findings
         .iter()
         .any(|f| f.severity == policy::Severity::Deny || args.fail_on_warn);
-    if fails {
+    Ok(if fails {
         Outcome::Differences
     } else {
         Outcome::Clean
-    }
+    })
 }
 
-fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
+fn render_command(root: &Path, args: &RenderArgs) -> Result {
     let started = std::time::Instant::now();
-    let (model, rendered) =
-        match load_and_render(root, &args.envs, args.output == OutputFormat::Json) {
-            Ok(r) => r,
-            Err(outcome) => return outcome,
-        };
-    if !args.no_check {
-        let findings = match run_policies(root, &model, &rendered, &["main".to_string()]) {
-            Ok(f) => f,
-            Err(outcome) => return outcome,
-        };
-        if !findings.is_empty() {
-            eprint!("{}", policy::render_text(&findings, rendered.files.len()));
-        }
-        if findings
-            .iter()
-            .any(|f| f.severity == policy::Severity::Deny)
-        {
-            eprintln!(
-                "error: policies in `{}/` deny this render; nothing was written\n  hint: fix the environments, or pass `--no-check` to render anyway",
-                policy::POLICIES_DIR
-            );
-            return Outcome::Differences;
-        }
+    let json = args.output == OutputFormat::Json;
+    // `--check` only reads; writing renders take the repository lock for their whole run.
+    let _lock = if args.check {
+        None
+    } else {
+        Some(crate::lock::acquire(root).map_err(|e| fail(&e, Some(LOCK_HINT)))?)
+    };
+    let options = Options {
+        only: args.envs.clone(),
+        policies: (!args.no_check).then(|| vec!["main".to_string()]),
+    };
+    let run = pipeline::run(&Inputs::Disk(root.to_path_buf()), &options)
+        .map_err(|e| pipeline_failed(&e, json, "nothing was written"))?;
+    print_diagnostics(&run.model.warnings);
+    print_findings_to_stderr(&run.findings, run.rendered.files.len());
+    if pipeline::denied(&run.findings) {
+        output::message(&format!(
+            "{}: policies in `{}/` deny this render; nothing was written\n  hint: fix the environments, or pass `--no-check` to render anyway",
+            output::error_prefix(),
+            policy::POLICIES_DIR
+        ));
+        return Ok(Outcome::Differences);
     }
 
-    let plan = match apply::plan(root, &rendered, args.envs.is_empty(), args.force) {
-        Ok(p) => p,
-        Err(e) => {
-            report(&e, None);
-            return Outcome::Failed;
-        }
-    };
+    let plan = apply::plan(root, &run.rendered, args.envs.is_empty(), args.force)
+        .map_err(|e| fail(&e, Some("nothing was written")))?;
     tracing::debug!(changes = plan.changes.len(), elapsed = ?started.elapsed(), "planned");
 
     let refuse = !args.check && !plan.conflicts.is_empty();
     let mut applied = false;
     if !args.check && !refuse && plan.needs_apply() {
-        if let Err(e) = plan.apply(root) {
-            report(
+        plan.apply(root).map_err(|e| {
+            fail(
                 &e,
-                Some("run `kairo render` again to complete the remaining files"),
-            );
-            return Outcome::Failed;
-        }
+                Some(
+                    "some files may have been written; run `kairo render` again to complete the rest",
+                ),
+            )
+        })?;
         applied = true;
     }
     tracing::debug!(elapsed = ?started.elapsed(), "done");
 
     match args.output {
-        OutputFormat::Json => emit_json(&RenderReport {
-            environments: &rendered.environments,
+        OutputFormat::Json => output::json(&RenderReport {
+            environments: &run.rendered.environments,
             check: args.check,
             applied,
             changes: &plan.changes,
             conflicts: &plan.conflicts,
             unchanged: plan.unchanged,
-            warnings: &model.warnings,
-        }),
-        OutputFormat::Text => print_text(&plan, &rendered.environments, args.check, applied),
+            warnings: &run.model.warnings,
+        })?,
+        OutputFormat::Text => output::data(&plan_text(
+            &plan,
+            &run.rendered.environments,
+            args.check,
+            applied,
+        ))?,
     }
     if refuse {
+        let mut text = String::new();
         for c in &plan.conflicts {
             let why = conflict_text(c.reason);
-            eprintln!("error: refusing to overwrite `{}`: {why}", c.path);
+            text.push_str(&format!(
+                "{}: refusing to overwrite `{}`: {why}\n",
+                output::error_prefix(),
+                c.path
+            ));
         }
-        eprintln!(
-            "  hint: move your change into environments/ or templates/, or pass `--force` to overwrite"
+        text.push_str(
+            "  hint: move your change into environments/ or templates/, or pass `--force` to overwrite",
         );
-        return Outcome::Failed;
+        output::message(&text);
+        return Ok(Outcome::Failed);
     }
     // The process is about to exit: freeing tens of thousands of rendered files one by one
     // would only add to the wall time.
-    std::mem::forget(rendered);
-    std::mem::forget(model);
+    std::mem::forget(run);
     if args.check && !plan.is_clean() {
-        eprintln!(
-            "error: {} file(s) in {CLUSTERS_DIR}/ are out of date\n  hint: run `kairo render` and commit the result",
+        output::message(&format!(
+            "{}: {} file(s) in {CLUSTERS_DIR}/ are out of date\n  hint: run `kairo render` and commit the result",
+            output::error_prefix(),
             plan.changes.len() + plan.conflicts.len()
-        );
-        return Outcome::Differences;
+        ));
+        return Ok(Outcome::Differences);
     }
-    Outcome::Clean
+    Ok(Outcome::Clean)
 }
 
 fn conflict_text(reason: ConflictReason) -> &'static str {
@@ -290,22 +261,21 @@ fn conflict_text(reason: ConflictReason) -> &'static str {
     }
 }
 
-fn print_text(plan: &Plan, environments: &[String], check: bool, applied: bool) {
-    let mut out = std::io::stdout().lock();
+fn plan_text(plan: &Plan, environments: &[String], check: bool, applied: bool) -> String {
+    let mut out = String::new();
     for c in &plan.changes {
-        let _ = writeln!(out, "{:<8} {}", c.action.to_string(), c.path);
+        out.push_str(&format!("{:<8} {}\n", c.action.to_string(), c.path));
     }
     for c in &plan.conflicts {
-        let _ = writeln!(
-            out,
-            "{:<8} {} ({})",
+        out.push_str(&format!(
+            "{:<8} {} ({})\n",
             "conflict",
             c.path,
             conflict_text(c.reason)
-        );
+        ));
     }
     if check {
-        return;
+        return out;
     }
     let count = |a| plan.changes.iter().filter(|c| c.action == a).count();
     let verb = if applied || plan.changes.is_empty() {
@@ -313,18 +283,18 @@ fn print_text(plan: &Plan, environments: &[String], check: bool, applied: bool) 
     } else {
         "did not render"
     };
-    let _ = writeln!(
-        out,
-        "{verb} {} environment(s): {} created, {} changed, {} deleted, {} unchanged",
+    out.push_str(&format!(
+        "{verb} {} environment(s): {} created, {} changed, {} deleted, {} unchanged\n",
         environments.len(),
         count(apply::Action::Create),
         count(apply::Action::Update),
         count(apply::Action::Delete),
         plan.unchanged
-    );
+    ));
+    out
 }
 
-fn diff_command(root: &Path, args: &DiffArgs) -> Outcome {
+fn diff_command(root: &Path, args: &DiffArgs) -> Result {
     use crate::diff::{self, DiffError, Side};
     let sides = Side::from_revision(root, &args.base).and_then(|base| {
         let head = match &args.head {
@@ -335,67 +305,137 @@ fn diff_command(root: &Path, args: &DiffArgs) -> Outcome {
     });
     let result = match sides.and_then(|(base, head)| diff::diff(&base, &head, &args.envs)) {
         Ok(r) => r,
-        Err(DiffError::Model { side, diagnostics }) => {
+        Err(DiffError::Pipeline(PipelineError::Model {
+            label, diagnostics, ..
+        })) => {
             print_diagnostics(&diagnostics);
-            eprintln!("error: the environments at {side} are invalid; nothing to compare");
-            return Outcome::Failed;
+            output::message(&format!(
+                "{}: the environments at {} are invalid; nothing to compare",
+                output::error_prefix(),
+                label.unwrap_or_default()
+            ));
+            return Err(Outcome::Failed);
         }
         Err(e @ DiffError::Git(crate::git::GitError::UnknownRevision(_))) => {
-            report(
+            return Err(fail(
                 &e,
                 Some(
                     "pass a branch, tag or commit that exists here, e.g. `--base origin/main` after `git fetch`",
                 ),
-            );
-            return Outcome::Failed;
+            ));
         }
-        Err(e) => {
-            report(&e, None);
-            return Outcome::Failed;
-        }
+        Err(e) => return Err(fail(&e, None)),
     };
     let text = match args.output {
-        DiffFormat::Text => {
-            use std::io::IsTerminal;
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            diff::render_text(&result, args.summary, color)
-        }
+        DiffFormat::Text => diff::render_text(&result, args.summary, output::stdout_colored()),
         DiffFormat::Markdown => diff::render_markdown(&result, args.summary),
         DiffFormat::Json => diff::render_json(&result),
     };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    if result.has_differences() {
+    output::data(&text)?;
+    Ok(if result.has_differences() {
         Outcome::Differences
     } else {
         Outcome::Clean
-    }
+    })
 }
 
-fn bump_command(root: &Path, args: &BumpArgs) -> Outcome {
-    let change = crate::bump::Change::Bump {
-        service: args.service.clone(),
-        tag: args.tag.clone(),
-        digest: args.digest.clone(),
+fn usage(message: &str, hint: &str) -> Outcome {
+    output::message(&format!(
+        "{}: {message}\n  hint: {hint}",
+        output::error_prefix()
+    ));
+    Outcome::Failed
+}
+
+fn bump_command(root: &Path, args: &BumpArgs) -> Result {
+    let change = if let Some(tag) = &args.all {
+        Change::All {
+            tag: tag.clone(),
+            digest: args.digest.clone(),
+            repository_prefix: args.repository_prefix.clone(),
+        }
+    } else if args.images.len() == 2 && !args.images.iter().any(|i| i.contains('=')) {
+        Change::Set(vec![ImageSpec {
+            service: args.images[0].clone(),
+            tag: args.images[1].clone(),
+            digest: args.digest.clone(),
+        }])
+    } else {
+        let mut specs = Vec::new();
+        for arg in &args.images {
+            let Some(spec) = ImageSpec::parse(arg) else {
+                return Err(usage(
+                    &format!("`{arg}` is not `SERVICE=TAG[@DIGEST]`"),
+                    "pass `SERVICE TAG`, or one or more `SERVICE=TAG[@DIGEST]`",
+                ));
+            };
+            specs.push(spec);
+        }
+        if args.digest.is_some() {
+            return Err(usage(
+                "`--digest` goes with `SERVICE TAG` or `--all`",
+                "write each digest as `SERVICE=TAG@sha256:...`",
+            ));
+        }
+        Change::Set(specs)
     };
     image_change(root, &args.env, change, &args.publish)
 }
 
-fn promote_command(root: &Path, args: &PromoteArgs) -> Outcome {
-    let change = crate::bump::Change::Promote {
+fn promote_command(root: &Path, args: &PromoteArgs) -> Result {
+    let change = Change::Promote {
         from: args.from.clone(),
         services: args.services.clone(),
     };
     image_change(root, &args.to, change, &args.publish)
 }
 
+const LOCK_HINT: &str =
+    "wait for it to finish; the lock is released when that process exits, however it exits";
+
+/// The commit identity: `--author`, then `KAIRO_GIT_AUTHOR_NAME` + `KAIRO_GIT_AUTHOR_EMAIL`
+/// (both, non-empty), then git config (`None` here).
+fn identity(author: Option<&str>) -> std::result::Result<Option<Identity>, WriteError> {
+    if let Some(author) = author {
+        return Identity::parse(author).map(Some);
+    }
+    let name = std::env::var("KAIRO_GIT_AUTHOR_NAME").ok();
+    let email = std::env::var("KAIRO_GIT_AUTHOR_EMAIL").ok();
+    match (name, email) {
+        (None, None) => Ok(None),
+        (Some(name), Some(email)) => Identity::new(&name, &email).map(Some),
+        (name, email) => Err(WriteError::BadIdentity {
+            value: format!(
+                "KAIRO_GIT_AUTHOR_NAME={} KAIRO_GIT_AUTHOR_EMAIL={}",
+                name.unwrap_or_default(),
+                email.unwrap_or_default()
+            ),
+            problem: "set both variables, or neither".into(),
+        }),
+    }
+}
+
+fn writer(root: &Path, args: &PublishArgs) -> std::result::Result<Writer, WriteError> {
+    let credentials = Credentials {
+        token: std::env::var("KAIRO_GIT_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        username: std::env::var("KAIRO_GIT_USERNAME")
+            .ok()
+            .filter(|u| !u.is_empty()),
+    };
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    Writer::open(
+        root,
+        identity(args.author.as_deref())?,
+        args.sign,
+        home.as_deref(),
+        credentials,
+    )
+}
+
 /// Runs a bump or a promotion and prints what it did.
-fn image_change(
-    root: &Path,
-    environment: &str,
-    change: crate::bump::Change,
-    args: &PublishArgs,
-) -> Outcome {
-    use crate::bump::{self, BumpError, Intent, Publish};
+fn image_change(root: &Path, environment: &str, change: Change, args: &PublishArgs) -> Result {
     let intent = Intent {
         environment: environment.to_string(),
         change,
@@ -407,40 +447,56 @@ fn image_change(
         push: args.push,
         remote: args.remote.clone(),
         branch: args.branch.clone(),
-        author: args.author.clone(),
         message: args.message.clone(),
-        max_attempts: args.max_attempts,
-        sign: args.sign,
+        retry: RetryPolicy {
+            budget: args.retry_timeout,
+            max_attempts: args.max_attempts,
+            ..RetryPolicy::default()
+        },
     };
-    let list = |names: &[String]| {
-        names
-            .iter()
-            .map(|k| format!("`{k}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let result = if publish.commit {
+        writer(root, args).map_err(BumpError::from).and_then(|w| {
+            if publish.push {
+                bump::run_push(root, &w, &intent, &publish, &mut std::thread::sleep)
+            } else {
+                bump::run_commit(root, &w, &intent, &publish)
+            }
+        })
+    } else {
+        bump::run_worktree(root, &intent)
     };
-    let result = match bump::run(root, &intent, &publish) {
-        Ok(r) => r,
-        Err(BumpError::Model(diags)) => {
-            print_diagnostics(&diags);
-            eprintln!("error: the environments are invalid; nothing was changed");
-            return Outcome::Failed;
+    let result = result.map_err(|e| bump_failed(e, args.output == OutputFormat::Json))?;
+    match args.output {
+        OutputFormat::Json => output::json(&result)?,
+        OutputFormat::Text => output::data(&bump_text(&result))?,
+    }
+    for note in &result.notes {
+        output::message(&format!("note: {note}"));
+    }
+    match &result.local_branch {
+        Some(LocalBranch::Behind(b)) => output::message(&format!(
+            "note: your branch `{b}` was not at the commit the change was built on, so it was left as it is\n  hint: `git pull` brings the change"
+        )),
+        Some(LocalBranch::Dirty(p)) => output::message(&format!(
+            "note: your local branch was left as it is: `{p}` has uncommitted changes\n  hint: commit or stash them, then `git pull`"
+        )),
+        _ => {}
+    }
+    Ok(Outcome::Clean)
+}
+
+fn bump_failed(e: BumpError, json: bool) -> Outcome {
+    match e {
+        BumpError::Pipeline(p) => pipeline_failed(&p, json, "nothing was changed"),
+        BumpError::Denied(findings) => {
+            print_findings_to_stderr(&findings, 0);
+            output::message(&format!(
+                "{}: policies deny this change; nothing was changed\n  hint: pass `--no-check` to change it anyway",
+                output::error_prefix()
+            ));
+            Outcome::Differences
         }
-        Err(BumpError::Denied(findings)) => {
-            eprint!("{}", policy::render_text(&findings, 0));
-            eprintln!(
-                "error: policies deny this change; nothing was changed\n  hint: pass `--no-check` to change it anyway"
-            );
-            return Outcome::Differences;
-        }
-        Err(e @ BumpError::UnknownEnvironment { .. }) => {
-            let BumpError::UnknownEnvironment { known, .. } = &e else {
-                unreachable!()
-            };
-            report(&e, Some(&format!("environments: {}", list(known))));
-            return Outcome::Failed;
-        }
-        Err(BumpError::Edit(e)) => {
+        BumpError::Edit(e) => {
             let hint = match &e {
                 model::edit::EditError::UnknownService { listed, .. } => {
                     format!("services in this environment: {}", list(listed))
@@ -453,69 +509,69 @@ fn image_change(
                 }
                 _ => String::new(),
             };
-            report(&e, (!hint.is_empty()).then_some(hint.as_str()));
-            return Outcome::Failed;
+            fail(&e, (!hint.is_empty()).then_some(hint.as_str()))
         }
-        Err(e @ BumpError::Write(crate::git::WriteError::GaveUp { .. })) => {
-            report(
-                &e,
-                Some(
-                    "the change is committed locally on top of the last fetched remote tip; run the same command again to retry",
-                ),
-            );
-            return Outcome::Failed;
-        }
-        Err(
-            e @ BumpError::Write(
-                crate::git::WriteError::Staged(_) | crate::git::WriteError::Dirty(_),
+        e @ BumpError::Write(WriteError::GaveUp { .. }) => fail(
+            &e,
+            Some(
+                "nothing was changed locally; run the same command again (or raise `--retry-timeout`)",
             ),
-        ) => {
-            report(
-                &e,
-                Some("commit or stash your changes first; kairo commits only what it writes"),
-            );
-            return Outcome::Failed;
-        }
-        Err(e) => {
-            report(&e, None);
-            return Outcome::Failed;
-        }
-    };
-    match args.output {
-        OutputFormat::Json => emit_json(&result),
-        OutputFormat::Text => {
-            let mut out = std::io::stdout().lock();
-            if !result.changed {
-                let _ = writeln!(
-                    out,
-                    "{}: images are already as requested; nothing to do",
-                    result.environment
-                );
-            }
-            for m in &result.moves {
-                let _ = writeln!(
-                    out,
-                    "{} in {}: {} -> {}",
-                    m.service, result.environment, m.from, m.to
-                );
-            }
-            for f in &result.files {
-                let _ = writeln!(out, "  changed {f}");
-            }
-            for s in &result.skipped {
-                let _ = writeln!(
-                    out,
-                    "note: `{s}` does not run in {}; skipped",
-                    result.environment
-                );
-            }
-            if let Some(c) = &result.commit {
-                let _ = writeln!(out, "committed {c}");
-            }
-            if let Some(p) = &result.pushed {
-                let _ = writeln!(out, "pushed to {p} (attempt {})", result.attempts);
-            }
-        }
+        ),
+        e @ BumpError::Write(WriteError::Dirty(_)) => fail(
+            &e,
+            Some("commit or stash your changes first; kairo commits only what it writes"),
+        ),
+        e @ BumpError::Write(WriteError::BadIdentity { .. } | WriteError::NoIdentity) => fail(
+            &e,
+            Some(
+                "pass `--author \"Name <email>\"`, or set KAIRO_GIT_AUTHOR_NAME and KAIRO_GIT_AUTHOR_EMAIL",
+            ),
+        ),
+        e @ BumpError::Write(WriteError::Journal { .. }) => fail(
+            &e,
+            Some(
+                "check `git status`; remove the journal file once the working tree is as you want it",
+            ),
+        ),
+        e @ BumpError::Lock(_) => fail(&e, Some(LOCK_HINT)),
+        e => fail(&e, None),
     }
-    Outcome::Clean
+}
+
+fn bump_text(result: &bump::Outcome) -> String {
+    let mut out = String::new();
+    if !result.changed {
+        out.push_str(&format!(
+            "{}: images are already as requested; nothing to do\n",
+            result.environment
+        ));
+    }
+    for m in &result.moves {
+        out.push_str(&format!(
+            "{} in {}: {} -> {}\n",
+            m.service, result.environment, m.from, m.to
+        ));
+    }
+    for f in &result.files {
+        out.push_str(&format!("  changed {f}\n"));
+    }
+    for s in &result.skipped {
+        out.push_str(&format!(
+            "note: `{s}` does not run in {}; skipped\n",
+            result.environment
+        ));
+    }
+    for s in &result.pinned {
+        out.push_str(&format!(
+            "note: `{s}` is pinned in {}; skipped (name it with `--force` to change it)\n",
+            result.environment
+        ));
+    }
+    if let Some(c) = &result.commit {
+        out.push_str(&format!("committed {c}\n"));
+    }
+    if let Some(p) = &result.pushed {
+        out.push_str(&format!("pushed to {p} (attempt {})\n", result.attempts));
+    }
+    out
 }

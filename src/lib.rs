@@ -8,9 +8,13 @@ pub mod bump;
 pub mod cli;
 mod commands;
 pub mod diff;
+pub mod failpoint;
 pub mod git;
+pub mod lock;
 pub mod model;
+pub mod output;
 mod par;
+pub mod pipeline;
 pub mod policy;
 pub mod render;
 pub mod yaml;
@@ -49,6 +53,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    output::init(cli.color);
     init_logging(cli.verbose, cli.log_format);
     commands::dispatch(cli).into()
 }

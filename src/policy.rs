@@ -98,6 +98,14 @@ fn is_rule(name: &str) -> Option<Severity> {
         .then_some(severity)
 }
 
+/// A file `policies/` reads: Rego, or a data document.
+pub fn is_policy_file(name: &str) -> bool {
+    !name.starts_with('.')
+        && [".rego", ".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+}
+
 fn engine() -> regorus::Engine {
     let mut engine = regorus::Engine::new();
     engine.set_strict_builtin_errors(false);
@@ -119,8 +127,7 @@ impl Policies {
             }
         };
         paths.sort();
-        let mut sources = Vec::new();
-        let mut data = serde_json::Map::new();
+        let mut files = BTreeMap::new();
         for path in paths {
             let name = path
                 .file_name()
@@ -128,17 +135,33 @@ impl Policies {
                 .to_string_lossy()
                 .into_owned();
             let rel = format!("{POLICIES_DIR}/{name}");
-            let is_data =
-                name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
-            if !(name.ends_with(".rego") || is_data) || !path.is_file() {
+            if !is_policy_file(&name) || !path.is_file() {
                 continue;
             }
             let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Io {
                 path: rel.clone(),
                 source,
             })?;
-            if is_data {
-                let doc: Value = crate::yaml::from_str(&text).map_err(|e| PolicyError::Data {
+            files.insert(rel, text);
+        }
+        Policies::from_files(&files, namespaces)
+    }
+
+    /// Compiles policies given as `policies/<name>` -> text (`*.rego` policies, `*.yaml`,
+    /// `*.yml` and `*.json` data documents; other names are ignored); pure.
+    pub fn from_files(
+        files: &BTreeMap<String, String>,
+        namespaces: &[String],
+    ) -> Result<Policies, PolicyError> {
+        let mut sources = Vec::new();
+        let mut data = serde_json::Map::new();
+        for (rel, text) in files {
+            let name = rel.rsplit('/').next().unwrap_or_default();
+            if !is_policy_file(name) {
+                continue;
+            }
+            if !name.ends_with(".rego") {
+                let doc: Value = crate::yaml::from_str(text).map_err(|e| PolicyError::Data {
                     path: rel.clone(),
                     line: e.line,
                     column: e.column,
@@ -148,7 +171,10 @@ impl Policies {
                     data.extend(map);
                 }
             } else {
-                sources.push(PolicyFile { path: rel, text });
+                sources.push(PolicyFile {
+                    path: rel.clone(),
+                    text: text.clone(),
+                });
             }
         }
         // Split rule files from libraries, checking syntax on the way.

@@ -16,33 +16,29 @@ use serde_json::Value;
 pub use output::{render_json, render_markdown, render_text};
 
 use crate::apply::RECORD;
-use crate::model::{self, Diagnostic, Model, ModelError, SourceFile};
-use crate::render::{self, CLUSTERS_DIR, FLUX_SYSTEM_DIR, RenderError, TEMPLATES_DIR, Templates};
+use crate::model::{self, Model};
+use crate::pipeline::{self, Inputs, Options, PipelineError};
+use crate::policy::POLICIES_DIR;
+use crate::render::{self, CLUSTERS_DIR, TEMPLATES_DIR};
 
-const INPUT_DIRS: [&str; 3] = [model::ENVIRONMENTS_DIR, TEMPLATES_DIR, CLUSTERS_DIR];
+const INPUT_DIRS: [&str; 4] = [
+    model::ENVIRONMENTS_DIR,
+    TEMPLATES_DIR,
+    POLICIES_DIR,
+    CLUSTERS_DIR,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
     #[error(transparent)]
     Git(#[from] crate::git::GitError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
     #[error("failed to read `{path}`")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
-    },
-    #[error("`{path}` at {side} is not UTF-8")]
-    NotText { side: String, path: String },
-    #[error("the environments at {side} are invalid")]
-    Model {
-        side: String,
-        diagnostics: Vec<Diagnostic>,
-    },
-    #[error("rendering {side}: {source}")]
-    Render {
-        side: String,
-        #[source]
-        source: Box<RenderError>,
     },
     #[error("`{path}` rendered at {side} is not a Kubernetes object: {message}")]
     Object {
@@ -101,59 +97,19 @@ impl Side {
         })
     }
 
-    fn text(&self, path: &str) -> Result<String, DiffError> {
-        String::from_utf8(self.files[path].clone()).map_err(|_| DiffError::NotText {
-            side: self.label.clone(),
-            path: path.to_string(),
-        })
-    }
-
-    /// Renders this side's environments (all, or `only`) in memory.
+    /// Renders this side's environments (all, or `only`) in memory, through the one pipeline.
     fn render(&self, only: &[String]) -> Result<(Model, render::Rendered), DiffError> {
-        let mut sources = Vec::new();
-        let mut templates = BTreeMap::new();
-        for path in self.files.keys() {
-            if let Some(name) = path.strip_prefix(&format!("{}/", model::ENVIRONMENTS_DIR))
-                && model::is_input_file(name)
-            {
-                sources.push(SourceFile {
-                    path: path.clone(),
-                    text: self.text(path)?,
-                });
-            } else if let Some(name) = path.strip_prefix(&format!("{TEMPLATES_DIR}/")) {
-                templates.insert(name.to_string(), self.text(path)?);
-            }
-        }
-        let model = Model::from_files(&sources).map_err(|e| match e {
-            ModelError::Invalid(diagnostics) => DiffError::Model {
-                side: self.label.clone(),
-                diagnostics,
-            },
-            ModelError::Io { path, source } => DiffError::Io {
-                path: path.display().to_string(),
-                source,
-            },
-        })?;
-        let render_error = |source| DiffError::Render {
-            side: self.label.clone(),
-            source: Box::new(source),
+        let inputs = Inputs::Files {
+            label: self.label.clone(),
+            files: self.files.clone(),
+            bootstrapped: None,
         };
-        let templates = Templates::from_sources(templates).map_err(render_error)?;
-        let bootstrapped: BTreeSet<String> = model
-            .environments
-            .iter()
-            .filter(|e| {
-                let dir = format!("{CLUSTERS_DIR}/{}/{FLUX_SYSTEM_DIR}/", e.name);
-                self.files
-                    .range(dir.clone()..)
-                    .next()
-                    .is_some_and(|(p, _)| p.starts_with(&dir))
-            })
-            .map(|e| e.name.clone())
-            .collect();
-        let rendered =
-            render::render(&model, &templates, only, &bootstrapped).map_err(render_error)?;
-        Ok((model, rendered))
+        let options = Options {
+            only: only.to_vec(),
+            policies: None,
+        };
+        let out = pipeline::run(&inputs, &options)?;
+        Ok((out.model, out.rendered))
     }
 }
 

@@ -142,22 +142,102 @@ pub fn set_image(
     text: &str,
     change: &ImageChange,
 ) -> Result<Option<String>, EditError> {
-    if let Some(problem) = oci_tag_problem(change.tag) {
-        return Err(EditError::InvalidTag {
-            tag: change.tag.into(),
-            problem,
-        });
-    }
-    if let Some(digest) = change.digest
-        && let Some(problem) = digest_problem(digest)
-    {
-        return Err(EditError::InvalidDigest {
-            digest: digest.into(),
-            problem,
-        });
+    set_images(path, text, std::slice::from_ref(change))
+}
+
+/// Sets the images of several services in one pass: the file is parsed once, every scalar is
+/// replaced, and the result is parsed once more to check that each named service reads back
+/// as requested and no other service changed. `None` when nothing changes.
+pub fn set_images(
+    path: &str,
+    text: &str,
+    changes: &[ImageChange],
+) -> Result<Option<String>, EditError> {
+    for change in changes {
+        if let Some(problem) = oci_tag_problem(change.tag) {
+            return Err(EditError::InvalidTag {
+                tag: change.tag.into(),
+                problem,
+            });
+        }
+        if let Some(digest) = change.digest
+            && let Some(problem) = digest_problem(digest)
+        {
+            return Err(EditError::InvalidDigest {
+                digest: digest.into(),
+                problem,
+            });
+        }
     }
     let spec = environment(path, text)?;
-    let entry = find(path, &spec, change.service)?;
+    // Replacements as (start, end, new bytes), applied from the end so offsets stay valid.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut changed: Vec<&ImageChange> = Vec::new();
+    for change in changes {
+        let before = edits.len();
+        edits_for(path, text, &spec, change, &mut edits)?;
+        if edits.len() > before {
+            changed.push(change);
+        }
+    }
+    if edits.is_empty() {
+        return Ok(None);
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out = text.to_string();
+    for (start, end, new) in edits {
+        out.replace_range(start..end, &new);
+    }
+    // The edit must read back as exactly the requested images, and change no other service
+    // (an anchored tag is shared with every alias of it).
+    let edited = environment(path, &out)?;
+    type Images = Vec<(String, Option<(String, Option<String>)>)>;
+    let images = |spec: &raw::EnvironmentSpec, wanted: bool| -> Images {
+        spec.services
+            .0
+            .iter()
+            .filter(|(name, _)| changed.iter().any(|c| c.service == name.value) == wanted)
+            .map(|(name, e)| {
+                let image = e.image.as_ref().map(|i| {
+                    (
+                        i.tag.value.clone(),
+                        i.digest.as_ref().map(|d| d.value.clone()),
+                    )
+                });
+                (name.value.clone(), image)
+            })
+            .collect()
+    };
+    for (name, image) in images(&edited, true) {
+        let change = changed
+            .iter()
+            .find(|c| c.service == name)
+            .expect("filtered to changed services");
+        let want = Some((change.tag.to_string(), change.digest.map(str::to_string)));
+        if image != want {
+            return Err(EditError::Internal { file: path.into() });
+        }
+    }
+    if images(&spec, false) != images(&edited, false) {
+        return Err(EditError::Shared {
+            file: path.into(),
+            service: changed
+                .first()
+                .map_or_else(String::new, |c| c.service.to_string()),
+        });
+    }
+    Ok(Some(out))
+}
+
+/// The byte replacements that set one service's image; none when it already is that image.
+fn edits_for(
+    path: &str,
+    text: &str,
+    spec: &raw::EnvironmentSpec,
+    change: &ImageChange,
+    edits: &mut Vec<(usize, usize, String)>,
+) -> Result<(), EditError> {
+    let entry = find(path, spec, change.service)?;
     let image = entry.image.as_ref().ok_or_else(|| EditError::NoImage {
         file: path.into(),
         service: change.service.into(),
@@ -165,7 +245,7 @@ pub fn set_image(
     let same_digest = image.digest.as_ref().map(|d| d.value.as_str()) == change.digest
         || change.digest.is_none() && image.digest.is_none();
     if image.tag.value == change.tag && same_digest {
-        return Ok(None);
+        return Ok(());
     }
     if entry.pinned && !change.force {
         return Err(EditError::Pinned {
@@ -173,8 +253,6 @@ pub fn set_image(
             service: change.service.into(),
         });
     }
-    // Replacements as (start, end, new bytes), applied from the end so offsets stay valid.
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
     // Only a literal written for this service is edited: a value reached through an alias or
     // `<<:` merge lives elsewhere, and editing it would change other services (or the anchor).
     let shared = || EditError::Shared {
@@ -222,39 +300,7 @@ pub fn set_image(
         }
         (None, None) => {}
     }
-    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-    let mut out = text.to_string();
-    for (start, end, new) in edits {
-        out.replace_range(start..end, &new);
-    }
-    // The edit must read back as exactly the requested image, and change no other service
-    // (an anchored tag is shared with every alias of it).
-    match current_image(path, &out, change.service) {
-        Ok((tag, digest, _)) if tag == change.tag && digest.as_deref() == change.digest => {}
-        _ => return Err(EditError::Internal { file: path.into() }),
-    }
-    type Images = Vec<(String, Option<(String, Option<String>)>)>;
-    let others = |spec: &raw::EnvironmentSpec| -> Images {
-        spec.services
-            .0
-            .iter()
-            .filter(|(name, _)| name.value != change.service)
-            .map(|(name, e)| {
-                let image = e.image.as_ref().map(|i| {
-                    (
-                        i.tag.value.clone(),
-                        i.digest.as_ref().map(|d| d.value.clone()),
-                    )
-                });
-                (name.value.clone(), image)
-            })
-            .collect()
-    };
-    let edited = environment(path, &out)?;
-    if others(&spec) != others(&edited) {
-        return Err(shared());
-    }
-    Ok(Some(out))
+    Ok(())
 }
 
 #[cfg(test)]

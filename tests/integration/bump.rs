@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{CATALOG, Repo, STAGING, commit_all, run_kairo, tree};
+use crate::support::{CATALOG, Repo, STAGING, commit_all, git, run_kairo, tree};
 
 const AUTHOR: &str = "CI bot <ci@kairo.invalid>";
 
@@ -34,6 +34,7 @@ impl Remote {
         git2::Repository::init_bare(&path).unwrap();
         let seed = Repo::new();
         many(&seed, services);
+        seed.write("README.md", "# gitops\n");
         assert_eq!(seed.kairo(&["render"]).code, 0);
         commit_all(seed.path(), "initial", 1_700_000_000);
         let git = git2::Repository::open(seed.path()).unwrap();
@@ -218,22 +219,21 @@ fn commit_and_push() {
 fn a_rejected_push_re_applies_the_bump_or_gives_up() {
     let remote = Remote::new(3);
     let (a, b) = (remote.clone(), remote.clone());
-    assert_eq!(
-        bump(a.path(), &["svc-000", "a1", "--env", "staging", "--push"]).code,
-        0
+    // Between b's fetch and b's push, a pushes: b's first push is rejected, every time.
+    let a_pushes = format!(
+        "before-push:{} bump svc-000 a1 --env staging --push --author 'A <a@kairo.invalid>' --root {} >/dev/null 2>&1",
+        env!("CARGO_BIN_EXE_kairo"),
+        a.path().display()
     );
-    // b has not seen a's commit: with one attempt it gives up, and says so.
-    let out = bump(
+    let args = [
+        "bump", "svc-001", "b1", "--env", "staging", "--push", "--author", AUTHOR,
+    ];
+    let mut once = args.to_vec();
+    once.extend(["--retry-timeout", "0s"]);
+    let out = crate::support::run_kairo_with_env(
         b.path(),
-        &[
-            "svc-001",
-            "b1",
-            "--env",
-            "staging",
-            "--push",
-            "--max-attempts",
-            "1",
-        ],
+        &once,
+        &[("KAIRO_FAILPOINT_RUN", a_pushes.as_str())],
     );
     assert_eq!(out.code, 2);
     assert!(
@@ -242,13 +242,24 @@ fn a_rejected_push_re_applies_the_bump_or_gives_up() {
         "{}",
         out.stderr
     );
+    assert!(out.stderr.contains("hint: nothing was changed locally"));
     assert_eq!(remote.history().len(), 2);
-    // With retries it fetches, re-applies the bump on the new tip, and pushes.
-    let out = bump(b.path(), &["svc-001", "b1", "--env", "staging", "--push"]);
+    assert_eq!(git(b.path(), &["status", "--porcelain"]), "");
+    // With retries it fetches, plans the bump again on the new tip, and pushes. (a runs again
+    // at the second attempt's point too: a no-op, nothing more to push.)
+    let out = crate::support::run_kairo_with_env(
+        b.path(),
+        &args,
+        &[("KAIRO_FAILPOINT_RUN", a_pushes.as_str())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("(attempt 1)"), "{}", out.stdout);
+    let out = bump(b.path(), &["svc-002", "b2", "--env", "staging", "--push"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         remote.history(),
         [
+            "chore(staging): bump svc-002 to b2",
             "chore(staging): bump svc-001 to b1",
             "chore(staging): bump svc-000 to a1",
             "initial"
@@ -261,6 +272,169 @@ fn a_rejected_push_re_applies_the_bump_or_gives_up() {
             && env.contains("svc-001: {image: {tag: \"b1\"}}"),
         "{env}"
     );
+}
+
+/// The reported bug: a rejected push used to reset the working tree hard and lose a user's
+/// uncommitted edit. Now nothing but kairo's own paths is ever touched, on every path.
+#[test]
+fn uncommitted_work_survives_a_rejected_push() {
+    let remote = Remote::new(3);
+    let (a, b) = (remote.clone(), remote.clone());
+    assert_eq!(
+        bump(a.path(), &["svc-000", "a1", "--env", "staging", "--push"]).code,
+        0
+    );
+    let readme = b.path().join("README.md");
+    std::fs::write(&readme, "my notes, not committed\n").unwrap();
+    std::fs::write(b.path().join("environments/notes.txt"), "untracked\n").unwrap();
+    let before = git(b.path(), &["rev-parse", "HEAD"]);
+    let out = bump(
+        b.path(),
+        &["svc-001", "bbb2222", "--env", "staging", "--push"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&readme).unwrap(),
+        "my notes, not committed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("environments/notes.txt")).unwrap(),
+        "untracked\n"
+    );
+    // b was behind the remote: its branch stays where it was, and says how to catch up.
+    assert_eq!(git(b.path(), &["rev-parse", "HEAD"]), before);
+    assert!(out.stderr.contains("git pull"), "{}", out.stderr);
+    assert_eq!(
+        git(b.path(), &["status", "--porcelain"]),
+        " M README.md\n?? environments/notes.txt\n"
+    );
+    assert_eq!(
+        remote.history(),
+        [
+            "chore(staging): bump svc-001 to bbb2222",
+            "chore(staging): bump svc-000 to a1",
+            "initial"
+        ]
+    );
+    // Once b is up to date, its branch follows its own pushes; the edit still survives.
+    git(b.path(), &["pull", "--ff-only", "--quiet"]);
+    let out = bump(b.path(), &["svc-002", "c3", "--env", "staging", "--push"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        git(b.path(), &["rev-parse", "HEAD"]).trim(),
+        remote.tip().to_string()
+    );
+    assert_eq!(
+        git(b.path(), &["status", "--porcelain"]),
+        " M README.md\n?? environments/notes.txt\n"
+    );
+    assert_eq!(run_kairo(b.path(), &["render", "--check"]).code, 0);
+    // An uncommitted edit to a file the bump writes is never overwritten: the push goes out
+    // (it is built on the remote tip), the local branch stays, the edit stays.
+    let env = b.path().join("environments/staging.yaml");
+    let edited = std::fs::read_to_string(&env).unwrap() + "# my edit\n";
+    std::fs::write(&env, &edited).unwrap();
+    let out = bump(b.path(), &["svc-000", "d4", "--env", "staging", "--push"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&env).unwrap(), edited);
+    assert!(
+        out.stderr.contains("has uncommitted changes"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The reported bug: `--branch` used to leave its commit on the local branch, and the next
+/// plain bump pushed it to main without review.
+#[test]
+fn a_review_branch_never_lands_on_the_local_branch() {
+    let remote = Remote::new(3);
+    let clone = remote.clone();
+    let head = git(clone.path(), &["rev-parse", "HEAD"]);
+    let out = bump(
+        clone.path(),
+        &[
+            "svc-000", "rev9999", "--env", "staging", "--push", "--branch",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(git(clone.path(), &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(clone.path(), &["status", "--porcelain"]), "");
+    assert_eq!(git(clone.path(), &["branch", "--list"]), "* main\n");
+    let out = bump(
+        clone.path(),
+        &["svc-001", "ccc3333", "--env", "staging", "--push"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        remote.history(),
+        ["chore(staging): bump svc-001 to ccc3333", "initial"]
+    );
+    let fresh = remote.clone();
+    let env = std::fs::read_to_string(fresh.path().join("environments/staging.yaml")).unwrap();
+    assert!(!env.contains("rev9999"), "{env}");
+}
+
+/// Several services in one commit, and `--all` for every image one build produced.
+#[test]
+fn several_services_in_one_commit() {
+    let digest_b = format!("sha256:{}", "b".repeat(64));
+    let remote = Remote::new(4);
+    let clone = remote.clone();
+    let out = bump(
+        clone.path(),
+        &[
+            "--env",
+            "staging",
+            "svc-000=3f9c2e1",
+            &format!("svc-001=3f9c2e1@sha256:{}", "a".repeat(64)),
+            "--push",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        remote.history(),
+        ["chore(staging): bump 2 services to 3f9c2e1", "initial"]
+    );
+    let out = bump(
+        clone.path(),
+        &[
+            "--env", "staging", "--all", "4a5b6c7", "--digest", &digest_b, "--push", "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["moves"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(
+        remote.history()[0],
+        "chore(staging): bump 4 services to 4a5b6c7"
+    );
+    let fresh = remote.clone();
+    let env = std::fs::read_to_string(fresh.path().join("environments/staging.yaml")).unwrap();
+    assert!(
+        env.contains(&format!(
+            "svc-000: {{image: {{tag: \"4a5b6c7\", digest: {digest_b}}}}}"
+        )),
+        "{env}"
+    );
+    assert_eq!(run_kairo(fresh.path(), &["render", "--check"]).code, 0);
+    // A prefix that matches nothing, a duplicate, a malformed argument: exit 2.
+    for args in [
+        vec![
+            "--env",
+            "staging",
+            "--all",
+            "x1",
+            "--repository-prefix",
+            "quay.io/",
+        ],
+        vec!["--env", "staging", "svc-000=a", "svc-000=b"],
+        vec!["--env", "staging", "svc-000=a", "svc-001"],
+    ] {
+        let out = bump(clone.path(), &args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+    }
 }
 
 #[test]
@@ -310,8 +484,8 @@ fn push_storm() {
                             "--env",
                             "staging",
                             "--push",
-                            "--max-attempts",
-                            "50",
+                            "--retry-timeout",
+                            "10m",
                         ],
                     );
                     assert_eq!(out.code, 0, "{service}: {}", out.stderr);
@@ -359,13 +533,10 @@ fn promote_copies_tested_images_in_one_commit() {
     .unwrap();
     assert_eq!(run_kairo(clone.path(), &["render"]).code, 0);
     commit_all(clone.path(), "add production", 1_700_000_050);
+    git(clone.path(), &["push", "--quiet", "origin", "HEAD:main"]);
     for (service, tag) in [("svc-000", "1.4.3"), ("svc-001", "2.0.0")] {
         assert_eq!(
-            bump(
-                clone.path(),
-                &[service, tag, "--env", "staging", "--commit"]
-            )
-            .code,
+            bump(clone.path(), &[service, tag, "--env", "staging", "--push"]).code,
             0
         );
     }
@@ -467,45 +638,92 @@ fn a_bump_branch_for_review() {
     );
 }
 
-/// Kills `kairo bump --push` at several moments; re-running the same command completes the
-/// bump, with exactly one commit for it on the remote.
+/// Kills `kairo bump` (with `--push`, and with `--commit`) at every named point of the write
+/// path; re-running the same command completes the bump: exactly one commit for it, the user's
+/// uncommitted edit intact, nothing else changed in the working tree.
 #[test]
 fn an_interrupted_bump_is_completed_by_a_re_run() {
-    let remote = Remote::new(300);
-    let mut resumed = 0;
-    // A sweep across the whole run: before the journal, while writing, while committing, while
-    // pushing.
-    for (i, delay_ms) in (0..40u64).map(|k| 5 + k * 9).enumerate() {
-        let clone = remote.clone();
-        let tag = format!("k{i}");
-        let args = [
-            "bump",
-            "svc-150",
-            tag.as_str(),
-            "--env",
-            "staging",
-            "--push",
-            "--author",
-            AUTHOR,
-        ];
-        crate::support::kill_kairo_after(clone.path(), &args, delay_ms);
-        resumed += usize::from(clone.path().join(".git/kairo-in-progress").exists());
-        let out = bump(
-            clone.path(),
-            &["svc-150", &tag, "--env", "staging", "--push"],
-        );
-        assert_eq!(out.code, 0, "killed after {delay_ms} ms: {}", out.stderr);
-        let subject = format!("chore(staging): bump svc-150 to {tag}");
-        let count = remote.history().iter().filter(|m| **m == subject).count();
-        assert_eq!(count, 1, "killed after {delay_ms} ms");
-        assert!(!clone.path().join(".git/kairo-in-progress").exists());
+    let remote = Remote::new(30);
+    let points = [
+        "after-commit",
+        "before-push",
+        "push-started",
+        "after-push",
+        "ff-journal",
+        "ff-write:1",
+        "ff-write:2",
+        "ff-index",
+        "ff-ref",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        for push in [true, false] {
+            let clone = remote.clone();
+            std::fs::write(clone.path().join("README.md"), "uncommitted\n").unwrap();
+            let tag = format!("k{i}{}", if push { "p" } else { "c" });
+            let mode = if push { "--push" } else { "--commit" };
+            let args = [
+                "bump", "svc-015", &tag, "--env", "staging", mode, "--author", AUTHOR,
+            ];
+            let reached = crate::support::kill_kairo_at(clone.path(), &args, point);
+            let remote_only = ["before-push", "push-started", "after-push"].contains(point);
+            assert!(
+                reached || (!push && remote_only),
+                "{mode} never reached {point}"
+            );
+            let out = run_kairo(clone.path(), &args);
+            assert_eq!(out.code, 0, "killed at {point} ({mode}): {}", out.stderr);
+            let subject = format!("chore(staging): bump svc-015 to {tag}");
+            let log = if push {
+                remote.history()
+            } else {
+                git(clone.path(), &["log", "--format=%s"])
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            };
+            let count = log.iter().filter(|m| **m == subject).count();
+            assert_eq!(count, 1, "killed at {point} ({mode})");
+            assert!(!clone.path().join(".git/kairo-in-progress").exists());
+            assert!(!clone.path().join(".git/index.lock").exists());
+            assert_eq!(
+                std::fs::read_to_string(clone.path().join("README.md")).unwrap(),
+                "uncommitted\n"
+            );
+            let status = git(clone.path(), &["status", "--porcelain"]);
+            assert_eq!(status, " M README.md\n", "killed at {point} ({mode})");
+            if !push {
+                assert_eq!(run_kairo(clone.path(), &["render", "--check"]).code, 0);
+            }
+        }
     }
     let fresh = remote.clone();
     assert_eq!(run_kairo(fresh.path(), &["render", "--check"]).code, 0);
-    assert!(
-        resumed > 0,
-        "no kill landed between writing and committing; adjust the delays"
+}
+
+/// A second kairo in the same repository is refused at once, naming the first.
+#[test]
+fn one_kairo_at_a_time() {
+    let remote = Remote::new(2);
+    let clone = remote.clone();
+    let hold = format!(
+        "before-push:{} bump svc-001 x2 --env staging --push --author 'A <a@kairo.invalid>' --root {} 2>&1 | grep -q 'another kairo is running in this repository (pid [0-9]*)' && touch {}/refused",
+        env!("CARGO_BIN_EXE_kairo"),
+        clone.path().display(),
+        clone.path().display()
     );
+    let out = crate::support::run_kairo_with_env(
+        clone.path(),
+        &[
+            "bump", "svc-000", "x1", "--env", "staging", "--push", "--author", AUTHOR,
+        ],
+        &[("KAIRO_FAILPOINT_RUN", hold.as_str())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        clone.path().join("refused").exists(),
+        "the second run was not refused"
+    );
+    assert_eq!(remote.history().len(), 2);
 }
 
 #[test]

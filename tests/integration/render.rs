@@ -551,20 +551,32 @@ fn an_interrupted_render_is_completed_by_the_next() {
     expected.write("environments/staging.yaml", &env("2.0.0", 200));
     render_ok(&expected, &[]);
 
-    for delay_ms in [2u64, 5, 10, 20, 40, 80] {
+    for point in [
+        "apply-interim",
+        "apply-write:1",
+        "apply-write:60",
+        "apply-write:199",
+        "apply-files",
+        "apply-delete:1",
+        "apply-delete:50",
+        "apply-record",
+    ] {
         let repo = Repo::new();
         repo.write("environments/services.yaml", &catalog(300));
         repo.write("environments/staging.yaml", &env("1.0.0", 300));
         render_ok(&repo, &[]);
         repo.write("environments/staging.yaml", &env("2.0.0", 200));
-        crate::support::kill_kairo_after(repo.path(), &["render"], delay_ms);
+        assert!(
+            crate::support::kill_kairo_at(repo.path(), &["render"], point),
+            "kairo did not reach `{point}`"
+        );
         // As if the kill had landed in the middle of a write.
         repo.write("clusters/staging/releases/.kairo-tmp-AbC123", "partial");
         render_ok(&repo, &[]);
         assert_eq!(
             tree(&repo.path().join("clusters")),
             tree(&expected.path().join("clusters")),
-            "killed after {delay_ms} ms"
+            "killed at {point}"
         );
         repo.write("environments/staging.yaml", &env("3.0.0", 150));
         render_ok(&repo, &[]);

@@ -117,6 +117,11 @@ pub fn run_kairo_with_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> O
         .env_remove("RUST_LOG")
         .env_remove("KAIRO_ROOT")
         .env_remove("KAIRO_GIT_TOKEN")
+        .env_remove("KAIRO_GIT_AUTHOR_NAME")
+        .env_remove("KAIRO_GIT_AUTHOR_EMAIL")
+        .env_remove("KAIRO_FAILPOINT")
+        .env_remove("KAIRO_FAILPOINT_RUN")
+        .envs(HERMETIC_GIT.iter().copied())
         .envs(env.iter().copied())
         .output()
         .expect("run kairo");
@@ -127,19 +132,44 @@ pub fn run_kairo_with_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> O
     }
 }
 
-/// Starts kairo with `args` on `root` and kills it after `delay_ms`, wherever it is.
-pub fn kill_kairo_after(root: &Path, args: &[&str], delay_ms: u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kairo"))
+/// No global or system git configuration reaches the tests' `git` and `kairo` processes.
+pub const HERMETIC_GIT: [(&str, &str); 3] = [
+    ("GIT_CONFIG_GLOBAL", "/dev/null"),
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+    ("GIT_TERMINAL_PROMPT", "0"),
+];
+
+/// Runs kairo with `KAIRO_FAILPOINT=point`: it dies by SIGKILL exactly there. Returns whether
+/// it was killed (false: it ran to the end without reaching the point).
+pub fn kill_kairo_at(root: &Path, args: &[&str], point: &str) -> bool {
+    let out = Command::new(env!("CARGO_BIN_EXE_kairo"))
         .args(args)
         .arg("--root")
         .arg(root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+        .env_remove("RUST_LOG")
+        .env_remove("KAIRO_FAILPOINT_RUN")
+        .envs(HERMETIC_GIT.iter().copied())
+        .env("KAIRO_FAILPOINT", point)
+        .output()
         .expect("run kairo");
-    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-    let _ = child.kill();
-    let _ = child.wait();
+    use std::os::unix::process::ExitStatusExt;
+    out.status.signal() == Some(9)
+}
+
+/// Runs `git` hermetically in `dir`; panics on failure. Returns stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .envs(HERMETIC_GIT.iter().copied())
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
