@@ -10,6 +10,8 @@
 //! here reads the process environment. This is the only module that starts processes (`git`,
 //! and the commit signer).
 
+#![allow(clippy::disallowed_methods)] // the one module that starts processes
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods)] // tests drive real processes: not kairo code
 //! kairo's integration tests: one binary, one module per capability.
 
 mod support;
