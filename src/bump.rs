@@ -29,6 +29,8 @@ pub struct Intent {
     pub change: Change,
     pub force: bool,
     pub check_policies: bool,
+    /// Bounds on each policy evaluation.
+    pub policy_limits: policy::Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -276,7 +278,12 @@ fn apply_to_worktree(
     let bootstrapped = render::bootstrapped(root, &only);
     let rendered = render::render(&model, &templates, &only, &bootstrapped)?;
     if intent.check_policies {
-        let findings = policy::Policies::load(root, &["main".into()])?.check(&model, &rendered)?;
+        let options = policy::CheckOptions {
+            limits: intent.policy_limits,
+            cache_dir: policy::default_cache_dir(root),
+        };
+        let findings =
+            policy::Policies::load(root, &["main".into()])?.check(&model, &rendered, &options)?;
         if findings
             .iter()
             .any(|f| f.severity == policy::Severity::Deny)

@@ -77,6 +77,8 @@ pub struct RenderArgs {
     /// Do not evaluate policies/ before writing.
     #[arg(long)]
     pub no_check: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +147,8 @@ pub struct PublishArgs {
     /// Do not evaluate policies/ on the result.
     #[arg(long)]
     pub no_check: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -161,9 +165,32 @@ pub struct CheckArgs {
     /// Exit 1 on warnings too.
     #[arg(long)]
     pub fail_on_warn: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// Bounds on each policy evaluation (one policy file on one object); exceeding one is an error
+/// naming the file.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Longest one policy file may run on one object (`500ms`, `2s`, `1m`).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub policy_timeout: std::time::Duration,
+    /// Most memory one policy file may allocate on one object, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub policy_memory: u64,
+}
+
+impl PolicyArgs {
+    pub fn limits(&self) -> crate::policy::Limits {
+        crate::policy::Limits {
+            timeout: self.policy_timeout,
+            memory: self.policy_memory * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -142,25 +142,49 @@ fn load_and_render(
     Ok((model, rendered))
 }
 
-/// Runs the policies on a render; prints findings (text on stderr when `quiet_stdout`).
-/// `Ok(true)` when a deny fired (or a warning, with `fail_on_warn`).
+/// Runs the policies on a render. `Err` carries the outcome to return, already reported.
+/// `Ok(None)`: `policies/` declares no rules, nothing was checked.
 fn run_policies(
     root: &Path,
     model: &model::Model,
     rendered: &render::Rendered,
     namespaces: &[String],
-) -> Result<Vec<policy::Finding>, Outcome> {
+    limits: policy::Limits,
+) -> Result<Option<Vec<policy::Finding>>, Outcome> {
     let policies = match policy::Policies::load(root, namespaces) {
         Ok(p) => p,
         Err(e) => {
-            report(&e, None);
+            report(&e, e.hint());
             return Err(Outcome::Failed);
         }
     };
-    policies.check(model, rendered).map_err(|e| {
-        report(&e, None);
-        Outcome::Failed
-    })
+    if policies.is_empty() {
+        return Ok(None);
+    }
+    let options = policy::CheckOptions {
+        limits,
+        cache_dir: policy::default_cache_dir(root),
+    };
+    policies
+        .check(model, rendered, &options)
+        .map(Some)
+        .map_err(|e| {
+            report(&e, e.hint());
+            Outcome::Failed
+        })
+}
+
+/// Said when `policies/` has no rules: a check that checked nothing must not look like a pass.
+fn no_policies_note(namespaces: &[String]) -> String {
+    format!(
+        "note: no policies in {}/: nothing checked (no `deny`, `violation` or `warn` rules in package(s) {})",
+        policy::POLICIES_DIR,
+        namespaces
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 fn check_command(root: &Path, args: &CheckArgs) -> Outcome {
@@ -169,20 +193,34 @@ fn check_command(root: &Path, args: &CheckArgs) -> Outcome {
             Ok(r) => r,
             Err(outcome) => return outcome,
         };
-    let findings = match run_policies(root, &model, &rendered, &args.namespaces) {
+    let checked = match run_policies(
+        root,
+        &model,
+        &rendered,
+        &args.namespaces,
+        args.policy.limits(),
+    ) {
         Ok(f) => f,
         Err(outcome) => return outcome,
     };
+    if checked.is_none() {
+        // Not a failure (exit 0): a repository may not use policies. But say so, on stderr and
+        // in the JSON report, so CI never mistakes it for a pass.
+        eprintln!("{}", no_policies_note(&args.namespaces));
+    }
+    let findings = checked.clone().unwrap_or_default();
     match args.output {
         OutputFormat::Json => emit_json(&serde_json::json!({
+            "checked": checked.is_some(),
             "objects": rendered.files.len(),
             "findings": findings,
         })),
-        OutputFormat::Text => {
+        OutputFormat::Text if checked.is_some() => {
             let _ = std::io::stdout()
                 .lock()
                 .write_all(policy::render_text(&findings, rendered.files.len()).as_bytes());
         }
+        OutputFormat::Text => {}
     }
     let fails = findings
         .iter()
@@ -202,8 +240,9 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
             Err(outcome) => return outcome,
         };
     if !args.no_check {
-        let findings = match run_policies(root, &model, &rendered, &["main".to_string()]) {
-            Ok(f) => f,
+        let main = ["main".to_string()];
+        let findings = match run_policies(root, &model, &rendered, &main, args.policy.limits()) {
+            Ok(f) => f.unwrap_or_default(),
             Err(outcome) => return outcome,
         };
         if !findings.is_empty() {
@@ -401,6 +440,7 @@ fn image_change(
         change,
         force: args.force,
         check_policies: !args.no_check,
+        policy_limits: args.policy.limits(),
     };
     let publish = Publish {
         commit: args.commit || args.push,

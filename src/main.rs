@@ -1,7 +1,7 @@
-// Rendering a large repository allocates many small values; mimalloc does that markedly
-// faster than the system allocator (see `cargo xtask bench`).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The global allocator is mimalloc, installed by regorus (feature `allocator-memory-limits`):
+// its accounting bounds the memory a policy evaluation may use, and a large render, which
+// allocates many small values, runs markedly faster on it than on the system allocator (see
+// `cargo xtask bench`).
 
 fn main() -> std::process::ExitCode {
     kairo::run(std::env::args_os())
