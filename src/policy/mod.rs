@@ -166,8 +166,6 @@ struct RuleFile {
 /// The loaded policies; empty when `policies/` holds no `.rego` file with rules.
 pub struct Policies {
     files: Vec<RuleFile>,
-    /// The policies' data documents, merged.
-    data: regorus::Value,
     /// Everything evaluation depends on besides the object, for the cache.
     set: Vec<(String, Vec<u8>)>,
     /// `rand.intn` makes results differ between runs: such a set is never cached.
@@ -244,7 +242,13 @@ impl Policies {
         }
         // One engine with every source: checks syntax, and tells which file declares which
         // conftest rule, without evaluating anything.
-        let mut all = eval::engine();
+        let engine = || {
+            eval::engine().map_err(|message| PolicyError::Syntax {
+                path: eval::CONTEXT_PATH.into(),
+                message,
+            })
+        };
+        let mut all = engine()?;
         let mut packages = Vec::new();
         for source in &sources {
             let package = all
@@ -275,9 +279,24 @@ impl Policies {
             .iter()
             .zip(declared)
             .partition(|(_, rules)| !rules.is_empty());
+        let data =
+            regorus::Value::from_json_str(&Value::Object(data).to_string()).map_err(|e| {
+                PolicyError::Object {
+                    path: POLICIES_DIR.into(),
+                    message: e.to_string(),
+                }
+            })?;
         let mut files = Vec::new();
         for (source, rules) in with_rules {
-            let mut engine = eval::engine();
+            let mut engine = engine()?;
+            engine
+                .add_data(data.clone())
+                .map_err(|e| PolicyError::Data {
+                    path: POLICIES_DIR.into(),
+                    line: 0,
+                    column: 0,
+                    message: e.to_string(),
+                })?;
             for s in libraries.iter().map(|(s, _)| *s).chain([source]) {
                 engine
                     .add_policy(s.path.clone(), s.text.clone())
@@ -300,16 +319,8 @@ impl Policies {
                 prepared,
             });
         }
-        let data =
-            regorus::Value::from_json_str(&Value::Object(data).to_string()).map_err(|e| {
-                PolicyError::Object {
-                    path: POLICIES_DIR.into(),
-                    message: e.to_string(),
-                }
-            })?;
         Ok(Policies {
             files,
-            data,
             deterministic: !sources.iter().any(|s| s.text.contains("rand.intn")),
             set,
         })
@@ -357,11 +368,7 @@ impl Policies {
             })
             .collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let _ceiling = self
-            .files
-            .iter()
-            .any(|f| f.prepared.uses_interpreter())
-            .then(|| eval::InterpreterCeiling::set(options.limits.memory, threads));
+        let _ceiling = eval::Ceiling::set(options.limits.memory, threads);
         // One chunk per thread, each with its own evaluators; results come back in order.
         let chunks: Vec<&[(&String, &Vec<u8>, &Environment)]> = objects
             .chunks(objects.len().div_ceil(threads).max(1))
@@ -457,14 +464,10 @@ impl Policies {
                     message: e.to_string(),
                 }
             })?;
-        let mut data = self.data.clone();
-        if let Ok(map) = data.as_object_mut() {
-            map.insert(regorus::Value::from("kairo"), kairo);
-        }
         let mut findings = Vec::new();
         for (file, evaluator) in self.files.iter().zip(evaluators.iter_mut()) {
             let values = evaluator
-                .eval(&file.prepared.rules, &input, &data)
+                .eval(&file.prepared.rules, &input, &kairo)
                 .map_err(|failure| {
                     let (policy, object, path) =
                         (file.path.clone(), label.clone(), path.to_string());
