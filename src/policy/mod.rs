@@ -449,13 +449,18 @@ impl Policies {
         context_json: &[u8],
         limits: Limits,
     ) -> Result<cache::Entry, PolicyError> {
-        crate::render::check_output(path, bytes).map_err(Box::new)?;
         let text = String::from_utf8_lossy(bytes);
-        let input: regorus::Value =
-            crate::yaml::from_str(&text).map_err(|e| PolicyError::Object {
-                path: path.to_string(),
-                message: e.message,
-            })?;
+        let input: regorus::Value = crate::yaml::from_str(&text).map_err(|e| {
+            // The renderer's check names the template that produced broken YAML; it parses
+            // again, so it runs only when parsing failed.
+            match crate::render::check_output(path, bytes) {
+                Err(output) => PolicyError::Output(Box::new(output)),
+                Ok(()) => PolicyError::Object {
+                    path: path.to_string(),
+                    message: e.message,
+                },
+            }
+        })?;
         let label = label(&input);
         let kairo =
             regorus::Value::from_json_str(&String::from_utf8_lossy(context_json)).map_err(|e| {
@@ -599,4 +604,28 @@ pub fn render_text(findings: &[Finding], objects: usize) -> String {
         by_severity.get(&Severity::Warn).copied().unwrap_or(0),
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_object_is_exactly_one_document_without_duplicate_keys() {
+        let parse = |text: &str| crate::yaml::from_str::<regorus::Value>(text);
+        assert!(parse("kind: A\nmetadata: {name: a}\n").is_ok());
+        assert!(
+            parse("kind: A\n---\nkind: B\n").is_err(),
+            "a second document"
+        );
+        assert!(parse("kind: A\nkind: B\n").is_err(), "a duplicate key");
+    }
+
+    #[test]
+    fn rule_names_follow_conftest() {
+        for name in ["deny", "violation", "warn", "deny_tags", "warn_x_1"] {
+            assert!(super::is_rule(name).is_some(), "{name}");
+        }
+        for name in ["denied", "allow", "deny-x", "warnings"] {
+            assert!(super::is_rule(name).is_none(), "{name}");
+        }
+    }
 }
