@@ -240,6 +240,13 @@ impl Policies {
                 sources.push(PolicyFile { path: rel, text });
             }
         }
+        if sources.is_empty() {
+            return Ok(Policies {
+                files: Vec::new(),
+                set,
+                deterministic: true,
+            });
+        }
         // One engine with every source: checks syntax, and tells which file declares which
         // conftest rule, without evaluating anything.
         let engine = || {
