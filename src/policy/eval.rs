@@ -156,7 +156,9 @@ impl Evaluator {
 }
 
 /// Bounds memory while policies evaluate: regorus checks a process-wide ceiling, set to what
-/// kairo holds now plus `memory` per evaluating thread. Dropping the guard lifts it.
+/// kairo holds now plus `memory` per evaluating thread. Dropping the guard lifts it. Being
+/// process-wide, two checks must not run at once in one process (the CLI never does; a daemon
+/// must run them on its one rendering thread).
 pub struct Ceiling;
 
 impl Ceiling {

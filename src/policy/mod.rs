@@ -113,7 +113,7 @@ impl PolicyError {
                 "conftest rules produce strings, or objects with a string `msg`"
             }
             PolicyError::Eval { .. } => {
-                "builtin errors are errors here (as with `opa eval --strict-builtin-errors`); guard the call, or fix its argument"
+                "kairo evaluates as `opa eval --strict-builtin-errors` does: a failing builtin fails the check; guard the call, or fix what it is given"
             }
             _ => return None,
         })

@@ -372,7 +372,7 @@ fn a_builtin_error_is_an_error_naming_the_policy() {
     );
     assert!(
         out.stderr
-            .contains("\n  hint: builtin errors are errors here"),
+            .contains("\n  hint: kairo evaluates as `opa eval --strict-builtin-errors` does"),
         "{}",
         out.stderr
     );
