@@ -172,11 +172,11 @@ pub struct CheckArgs {
     pub output: OutputFormat,
 }
 
-/// Bounds on each policy evaluation (one policy file on one object); exceeding one is an error
-/// naming the file.
+/// Bounds on each policy evaluation (one rule of one policy file on one object); exceeding one
+/// is an error naming the file.
 #[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
-    /// Longest one policy file may run on one object (`500ms`, `2s`, `1m`).
+    /// Longest one policy rule may run on one object (`500ms`, `2s`, `1m`).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     pub policy_timeout: std::time::Duration,
     /// Most memory one policy file may allocate on one object, in MiB.

@@ -28,7 +28,8 @@ use std::time::Duration;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{LimitError, Value};
 
-/// How long and how much memory one evaluation (one policy file on one object) may take.
+/// How long one evaluation (one rule of one policy file on one object) may take, and how much
+/// memory each evaluating thread may add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub timeout: Duration,
