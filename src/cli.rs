@@ -80,6 +80,8 @@ pub struct RenderArgs {
     /// Do not evaluate policies/ before writing.
     #[arg(long)]
     pub no_check: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -126,28 +128,6 @@ pub struct PromoteArgs {
     pub publish: PublishArgs,
 }
 
-/// `90s`, `2m`, `1h`, `500ms`, or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as `30s`, `2m` or `1h`"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "ms" => return Ok(std::time::Duration::from_millis(n)),
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        _ => {
-            return Err(format!(
-                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
-            ));
-        }
-    };
-    Ok(std::time::Duration::from_secs(seconds))
-}
-
 /// How an image change is recorded: shared by `bump` and `promote`.
 #[derive(Debug, Args)]
 pub struct PublishArgs {
@@ -176,7 +156,7 @@ pub struct PublishArgs {
     pub message: Option<String>,
     /// How long to keep retrying rejected pushes (capped, jittered exponential backoff), e.g.
     /// `2m`, `30s`, `0s` for a single attempt.
-    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retry_timeout: std::time::Duration,
     /// Also give up after this many push attempts.
     #[arg(long, value_name = "N")]
@@ -188,6 +168,8 @@ pub struct PublishArgs {
     /// Do not evaluate policies/ on the result.
     #[arg(long)]
     pub no_check: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -204,9 +186,32 @@ pub struct CheckArgs {
     /// Exit 1 on warnings too.
     #[arg(long)]
     pub fail_on_warn: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// Bounds on each policy evaluation (one rule of one policy file on one object); exceeding one
+/// is an error naming the file.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Longest one policy rule may run on one object (`500ms`, `2s`, `1m`).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub policy_timeout: std::time::Duration,
+    /// Most memory one policy file may allocate on one object, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub policy_memory: u64,
+}
+
+impl PolicyArgs {
+    pub fn limits(&self) -> crate::policy::Limits {
+        crate::policy::Limits {
+            timeout: self.policy_timeout,
+            memory: self.policy_memory * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

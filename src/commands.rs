@@ -65,7 +65,8 @@ fn fail(err: &dyn std::error::Error, hint: Option<&str>) -> Outcome {
 
 fn print_diagnostics(diags: &[Diagnostic]) {
     for d in diags {
-        output::message(&d.to_string());
+        // As `eprintln!` would: a diagnostic's own trailing newline leaves a blank line.
+        output::message(&format!("{d}\n"));
     }
 }
 
@@ -121,6 +122,7 @@ fn pipeline_failed(e: &PipelineError, json: bool, what_happened: &str) -> Outcom
             Some("run kairo from the repository root, or pass `--root DIR`"),
         ),
         PipelineError::Render(_) => fail(e, Some(what_happened)),
+        PipelineError::Policy(p) => fail(e, p.hint()),
         _ => fail(e, None),
     }
 }
@@ -131,24 +133,48 @@ fn print_findings_to_stderr(findings: &[policy::Finding], objects: usize) {
     }
 }
 
+fn check_options(root: &Path, args: &crate::cli::PolicyArgs) -> policy::CheckOptions {
+    policy::CheckOptions {
+        limits: args.limits(),
+        cache_dir: policy::default_cache_dir(root),
+    }
+}
+
+/// Said when `policies/` has no rules: a check that checked nothing must not look like a pass.
+fn no_policies_note(namespaces: &[String]) -> String {
+    format!(
+        "note: no policies in {}/: nothing checked (no `deny`, `violation` or `warn` rules in package(s) {})",
+        policy::POLICIES_DIR,
+        list(namespaces)
+    )
+}
+
 fn check_command(root: &Path, args: &CheckArgs) -> Result {
     let json = args.output == OutputFormat::Json;
     let options = Options {
         only: args.envs.clone(),
         policies: Some(args.namespaces.clone()),
+        check: check_options(root, &args.policy),
     };
     let run = pipeline::run(&Inputs::Disk(root.to_path_buf()), &options)
         .map_err(|e| pipeline_failed(&e, json, "nothing was checked"))?;
     print_diagnostics(&run.model.warnings);
+    if !run.policies_found {
+        // Not a failure (exit 0): a repository may not use policies. But say so, on stderr and
+        // in the JSON report, so CI never mistakes it for a pass.
+        output::message(&no_policies_note(&args.namespaces));
+    }
     match args.output {
         OutputFormat::Json => output::json(&serde_json::json!({
+            "checked": run.policies_found,
             "objects": run.rendered.files.len(),
             "findings": run.findings,
         }))?,
-        OutputFormat::Text => output::data(&policy::render_text(
+        OutputFormat::Text if run.policies_found => output::data(&policy::render_text(
             &run.findings,
             run.rendered.files.len(),
         ))?,
+        OutputFormat::Text => {}
     }
     let fails = run
         .findings
@@ -173,6 +199,7 @@ fn render_command(root: &Path, args: &RenderArgs) -> Result {
     let options = Options {
         only: args.envs.clone(),
         policies: (!args.no_check).then(|| vec!["main".to_string()]),
+        check: check_options(root, &args.policy),
     };
     let run = pipeline::run(&Inputs::Disk(root.to_path_buf()), &options)
         .map_err(|e| pipeline_failed(&e, json, "nothing was written"))?;
@@ -443,6 +470,7 @@ fn image_change(root: &Path, environment: &str, change: Change, args: &PublishAr
         change,
         force: args.force,
         check_policies: !args.no_check,
+        policy: check_options(root, &args.policy),
     };
     let publish = Publish {
         commit: args.commit || args.push,

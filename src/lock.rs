@@ -1,7 +1,9 @@
 //! One kairo at a time per repository: an advisory lock for every command that writes
 //! (`render`, `bump`, `promote`, the daemon's writer).
 //!
-//! The lock is `flock(2)` on a file inside `.git/` (or `<root>/.kairo.lock` outside git). The
+//! The lock is `flock(2)` on a file inside `.git/` (outside git: a file in the system's
+//! temporary directory named after the root's canonical path, so kairo adds nothing to a
+//! directory that is not a repository). The
 //! kernel releases it when the process dies, however it dies, so a `kill -9` never leaves a lock
 //! that blocks the next run, and there is nothing to clean up. The file holds the owner's pid,
 //! only to name it in the error. The file itself is never deleted: deleting a lock file that
@@ -32,7 +34,11 @@ pub struct RepoLock {
 pub fn lock_path(root: &Path) -> PathBuf {
     match git2::Repository::discover(root) {
         Ok(repo) => repo.path().join("kairo.lock"),
-        Err(_) => root.join(".kairo.lock"),
+        Err(_) => {
+            let canonical = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+            let hash = crate::apply::sha256_hex(canonical.to_string_lossy().as_bytes());
+            std::env::temp_dir().join(format!("kairo-{}.lock", &hash[..16]))
+        }
     }
 }
 

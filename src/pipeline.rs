@@ -75,6 +75,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Evaluate the policies of these Rego packages; `None` skips policies.
     pub policies: Option<Vec<String>>,
+    /// Limits and cache of the policy evaluation.
+    pub check: policy::CheckOptions,
 }
 
 /// The result of a run.
@@ -228,7 +230,11 @@ pub fn run(inputs: &Inputs, options: &Options) -> Result<Output, PipelineError> 
     let (findings, policies_found) = match &options.policies {
         Some(namespaces) => {
             let policies = inputs.policies(namespaces)?;
-            let findings = policies.check(&model, &rendered)?;
+            let findings = if policies.is_empty() {
+                Vec::new()
+            } else {
+                policies.check(&model, &rendered, &options.check)?
+            };
             tracing::debug!(findings = findings.len(), elapsed = ?started.elapsed(), "policies checked");
             (findings, !policies.is_empty())
         }

@@ -40,6 +40,8 @@ pub struct Intent {
     /// Change pinned services too.
     pub force: bool,
     pub check_policies: bool,
+    /// Limits and cache of the policy evaluation.
+    pub policy: policy::CheckOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -405,10 +407,14 @@ pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned
     let rendered = crate::render::render(&model, &templates, &only, &bootstrapped)
         .map_err(PipelineError::from)?;
     if intent.check_policies {
-        let findings = inputs
-            .policies(&["main".into()])?
-            .check(&model, &rendered)
-            .map_err(PipelineError::from)?;
+        let policies = inputs.policies(&["main".into()])?;
+        let findings = if policies.is_empty() {
+            Vec::new()
+        } else {
+            policies
+                .check(&model, &rendered, &intent.policy)
+                .map_err(PipelineError::from)?
+        };
         if pipeline::denied(&findings) {
             return Err(BumpError::Denied(findings));
         }

@@ -107,6 +107,7 @@ impl Side {
         let options = Options {
             only: only.to_vec(),
             policies: None,
+            check: Default::default(),
         };
         let out = pipeline::run(&inputs, &options)?;
         Ok((out.model, out.rendered))

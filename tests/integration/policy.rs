@@ -347,3 +347,298 @@ fn render_checks_before_writing() {
     assert!(repo.exists("clusters/production/releases/web.yaml"));
     let _ = STAGING;
 }
+
+// ---- Failing closed ---------------------------------------------------------------------------
+
+const HEADER: &str = "package main\n\nimport rego.v1\n\n";
+
+#[test]
+fn a_builtin_error_is_an_error_naming_the_policy() {
+    let repo = repo();
+    repo.write(
+        "policies/quantity.rego",
+        &format!(
+            "{HEADER}deny contains msg if {{\n\tinput.kind == \"Namespace\"\n\tunits.parse(\"lots\") > 1\n\tmsg := \"too big\"\n}}\n"
+        ),
+    );
+    let out = repo.kairo(&["check"]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "error: policy `policies/quantity.rego` failed on `Namespace acme` (clusters/production/namespace.yaml): "
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("\n  hint: kairo evaluates as `opa eval --strict-builtin-errors` does"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout, "",
+        "no verdict is printed when the check could not run"
+    );
+    // render refuses to write on it too.
+    assert_eq!(repo.kairo(&["render"]).code, 2);
+    assert!(!repo.exists("clusters"));
+}
+
+#[test]
+fn a_rule_value_that_is_not_a_message_is_an_error() {
+    let repo = repo();
+    repo.write(
+        "policies/numbers.rego",
+        &format!("{HEADER}deny contains 42 if input.kind == \"Namespace\"\n"),
+    );
+    let out = repo.kairo(&["check"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "error: rule `deny` in policy `policies/numbers.rego` returned `[42]` for `Namespace acme` (clusters/production/namespace.yaml), which is not a message\n  hint: conftest rules produce strings, or objects with a string `msg`"
+        ),
+        "{}",
+        out.stderr
+    );
+    // An object without a string `msg` is not a message either; one with it is.
+    repo.write(
+        "policies/numbers.rego",
+        &format!("{HEADER}warn contains {{\"text\": \"x\"}} if input.kind == \"Namespace\"\n"),
+    );
+    assert_eq!(repo.kairo(&["check"]).code, 2);
+    repo.write(
+        "policies/numbers.rego",
+        &format!("{HEADER}warn contains {{\"msg\": \"x\", \"details\": 1}} if input.kind == \"Namespace\"\n"),
+    );
+    assert_eq!(
+        check(&repo, &[]),
+        (0, vec![("policies/numbers.rego".into(), "x".into())])
+    );
+}
+
+#[test]
+fn check_without_policies_says_nothing_was_checked() {
+    let repo = Repo::new();
+    repo.write("environments/services.yaml", CATALOG);
+    repo.write("environments/production.yaml", PRODUCTION);
+    let note = "note: no policies in policies/: nothing checked (no `deny`, `violation` or `warn` rules in package(s) `main`)\n";
+    for setup in [None, Some("# nothing here yet\n")] {
+        if let Some(readme) = setup {
+            // A policies/ directory with a library only, and a README.
+            repo.write("policies/README.md", readme);
+            repo.write(
+                "policies/lib.rego",
+                "package lib\n\nimport rego.v1\n\nprod(env) if startswith(env, \"prod\")\n",
+            );
+        }
+        let out = repo.kairo(&["check"]);
+        // Not a failure: a repository may have no policies. But it is said, never a silent pass.
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (0, "", note)
+        );
+        let out = repo.kairo(&["check", "--output", "json"]);
+        assert_eq!(out.code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["checked"], false);
+        assert_eq!(v["findings"], serde_json::json!([]));
+    }
+    // With policies, the report says they ran.
+    let repo = self::repo();
+    let out = repo.kairo(&["check", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["checked"], true);
+}
+
+// ---- Limits -----------------------------------------------------------------------------------
+
+/// Loops over 8e9 combinations and allocates nothing: only the time limit stops it.
+const SPIN: &str = "deny contains msg if {\n\tinput.kind == \"Namespace\"\n\tnums := numbers.range(1, 2000)\n\tn := count([x | some x in nums; some y in nums; some z in nums; x == y + z + 100000])\n\tmsg := sprintf(\"%d\", [n])\n}\n";
+
+/// Builds a 3-million-element array (about 100 MB): only the memory limit stops it.
+const HOG: &str = "deny contains msg if {\n\tinput.kind == \"Namespace\"\n\tn := count([x | some x in numbers.range(1, 3000000)])\n\tmsg := sprintf(\"%d\", [n])\n}\n";
+
+#[test]
+fn a_runaway_policy_stops_at_the_time_limit() {
+    let repo = repo();
+    repo.write("policies/spin.rego", &format!("{HEADER}{SPIN}"));
+    for command in ["check", "render"] {
+        let out = repo.kairo(&[command, "--policy-timeout", "200ms"]);
+        assert_eq!(out.code, 2, "{command}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with(
+                "error: policy `policies/spin.rego` ran longer than 0.2s on `Namespace acme` (clusters/production/namespace.yaml); evaluation stopped\n  hint: a policy runs once per object and should take microseconds; if this one needs longer, raise the limit with `--policy-timeout`"
+            ),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+    assert!(!repo.exists("clusters"));
+}
+
+#[test]
+fn a_policy_that_allocates_without_bound_stops_at_the_memory_limit() {
+    let repo = repo();
+    repo.write("policies/hog.rego", &format!("{HEADER}{HOG}"));
+    let out = repo.kairo(&["check", "--policy-memory", "16", "--policy-timeout", "10m"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "error: policy `policies/hog.rego` used more than 16 MiB on `Namespace acme` (clusters/production/namespace.yaml); evaluation stopped\n  hint: "
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("`--policy-memory` (MiB)"),
+        "{}",
+        out.stderr
+    );
+    // Raised, the same policy completes.
+    let out = repo.kairo(&[
+        "check",
+        "--policy-memory",
+        "4096",
+        "--policy-timeout",
+        "10m",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stdout.contains(": 3000000\n"), "{}", out.stdout);
+}
+
+#[test]
+fn policies_using_with_work_and_are_bounded() {
+    // `with` (common in conftest policies) changes what the evaluation sees; the limits hold
+    // inside it.
+    let repo = repo();
+    repo.write(
+        "policies/with.rego",
+        &format!("{HEADER}is_ns if input.kind == \"Namespace\"\n\nwarn contains \"namespace\" if is_ns with input.kind as input.kind\n"),
+    );
+    assert_eq!(
+        check(&repo, &[]),
+        (0, vec![("policies/with.rego".into(), "namespace".into())])
+    );
+    repo.write(
+        "policies/with.rego",
+        &format!(
+            "{HEADER}is_ns if input.kind == \"Namespace\"\n\n{}",
+            SPIN.replace(
+                "input.kind == \"Namespace\"",
+                "is_ns with input.kind as input.kind"
+            )
+        ),
+    );
+    let out = repo.kairo(&["check", "--policy-timeout", "200ms"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "error: policy `policies/with.rego` ran longer than 0.2s on `Namespace acme`"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn limit_flags_are_validated() {
+    let repo = repo();
+    for args in [
+        ["check", "--policy-timeout", "soon"],
+        ["check", "--policy-memory", "0"],
+        ["render", "--policy-memory", "-1"],
+    ] {
+        let out = repo.kairo(&args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+    }
+}
+
+// ---- Result cache -----------------------------------------------------------------------------
+
+/// `kairo check` with JSON logs: (exit code, findings as (policy, message), objects from cache).
+fn check_cached(repo: &Repo) -> (i32, Vec<(String, String)>, u64) {
+    let out = repo.kairo(&["check", "--output", "json", "-v", "--log-format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let findings = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["policy"].as_str().unwrap().into(),
+                f["message"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let cached = out
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "policies checked")
+        .and_then(|l| l["fields"]["cached"].as_u64())
+        .unwrap_or_else(|| panic!("a `policies checked` log line in:\n{}", out.stderr));
+    (out.code, findings, cached)
+}
+
+#[test]
+fn results_are_cached_in_the_git_directory_and_any_change_misses() {
+    let repo = repo();
+    crate::support::commit_all(repo.path(), "base", 1_700_000_000);
+    let clean = (0, vec![], 0);
+    assert_eq!(check_cached(&repo), clean);
+    // Every object now comes from the cache, with the same verdict.
+    assert_eq!(check_cached(&repo), (0, vec![], 7));
+    let dir = repo.path().join(".git/kairo/policy-cache");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "one file per policy set");
+    let status = git2::Repository::open(repo.path())
+        .unwrap()
+        .statuses(None)
+        .unwrap()
+        .len();
+    assert_eq!(status, 0, "the cache never shows in the working tree");
+
+    // A policy data file changes: nothing may come from the old results.
+    let registries = repo.read("policies/registries.yaml");
+    repo.write(
+        "policies/registries.yaml",
+        "registries:\n  allowed: [docker.io]\n",
+    );
+    let (code, findings, cached) = check_cached(&repo);
+    assert_eq!((code, cached), (1, 0));
+    assert_eq!(findings.len(), 2, "{findings:?}");
+    repo.write("policies/registries.yaml", &registries);
+    // Back to the first set: its results are still there.
+    assert_eq!(check_cached(&repo), (0, vec![], 7));
+
+    // One environment file changes one object: only that one is evaluated again.
+    set_production(&repo, "tag: \"1.0.0\"", "tag: latest");
+    let (code, findings, cached) = check_cached(&repo);
+    assert_eq!((code, findings.len(), cached), (1, 1, 6));
+    assert_eq!(findings[0].0, "policies/tags.rego");
+
+    // A corrupt cache file is a miss, not an error and not a wrong answer.
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        std::fs::write(f.path(), "kairo-policy-cache 1\nzz {}\n").unwrap();
+    }
+    let (code, findings, cached) = check_cached(&repo);
+    assert_eq!((code, findings.len(), cached), (1, 1, 0));
+    assert_eq!(check_cached(&repo).2, 7);
+}
+
+#[test]
+fn errors_are_never_cached() {
+    let repo = repo();
+    crate::support::commit_all(repo.path(), "base", 1_700_000_000);
+    repo.write("policies/spin.rego", &format!("{HEADER}{SPIN}"));
+    for _ in 0..2 {
+        let out = repo.kairo(&["check", "--policy-timeout", "100ms"]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("ran longer than 0.1s"),
+            "{}",
+            out.stderr
+        );
+    }
+}

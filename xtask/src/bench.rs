@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: times the release build of kairo on a synthetic repository of
 //! N environments x M services, and compares it with copying the generated tree (`cp -r`).
 //! Targets are reported, not asserted: only errors and a no-op render that writes files fail.
+//! The repository carries the shipped `policies/`, so renders evaluate them as users' do; it is
+//! a git repository from the start, so the policy result cache (`.git/kairo/`) is in play:
+//! "cold" runs set the cache aside first, the others find it warm.
 //!
 //! Trees are never deleted between runs, only renamed into `target/bench/trash/`, which is
 //! emptied at the end. On ext4 without a journal, creating files shortly (60 s to 6 min) after
@@ -23,6 +26,7 @@ const NOOP_TARGET_S: f64 = 0.3;
 const CP_RATIO_TARGET: f64 = 3.0;
 const DIFF_TARGET_S: f64 = 2.0;
 const BUMP_TARGET_S: f64 = 0.3;
+const CHECK_TARGET_S: f64 = 2.0;
 
 pub struct Options {
     envs: usize,
@@ -81,18 +85,21 @@ pub fn run(o: &Options) -> Result {
     );
     trash.set_aside(&repo)?;
     generate(&root, &repo, o)?;
+    git(&repo, &["init", "-q"])?;
+    let policy_cache = repo.join(".git/kairo");
     let render = |extra: &[&str]| {
         let mut cmd = Command::new(&kairo);
         cmd.arg("render").arg("--root").arg(&repo).args(extra);
         cmd
     };
 
-    eprintln!("==> full render into an empty clusters/ (3 runs)");
+    eprintln!("==> full render into an empty clusters/, policies not cached (3 runs)");
     let mut full = Vec::new();
     let mut created = 0;
     let mut warnings = 0;
     for _ in 0..3 {
         trash.set_aside(&clusters)?;
+        trash.set_aside(&policy_cache)?;
         let (took, report) = timed_json(&mut render(&["--output", "json"]))?;
         created = list_len(&report, "changes")?;
         warnings = list_len(&report, "warnings")?;
@@ -117,10 +124,40 @@ pub fn run(o: &Options) -> Result {
         ));
     }
 
+    eprintln!("==> no-op render --no-check (5 runs)");
+    let noop_unchecked = (0..5)
+        .map(|_| timed(&mut render(&["--no-check"])).map(|(took, _)| took))
+        .collect::<Result<Vec<_>>>()?;
+
     eprintln!("==> render --check on an up-to-date tree (5 runs)");
     let check = (0..5)
         .map(|_| timed(&mut render(&["--check"])).map(|(took, _)| took))
         .collect::<Result<Vec<_>>>()?;
+
+    let policy_check = || {
+        let mut cmd = Command::new(&kairo);
+        cmd.args(["check", "--output", "json", "--root"]).arg(&repo);
+        cmd
+    };
+    eprintln!("==> kairo check of every object, policies not cached (3 runs)");
+    let mut check_cold = Vec::new();
+    let mut objects = 0;
+    for _ in 0..3 {
+        trash.set_aside(&policy_cache)?;
+        let (took, report) = timed_json(&mut policy_check())?;
+        objects = report["objects"].as_u64().unwrap_or(0);
+        if report["checked"] != true {
+            return Err("kairo check did not evaluate any policy".into());
+        }
+        check_cold.push(took);
+    }
+    eprintln!("==> kairo check of every object, cache warm (3 runs)");
+    let check_warm = (0..3)
+        .map(|_| timed(&mut policy_check()).map(|(took, _)| took))
+        .collect::<Result<Vec<_>>>()?;
+    eprintln!("==> peak memory of kairo check, policies not cached");
+    trash.set_aside(&policy_cache)?;
+    let check_rss = peak_rss(policy_check(), &[0])?;
 
     eprintln!("==> cp -r of the generated tree (3 runs)");
     let mut cp = Vec::new();
@@ -242,6 +279,12 @@ pub fn run(o: &Options) -> Result {
             verdict(noop_s <= NOOP_TARGET_S),
         ),
         (
+            "no-op render --no-check",
+            timing(&noop_unchecked),
+            "-".into(),
+            "",
+        ),
+        (
             "no-op files written",
             noop_changes.to_string(),
             "0".into(),
@@ -252,6 +295,25 @@ pub fn run(o: &Options) -> Result {
             timing(&check),
             format!("<= {NOOP_TARGET_S} s"),
             verdict(check_s <= NOOP_TARGET_S),
+        ),
+        (
+            "check, cold (median of 3)",
+            timing(&check_cold),
+            format!("<= {CHECK_TARGET_S} s"),
+            verdict(median(&check_cold) <= CHECK_TARGET_S),
+        ),
+        (
+            "check, cache warm (median of 3)",
+            timing(&check_warm),
+            format!("<= {CHECK_TARGET_S} s"),
+            verdict(median(&check_warm) <= CHECK_TARGET_S),
+        ),
+        ("objects checked", objects.to_string(), "-".into(), ""),
+        (
+            "peak RSS, check cold",
+            format!("{:.1} MiB", check_rss as f64 / MIB),
+            "-".into(),
+            "",
         ),
         (
             "cp -r of the tree (median of 3)",
@@ -331,6 +393,11 @@ pub fn run(o: &Options) -> Result {
         "noopRenderSeconds": {"median": noop_s, "runs": secs(&noop), "target": NOOP_TARGET_S},
         "noopChanges": noop_changes,
         "checkSeconds": {"median": check_s, "runs": secs(&check), "target": NOOP_TARGET_S},
+        "noopUncheckedSeconds": {"median": median(&noop_unchecked), "runs": secs(&noop_unchecked)},
+        "policyCheckColdSeconds": {"median": median(&check_cold), "runs": secs(&check_cold), "target": CHECK_TARGET_S},
+        "policyCheckWarmSeconds": {"median": median(&check_warm), "runs": secs(&check_warm), "target": CHECK_TARGET_S},
+        "policyCheckObjects": objects,
+        "policyCheckPeakRssBytes": check_rss,
         "cpSeconds": {"median": cp_s, "runs": secs(&cp)},
         "fullOverCp": {"value": ratio, "target": CP_RATIO_TARGET},
         "peakRssBytes": max_rss,
@@ -355,24 +422,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Commits the rendered repository, then changes the image tag of 1% of all (environment,
 /// service) pairs, re-renders and commits again. Returns how many releases changed.
 fn commit_one_percent(repo: &Path, kairo: &Path) -> Result<usize> {
-    let git = |args: &[&str]| -> Result {
-        let status = Command::new("git")
-            .args(args)
-            .current_dir(repo)
-            .env("GIT_AUTHOR_NAME", "bench")
-            .env("GIT_AUTHOR_EMAIL", "bench@kairo.invalid")
-            .env("GIT_COMMITTER_NAME", "bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@kairo.invalid")
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| format!("cannot run git: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("git {args:?} failed"))
-        }
-    };
-    git(&["init", "-q"])?;
+    let git = |args: &[&str]| git(repo, args);
     git(&["add", "-A"])?;
     git(&["commit", "-q", "-m", "base"])?;
     let mut changed = 0;
@@ -421,6 +471,25 @@ fn commit_one_percent(repo: &Path, kairo: &Path) -> Result<usize> {
     git(&["add", "-A"])?;
     git(&["commit", "-q", "-m", "change 1%"])?;
     Ok(changed)
+}
+
+/// Runs git in `repo` with a fixed identity, output discarded.
+fn git(repo: &Path, args: &[&str]) -> Result {
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@kairo.invalid")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@kairo.invalid")
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("git {args:?} failed"))
+    }
 }
 
 fn median(runs: &[Duration]) -> f64 {
@@ -611,9 +680,11 @@ fn is_gpu(svc: usize) -> bool {
     svc % 10 == 7
 }
 
-/// Writes a new `<repo>/{templates,environments}`: the real templates, a catalog and N environments.
+/// Writes a new `<repo>/{templates,policies,environments}`: the real templates and policies, a
+/// catalog and N environments.
 fn generate(root: &Path, repo: &Path, o: &Options) -> Result {
     copy_dir(&root.join("templates"), &repo.join("templates"))?;
+    copy_dir(&root.join("policies"), &repo.join("policies"))?;
     let env_dir = repo.join("environments");
     std::fs::create_dir_all(&env_dir)
         .map_err(|e| format!("cannot create {}: {e}", env_dir.display()))?;
