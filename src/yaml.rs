@@ -105,8 +105,16 @@ pub fn check_syntax(text: &str) -> Result<(), YamlError> {
 }
 
 /// Serializes `value` as block YAML without a document marker or trailing newline.
+///
+/// Strings always come out as one-line scalars (plain or quoted, `\n` escaped), never as `>`
+/// or `|` block scalars: the text is spliced into a template at an indentation the serializer
+/// cannot know, and a block scalar's continuation lines would land at the wrong one.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, String> {
-    let mut out = serde_saphyr::to_string(value).map_err(|e| e.to_string())?;
+    let options = serde_saphyr::ser_options! {
+        prefer_block_scalars: false,
+    };
+    let mut out =
+        serde_saphyr::to_string_with_options(value, options).map_err(|e| e.to_string())?;
     if let Some(rest) = out.strip_prefix("---\n") {
         out = rest.to_string();
     }

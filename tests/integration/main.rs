@@ -5,6 +5,7 @@ mod support;
 mod bump;
 mod cli;
 mod diff;
+mod hostile;
 mod golden;
 mod policy;
 mod quantity;

@@ -1,0 +1,157 @@
+//! Hostile and extreme input: long values, YAML 1.1 spellings, links leaving the repository,
+//! runaway templates, huge files. Each test names the defect it guards against.
+
+use crate::support::{CATALOG, Repo, STAGING};
+
+/// Runs `kairo render`, expects exit 2 and an untouched `clusters/`, returns stderr.
+fn render_fails(repo: &Repo, args: &[&str]) -> String {
+    let mut all = vec!["render"];
+    all.extend_from_slice(args);
+    let out = repo.kairo(&all);
+    assert_eq!(out.code, 2, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert!(!repo.exists("clusters"), "an input error must not write anything");
+    out.stderr
+}
+
+fn render_ok(repo: &Repo) {
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+}
+
+/// Values up to Kubernetes' own limits render: a 128-character tag, a 255-character
+/// repository, a long Helm URL and a long chart version range.
+#[test]
+fn values_up_to_kubernetes_limits_render() {
+    let repo = Repo::with_staging();
+    let host = "123456789012.dkr.ecr.eu-central-1.amazonaws.com";
+    let mut path = String::from("/platform-team/kai/coordinator-service");
+    while host.len() + path.len() < 255 {
+        path.push_str("/segment");
+    }
+    let repository = format!("{host}{path}")[..255].trim_end_matches(['/', '-']).to_string();
+    let url = format!("https://charts.example.com/{}", "very-long-path/".repeat(6));
+    let tag = "v".to_string() + &"1".repeat(127);
+    repo.write(
+        "environments/services.yaml",
+        &CATALOG
+            .replace("ghcr.io/acme/web", &repository)
+            .replace("https://charts.example.com", &url),
+    );
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace("tag: \"1.0.0\"", &format!("tag: \"{tag}\"")),
+    );
+    render_ok(&repo);
+    let web: serde_json::Value =
+        serde_saphyr::from_str(&repo.read("clusters/staging/releases/web.yaml")).unwrap();
+    assert_eq!(web["spec"]["values"]["image"]["repository"], repository.as_str());
+    assert_eq!(web["spec"]["values"]["image"]["tag"], tag.as_str());
+    let source: serde_json::Value =
+        serde_saphyr::from_str(&repo.read("clusters/staging/sources/charts.yaml")).unwrap();
+    assert_eq!(source["spec"]["url"], url.as_str());
+}
+
+/// A long string with spaces, quotes and a newline, printed by the `yaml` filter inside a
+/// nested block, reads back exactly.
+#[test]
+fn the_yaml_filter_keeps_long_and_multi_line_strings_inline() {
+    let repo = Repo::with_staging();
+    let long = format!("{} \"quoted\" 'single' # not a comment: {}", "word ".repeat(40), "x".repeat(2048));
+    let value = format!("{long}\nsecond line\n");
+    repo.write(
+        "templates/namespace.yaml.j2",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{{{ env.namespace | yaml }}}}\n  annotations:\n    long: {{{{ {:?} | yaml }}}}\n    multi: {{{{ {:?} | yaml }}}}\n",
+            long, value
+        ),
+    );
+    render_ok(&repo);
+    let ns: serde_json::Value =
+        serde_saphyr::from_str(&repo.read("clusters/staging/namespace.yaml")).unwrap();
+    assert_eq!(ns["metadata"]["annotations"]["long"], long.as_str());
+    assert_eq!(ns["metadata"]["annotations"]["multi"], value.as_str());
+}
+
+/// YAML 1.1 spellings (`yes`, `n`, `off`), quoted booleans and other capitalisations are
+/// errors at their position: `enabled: n` must not silently delete a release.
+#[test]
+fn booleans_are_true_or_false_only() {
+    for spelling in ["n", "no", "off", "\"false\"", "FALSE", "yes", "\"yes\"", "On", "1"] {
+        let repo = Repo::with_staging();
+        repo.write(
+            "environments/staging.yaml",
+            &format!("{STAGING}      enabled: {spelling}\n"),
+        );
+        let stderr = render_fails(&repo, &[]);
+        assert!(
+            stderr.contains("environments/staging.yaml:16:16"),
+            "{spelling}: {stderr}"
+        );
+        assert!(stderr.contains("hint: write `true` or `false`"), "{spelling}: {stderr}");
+    }
+    for (field, spelling) in [("pinned", "yes"), ("autoscaling", "on")] {
+        let repo = Repo::with_staging();
+        if field == "pinned" {
+            repo.write(
+                "environments/staging.yaml",
+                &format!("{STAGING}      pinned: {spelling}\n"),
+            );
+        } else {
+            repo.write(
+                "environments/services.yaml",
+                &CATALOG.replace("autoscaling: true", &format!("autoscaling: {spelling}")),
+            );
+        }
+        let stderr = render_fails(&repo, &[]);
+        assert!(stderr.contains("hint: write `true` or `false`"), "{field}: {stderr}");
+    }
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &format!("{STAGING}      enabled: true\n      pinned: false\n"),
+    );
+    render_ok(&repo);
+}
+
+/// `priorityClass` is a name wherever it is written: catalog, environment defaults, and
+/// per-service overrides.
+#[test]
+fn priority_class_is_validated_everywhere() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING
+            .replace(
+                "    pdb: {minAvailable: 1}\n",
+                "    pdb: {minAvailable: 1}\n    priorityClass: Medium_Priority\n",
+            )
+            .replace(
+                "      image: {tag: \"1.0.0\"}\n",
+                "      image: {tag: \"1.0.0\"}\n      priorityClass: \"Bad Class!\"\n",
+            ),
+    );
+    let stderr = render_fails(&repo, &[]);
+    assert!(stderr.contains("priority class `Medium_Priority`"), "{stderr}");
+    assert!(stderr.contains("environments/staging.yaml:13:20"), "{stderr}");
+    assert!(stderr.contains("priority class `Bad Class!`"), "{stderr}");
+    assert!(stderr.contains("environments/staging.yaml:17:22"), "{stderr}");
+}
+
+/// Two environments that would render the same objects into the same cluster and namespace.
+#[test]
+fn two_environments_owning_the_same_objects_collide() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging-copy.yaml",
+        &STAGING
+            .replace("name: staging", "name: staging-copy")
+            .replace("\"1.0.0\"", "\"2.0.0\""),
+    );
+    let stderr = render_fails(&repo, &[]);
+    assert!(
+        stderr.contains("environments `staging` and `staging-copy` both render into cluster `acme-staging`, namespace `acme-staging`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("environments/staging-copy.yaml:4:9"), "{stderr}");
+    assert!(stderr.contains("environments/staging.yaml"), "{stderr}");
+}
