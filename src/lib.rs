@@ -9,6 +9,7 @@ pub mod cli;
 mod commands;
 pub mod diff;
 pub mod git;
+pub mod limits;
 pub mod model;
 mod par;
 pub mod policy;
@@ -50,6 +51,10 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
         }
     };
     init_logging(cli.verbose, cli.log_format);
+    limits::set(limits::Limits {
+        yaml_alias_events: cli.yaml_alias_limit,
+        template_fuel: cli.template_fuel,
+    });
     commands::dispatch(cli).into()
 }
 

@@ -13,7 +13,7 @@ use super::{
     Autoscaling, ChartRef, Environment, HelmRepository, Image, Model, ModelError, OciRepository,
     PodDisruptionBudget, Port, QuantityValue, Release, Resources, Toleration,
 };
-use crate::yaml::{self, Spanned, YamlError};
+use crate::yaml::{self, Bool, Spanned, YamlError};
 
 const DEFAULT_SOURCE_INTERVAL: &str = "1h";
 
@@ -72,11 +72,7 @@ impl Diags<'_> {
             self.error(at, e.message).hint = Some(hint);
             return;
         }
-        if e.message.starts_with("duplicate key") {
-            self.error(at, e.message).hint = Some("a key may appear only once in a mapping".into());
-            return;
-        }
-        self.error(at, e.message);
+        self.error(at, e.message).hint = e.hint;
     }
 }
 
@@ -491,7 +487,7 @@ fn resolve_catalog<'a>(
                     .as_ref()
                     .and_then(|g| g.class.as_ref())
                     .map(|c| c.value.clone()),
-                autoscaling: svc.autoscaling,
+                autoscaling: svc.autoscaling.0,
                 priority_class: svc.priority_class.as_ref().map(|p| p.value.clone()),
                 ports,
             },
@@ -746,7 +742,7 @@ fn resolve_environment(
             .hint = Some(hint);
             continue;
         };
-        if over.enabled == Some(false) {
+        if over.enabled == Some(Bool(false)) {
             continue;
         }
         let Some(image) = &over.image else {
@@ -890,8 +886,8 @@ fn resolve_environment(
         let hpa = over.hpa.as_ref();
         let autoscaling = Autoscaling {
             enabled: hpa
-                .and_then(|h| h.enabled)
-                .or(defaults.hpa.enabled.filter(|on| !on))
+                .and_then(|h| h.enabled.map(|b| b.0))
+                .or(defaults.hpa.enabled.map(|b| b.0).filter(|on| !on))
                 .unwrap_or(svc.autoscaling),
             min_replicas: hpa
                 .and_then(|h| h.min_replicas.as_ref())
@@ -937,8 +933,8 @@ fn resolve_environment(
             .and_then(|p| p.min_available.as_ref())
             .map_or(default_pdb, |v| v.value);
         let mut pdb_enabled = pdb
-            .and_then(|p| p.enabled)
-            .or(defaults.pdb.enabled)
+            .and_then(|p| p.enabled.map(|b| b.0))
+            .or(defaults.pdb.enabled.map(|b| b.0))
             .unwrap_or(min_available > 0);
         let floor = if autoscaling.enabled {
             autoscaling.min_replicas
@@ -999,7 +995,7 @@ fn resolve_environment(
                 tag: image.tag.value.clone(),
                 digest: image.digest.as_ref().map(|d| d.value.clone()),
             },
-            pinned: over.pinned,
+            pinned: over.pinned.0,
             replicas,
             resources,
             autoscaling,
