@@ -5,8 +5,8 @@
 //! not used. Writing (inside templates, through the `yaml` filter) uses the same crate's
 //! serializer, so quoting rules are consistent with how files are read back.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use serde_saphyr::Spanned;
 
@@ -22,7 +22,8 @@ pub struct YamlError {
     pub unknown_key: Option<(String, Vec<&'static str>)>,
 }
 
-const SYNTAX_HINT: &str = "check the indentation (spaces, never tabs) and the quoting on this line and the one before it";
+const SYNTAX_HINT: &str =
+    "check the indentation (spaces, never tabs) and the quoting on this line and the one before it";
 
 /// Hint for a value of the wrong type, from what serde expected.
 fn type_hint(expected: &str) -> String {
@@ -89,9 +90,10 @@ fn describe(
                     "a whole number that is not negative",
                     "write a number without quotes, such as `3`",
                 ),
-                "i8" | "i16" | "i32" | "i64" => {
-                    ("a whole number", "write a number without quotes, such as `3`")
-                }
+                "i8" | "i16" | "i32" | "i64" => (
+                    "a whole number",
+                    "write a number without quotes, such as `3`",
+                ),
                 "f32" | "f64" => ("a number", "write a number without quotes, such as `1.5`"),
                 _ => ("another kind of value", SYNTAX_HINT),
             };
@@ -283,7 +285,11 @@ impl<'de> serde::Deserialize<'de> for Bool {
             "false" if !quoted => Ok(Bool(false)),
             other => Err(serde::de::Error::custom(format_args!(
                 "{NOT_A_BOOL}, found `{}`",
-                if quoted { format!("\"{other}\"") } else { other.to_string() }
+                if quoted {
+                    format!("\"{other}\"")
+                } else {
+                    other.to_string()
+                }
             ))),
         }
     }
@@ -319,9 +325,23 @@ mod tests {
     #[test]
     fn booleans_are_true_or_false_only() {
         assert_eq!(from_str::<B>("on: true\n").map(|b| b.on), Ok(Bool(true)));
-        assert_eq!(from_str::<B>("on: false # no\n").map(|b| b.on), Ok(Bool(false)));
-        for bad in ["yes", "n", "off", "FALSE", "True", "\"false\"", "'true'", "1"] {
-            let e = from_str::<B>(&format!("on: {bad}\n")).err().unwrap_or_else(|| panic!("{bad}"));
+        assert_eq!(
+            from_str::<B>("on: false # no\n").map(|b| b.on),
+            Ok(Bool(false))
+        );
+        for bad in [
+            "yes",
+            "n",
+            "off",
+            "FALSE",
+            "True",
+            "\"false\"",
+            "'true'",
+            "1",
+        ] {
+            let e = from_str::<B>(&format!("on: {bad}\n"))
+                .err()
+                .unwrap_or_else(|| panic!("{bad}"));
             assert_eq!((e.line, e.column), (1, 5), "{bad}: {e:?}");
             assert!(e.message.starts_with(NOT_A_BOOL), "{bad}: {e:?}");
         }

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::diag::{Diagnostic, Pos, Severity, SourceFile};
 use super::names::{
-    did_you_mean, digest_problem, dns_label_problem, label_key_problem, label_value_problem,
-    oci_tag_problem,
+    did_you_mean, digest_problem, dns_label_problem, dns_subdomain_problem, label_key_problem,
+    label_value_problem, oci_tag_problem, port_name_problem,
 };
 use super::quantity::{Decimal, Granularity, Quantity};
 use super::raw::{self, API_VERSION, KIND_CATALOG, KIND_ENVIRONMENT, SourceKind};
@@ -53,6 +53,18 @@ impl Diags<'_> {
             Some(problem) => {
                 let d = self.error(pos(name), format!("{what} `{}` {problem}", name.value));
                 d.hint = Some("names are DNS-1123 labels: lowercase letters, digits and `-`, at most 63 characters".into());
+                false
+            }
+        }
+    }
+
+    /// Names Kubernetes allows to contain dots (PriorityClass): a DNS-1123 subdomain.
+    fn subdomain(&mut self, what: &str, name: &Spanned<String>) -> bool {
+        match dns_subdomain_problem(&name.value) {
+            None => true,
+            Some(problem) => {
+                let d = self.error(pos(name), format!("{what} `{}` {problem}", name.value));
+                d.hint = Some("write a DNS-1123 subdomain: lowercase letters, digits, `-` and `.`, at most 253 characters".into());
                 false
             }
         }
@@ -247,6 +259,35 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
         }
         unique.push((*file, name, spec));
     }
+    // Two environments in one cluster and namespace would render (and Flux would apply) the
+    // same objects twice, with different contents.
+    let mut placements: BTreeMap<(&str, &str), (&SourceFile, &Spanned<String>)> = BTreeMap::new();
+    for (file, name, spec) in &unique {
+        let key = (spec.cluster.value.as_str(), spec.namespace.value.as_str());
+        let Some((other_file, other)) = placements.insert(key, (*file, *name)) else {
+            continue;
+        };
+        let (first, (later_file, later)) = if other.value < name.value {
+            ((other_file, other), (*file, *name))
+        } else {
+            ((*file, *name), (other_file, other))
+        };
+        Diags {
+            file: later_file,
+            out: &mut out,
+        }
+        .error(
+            pos(later),
+            format!(
+                "environments `{}` and `{}` both render into cluster `{}`, namespace `{}`",
+                first.1.value, later.value, key.0, key.1
+            ),
+        )
+        .hint = Some(format!(
+            "`{}` is defined in `{}`; give each environment its own cluster or namespace, or remove the copy",
+            first.1.value, first.0.path
+        ));
+    }
     // Environments are independent once the catalog is known.
     let resolved = crate::par::map(&unique, |(file, name, spec)| {
         let mut diags = Vec::new();
@@ -418,7 +459,10 @@ fn resolve_catalog<'a>(
         );
         let mut ports = Vec::new();
         for p in &svc.ports {
-            d.label("port name", &p.name);
+            if let Some(problem) = port_name_problem(&p.name.value) {
+                d.error(pos(&p.name), format!("port name `{}` {problem}", p.name.value)).hint =
+                    Some("Kubernetes port names are up to 15 lowercase letters, digits and `-`, with a letter, such as `http` or `grpc-web`".into());
+            }
             if p.port.value == 0 {
                 d.error(pos(&p.port), "port must be between 1 and 65535");
             }
@@ -428,7 +472,7 @@ fn resolve_catalog<'a>(
             });
         }
         if let Some(pc) = &svc.priority_class {
-            d.label("priority class", pc);
+            d.subdomain("priority class", pc);
         }
         let (Some(source), true) = (source, valid_name) else {
             rejected.insert(name.value.clone());
@@ -692,6 +736,9 @@ fn resolve_environment(
     if let Some(p) = &defaults.pool {
         check_pool_ref(&mut d, p);
     }
+    if let Some(pc) = &defaults.priority_class {
+        d.subdomain("priority class", pc);
+    }
     let default_hpa_min = defaults.hpa.min_replicas.as_ref().map_or(1, |v| v.value);
     let default_hpa_max = defaults
         .hpa
@@ -708,6 +755,9 @@ fn resolve_environment(
     for (svc_name, over) in &spec.services.0 {
         if let Some(p) = &over.pool {
             check_pool_ref(&mut d, p);
+        }
+        if let Some(pc) = &over.priority_class {
+            d.subdomain("priority class", pc);
         }
         if let Some(image) = &over.image {
             if let Some(problem) = oci_tag_problem(&image.tag.value) {

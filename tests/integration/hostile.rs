@@ -8,14 +8,25 @@ fn render_fails(repo: &Repo, args: &[&str]) -> String {
     let mut all = vec!["render"];
     all.extend_from_slice(args);
     let out = repo.kairo(&all);
-    assert_eq!(out.code, 2, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
-    assert!(!repo.exists("clusters"), "an input error must not write anything");
+    assert_eq!(
+        out.code, 2,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        !repo.exists("clusters"),
+        "an input error must not write anything"
+    );
     out.stderr
 }
 
 fn render_ok(repo: &Repo) {
     let out = repo.kairo(&["render"]);
-    assert_eq!(out.code, 0, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
 }
 
 /// Values up to Kubernetes' own limits render: a 128-character tag, a 255-character
@@ -28,7 +39,9 @@ fn values_up_to_kubernetes_limits_render() {
     while host.len() + path.len() < 255 {
         path.push_str("/segment");
     }
-    let repository = format!("{host}{path}")[..255].trim_end_matches(['/', '-']).to_string();
+    let repository = format!("{host}{path}")[..255]
+        .trim_end_matches(['/', '-'])
+        .to_string();
     let url = format!("https://charts.example.com/{}", "very-long-path/".repeat(6));
     let tag = "v".to_string() + &"1".repeat(127);
     repo.write(
@@ -44,7 +57,10 @@ fn values_up_to_kubernetes_limits_render() {
     render_ok(&repo);
     let web: serde_json::Value =
         serde_saphyr::from_str(&repo.read("clusters/staging/releases/web.yaml")).unwrap();
-    assert_eq!(web["spec"]["values"]["image"]["repository"], repository.as_str());
+    assert_eq!(
+        web["spec"]["values"]["image"]["repository"],
+        repository.as_str()
+    );
     assert_eq!(web["spec"]["values"]["image"]["tag"], tag.as_str());
     let source: serde_json::Value =
         serde_saphyr::from_str(&repo.read("clusters/staging/sources/charts.yaml")).unwrap();
@@ -56,7 +72,11 @@ fn values_up_to_kubernetes_limits_render() {
 #[test]
 fn the_yaml_filter_keeps_long_and_multi_line_strings_inline() {
     let repo = Repo::with_staging();
-    let long = format!("{} \"quoted\" 'single' # not a comment: {}", "word ".repeat(40), "x".repeat(2048));
+    let long = format!(
+        "{} \"quoted\" 'single' # not a comment: {}",
+        "word ".repeat(40),
+        "x".repeat(2048)
+    );
     let value = format!("{long}\nsecond line\n");
     repo.write(
         "templates/namespace.yaml.j2",
@@ -76,7 +96,17 @@ fn the_yaml_filter_keeps_long_and_multi_line_strings_inline() {
 /// errors at their position: `enabled: n` must not silently delete a release.
 #[test]
 fn booleans_are_true_or_false_only() {
-    for spelling in ["n", "no", "off", "\"false\"", "FALSE", "yes", "\"yes\"", "On", "1"] {
+    for spelling in [
+        "n",
+        "no",
+        "off",
+        "\"false\"",
+        "FALSE",
+        "yes",
+        "\"yes\"",
+        "On",
+        "1",
+    ] {
         let repo = Repo::with_staging();
         repo.write(
             "environments/staging.yaml",
@@ -87,7 +117,10 @@ fn booleans_are_true_or_false_only() {
             stderr.contains("environments/staging.yaml:16:16"),
             "{spelling}: {stderr}"
         );
-        assert!(stderr.contains("hint: write `true` or `false`"), "{spelling}: {stderr}");
+        assert!(
+            stderr.contains("hint: write `true` or `false`"),
+            "{spelling}: {stderr}"
+        );
     }
     for (field, spelling) in [("pinned", "yes"), ("autoscaling", "on")] {
         let repo = Repo::with_staging();
@@ -103,7 +136,10 @@ fn booleans_are_true_or_false_only() {
             );
         }
         let stderr = render_fails(&repo, &[]);
-        assert!(stderr.contains("hint: write `true` or `false`"), "{field}: {stderr}");
+        assert!(
+            stderr.contains("hint: write `true` or `false`"),
+            "{field}: {stderr}"
+        );
     }
     let repo = Repo::with_staging();
     repo.write(
@@ -131,10 +167,19 @@ fn priority_class_is_validated_everywhere() {
             ),
     );
     let stderr = render_fails(&repo, &[]);
-    assert!(stderr.contains("priority class `Medium_Priority`"), "{stderr}");
-    assert!(stderr.contains("environments/staging.yaml:13:20"), "{stderr}");
+    assert!(
+        stderr.contains("priority class `Medium_Priority`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("environments/staging.yaml:13:20"),
+        "{stderr}"
+    );
     assert!(stderr.contains("priority class `Bad Class!`"), "{stderr}");
-    assert!(stderr.contains("environments/staging.yaml:17:22"), "{stderr}");
+    assert!(
+        stderr.contains("environments/staging.yaml:17:22"),
+        "{stderr}"
+    );
 }
 
 /// Two environments that would render the same objects into the same cluster and namespace.
@@ -152,6 +197,9 @@ fn two_environments_owning_the_same_objects_collide() {
         stderr.contains("environments `staging` and `staging-copy` both render into cluster `acme-staging`, namespace `acme-staging`"),
         "{stderr}"
     );
-    assert!(stderr.contains("environments/staging-copy.yaml:4:9"), "{stderr}");
+    assert!(
+        stderr.contains("environments/staging-copy.yaml:4:9"),
+        "{stderr}"
+    );
     assert!(stderr.contains("environments/staging.yaml"), "{stderr}");
 }
