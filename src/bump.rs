@@ -105,6 +105,8 @@ pub enum BumpError {
     Conflict(String),
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     #[error("policies deny the bumped environment")]
     Denied(Vec<policy::Finding>),
     #[error(
@@ -276,6 +278,7 @@ fn apply_to_worktree(
     let bootstrapped = render::bootstrapped(root, &only);
     let rendered = render::render(&model, &templates, &only, &bootstrapped)?;
     if intent.check_policies {
+        crate::input::check_dir(root, policy::POLICIES_DIR, crate::input::POLICY_FILES)?;
         let findings = policy::Policies::load(root, &["main".into()])?.check(&model, &rendered)?;
         if findings
             .iter()

@@ -42,7 +42,7 @@ fn report(err: &dyn std::error::Error, hint: Option<&str>) {
     if let Some(hint) = hint {
         text.push_str(&format!("\n  hint: {hint}"));
     }
-    eprintln!("{text}");
+    eprintln!("{}", model::diag::bounded_lines(&text));
 }
 
 fn print_diagnostics(diags: &[Diagnostic]) {
@@ -125,7 +125,7 @@ fn load_and_render(
     let templates = match Templates::load(root) {
         Ok(t) => t,
         Err(e) => {
-            report(&e, None);
+            report(&e, e.hint());
             return Err(Outcome::Failed);
         }
     };
@@ -150,6 +150,12 @@ fn run_policies(
     rendered: &render::Rendered,
     namespaces: &[String],
 ) -> Result<Vec<policy::Finding>, Outcome> {
+    // policy.rs reads the files itself; refuse links leaving the repository first.
+    if let Err(e) = crate::input::check_dir(root, policy::POLICIES_DIR, crate::input::POLICY_FILES)
+    {
+        report(&e, Some(e.hint()));
+        return Err(Outcome::Failed);
+    }
     let policies = match policy::Policies::load(root, namespaces) {
         Ok(p) => p,
         Err(e) => {

@@ -9,6 +9,7 @@ pub mod cli;
 mod commands;
 pub mod diff;
 pub mod git;
+pub mod input;
 pub mod limits;
 pub mod model;
 mod par;

@@ -45,6 +45,14 @@ pub enum RenderError {
     },
     #[error("missing template `{TEMPLATES_DIR}/{0}`")]
     MissingTemplate(&'static str),
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
+    #[error("`{path}:{line}:{column}` is not UTF-8 text")]
+    NotText {
+        path: String,
+        line: u64,
+        column: u64,
+    },
     #[error("template `{TEMPLATES_DIR}/{template}` line {line}: {message}{}", context_note(.environment, .object))]
     Template {
         template: String,
@@ -63,6 +71,20 @@ pub enum RenderError {
         column: u64,
         message: String,
     },
+}
+
+impl RenderError {
+    /// What the user can do about it, when kairo knows.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            RenderError::Input(e) => Some(e.hint()),
+            RenderError::NotText { .. } => Some("save the file as UTF-8"),
+            RenderError::MissingTemplate(_) => {
+                Some("kairo needs all five templates; copy the missing one from kairo's repository")
+            }
+            _ => None,
+        }
+    }
 }
 
 fn context_note(environment: &Option<String>, object: &Option<String>) -> String {
@@ -84,21 +106,21 @@ impl Templates {
         let dir = root.join(TEMPLATES_DIR);
         let mut sources = BTreeMap::new();
         for name in REQUIRED_TEMPLATES {
-            let path = dir.join(name);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    sources.insert(name.to_string(), text);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(RenderError::MissingTemplate(name));
-                }
-                Err(source) => {
-                    return Err(RenderError::Io {
-                        path: format!("{TEMPLATES_DIR}/{name}"),
-                        source,
-                    });
-                }
+            let rel = format!("{TEMPLATES_DIR}/{name}");
+            if std::fs::symlink_metadata(dir.join(name)).is_err() {
+                return Err(RenderError::MissingTemplate(name));
             }
+            let bytes = crate::input::read(root, &rel)?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                let (line, column, _) =
+                    crate::input::utf8_position(e.as_bytes(), e.utf8_error().valid_up_to());
+                RenderError::NotText {
+                    path: rel.clone(),
+                    line,
+                    column,
+                }
+            })?;
+            sources.insert(name.to_string(), text);
         }
         Templates::from_sources(sources)
     }

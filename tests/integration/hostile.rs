@@ -203,3 +203,179 @@ fn two_environments_owning_the_same_objects_collide() {
     );
     assert!(stderr.contains("environments/staging.yaml"), "{stderr}");
 }
+
+/// A link in a pull request that points at the process environment (or any file outside the
+/// repository) is refused, for every command that reads inputs, and its content never reaches
+/// the output.
+#[test]
+fn links_leaving_the_repository_are_not_read() {
+    let secret = "ghp_s3cr3t-token-value";
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("secret.yaml"),
+        format!("apiVersion: kairo.dev/v1alpha1\nkind: Environment\nsecret: {secret}\n"),
+    )
+    .unwrap();
+    let targets = [
+        std::path::PathBuf::from("/proc/self/environ"),
+        std::path::PathBuf::from("/etc/passwd"),
+        outside.path().join("secret.yaml"),
+    ];
+    let env = [("KAIRO_GIT_TOKEN", secret)];
+    for target in &targets {
+        for (link, args) in [
+            ("environments/leak.yaml", &["render"][..]),
+            ("environments/leak.yaml", &["render", "--check"]),
+            ("environments/leak.yaml", &["check"]),
+            (
+                "environments/leak.yaml",
+                &["bump", "web", "1.0.1", "--env", "staging"],
+            ),
+            ("templates/namespace.yaml.j2", &["render"]),
+            ("policies/leak.rego", &["check"]),
+            ("policies/leak.yaml", &["render"]),
+        ] {
+            let repo = Repo::with_staging();
+            let path = repo.path().join(link);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let _ = std::fs::remove_file(&path);
+            std::os::unix::fs::symlink(target, &path).unwrap();
+            let out = crate::support::run_kairo_with_env(repo.path(), args, &env);
+            let what = format!("{link} -> {} with {args:?}", target.display());
+            assert_eq!(out.code, 2, "{what}: {}", out.stderr);
+            assert!(
+                !out.stderr.contains(secret) && !out.stdout.contains(secret),
+                "{what}: {}",
+                out.stderr
+            );
+            assert!(!out.stderr.contains("root:x:0"), "{what}: {}", out.stderr);
+            assert!(
+                out.stderr.contains(&format!(
+                    "`{link}` is a symbolic link to a file outside the repository"
+                )),
+                "{what}: {}",
+                out.stderr
+            );
+            assert!(!repo.exists("clusters"), "{what}");
+        }
+    }
+}
+
+/// A link that stays inside the repository is read like the file it points to.
+#[test]
+fn links_inside_the_repository_are_followed() {
+    let repo = Repo::with_staging();
+    repo.write("shared/staging.yaml", STAGING);
+    std::fs::remove_file(repo.path().join("environments/staging.yaml")).unwrap();
+    std::os::unix::fs::symlink(
+        "../shared/staging.yaml",
+        repo.path().join("environments/staging.yaml"),
+    )
+    .unwrap();
+    render_ok(&repo);
+    assert!(repo.exists("clusters/staging/releases/web.yaml"));
+}
+
+/// An error on a huge one-line file prints one bounded line, and control characters in the
+/// input (terminal escapes) are printed escaped.
+#[test]
+fn error_snippets_are_bounded_and_escaped() {
+    let repo = Repo::with_staging();
+    let long = format!("\x1b[2J\x1b]0;pwned\x07{}", "x".repeat(5_000_000));
+    repo.write(
+        "environments/staging.yaml",
+        &format!("{STAGING}      replicas: {long}\n"),
+    );
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.len() < 4_000,
+        "{} bytes on stderr",
+        out.stderr.len()
+    );
+    assert!(
+        !out.stderr.contains('\x1b') && !out.stderr.contains('\x07'),
+        "{:?}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("\\u{1b}[2J"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("environments/staging.yaml:16:17"),
+        "{}",
+        out.stderr
+    );
+    // The same in JSON output.
+    let out = repo.kairo(&["render", "--output", "json"]);
+    assert!(
+        out.stdout.len() < 4_000,
+        "{} bytes on stdout",
+        out.stdout.len()
+    );
+}
+
+/// Bytes that are not UTF-8 are reported at their line and column.
+#[test]
+fn non_utf8_is_reported_at_its_position() {
+    let repo = Repo::with_staging();
+    let mut bytes = STAGING.as_bytes().to_vec();
+    bytes.extend_from_slice(b"      replicas: 3 # caf\xe9\n");
+    std::fs::write(repo.path().join("environments/staging.yaml"), bytes).unwrap();
+    let stderr = render_fails(&repo, &[]);
+    assert!(
+        stderr.contains("environments/staging.yaml:16:24"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: save the file as UTF-8"), "{stderr}");
+    // Templates too.
+    let repo = Repo::with_staging();
+    std::fs::write(
+        repo.path().join("templates/namespace.yaml.j2"),
+        b"apiVersion: v1\nkind: \xff\n",
+    )
+    .unwrap();
+    let stderr = render_fails(&repo, &[]);
+    assert!(
+        stderr.contains("templates/namespace.yaml.j2:2:7"),
+        "{stderr}"
+    );
+}
+
+/// Errors of other parsers (a Rego syntax error quotes its line) are bounded too.
+#[test]
+fn policy_errors_are_bounded_and_escaped() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "policies/bad.rego",
+        &format!(
+            "package main\n\ndeny[msg] {{ \x1b[2J {} \n",
+            "x ".repeat(20_000)
+        ),
+    );
+    let out = repo.kairo(&["check"]);
+    assert_eq!(out.code, 2, "{}", &out.stderr[..out.stderr.len().min(2000)]);
+    assert!(
+        out.stderr.len() < 10_000,
+        "{} bytes on stderr",
+        out.stderr.len()
+    );
+    assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
+    assert!(out.stderr.contains("policies/bad.rego"), "{}", out.stderr);
+}
+
+/// `kairo diff` reads the working tree under the same rule.
+#[test]
+fn diff_does_not_read_links_leaving_the_repository() {
+    let repo = Repo::with_staging();
+    crate::support::commit_all(repo.path(), "init", 1_700_000_000);
+    std::os::unix::fs::symlink("/etc/passwd", repo.path().join("environments/leak.yaml")).unwrap();
+    let out = repo.kairo(&["diff"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(!out.stderr.contains("root:x:0") && !out.stdout.contains("root:x:0"));
+    assert!(
+        out.stderr.contains(
+            "`environments/leak.yaml` is a symbolic link to a file outside the repository"
+        ),
+        "{}",
+        out.stderr
+    );
+}
