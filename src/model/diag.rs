@@ -84,7 +84,10 @@ pub fn bounded_lines(text: &str) -> String {
 fn window(line: &str, column: u64) -> (String, usize) {
     let chars: Vec<char> = line.chars().collect();
     let at = (column.saturating_sub(1) as usize).min(chars.len());
-    let start = at.saturating_sub(SNIPPET_WIDTH / 3);
+    // Short lines are shown whole; long ones from a little before the column.
+    let start = at
+        .saturating_sub(SNIPPET_WIDTH / 3)
+        .min(chars.len().saturating_sub(SNIPPET_WIDTH));
     let end = (start + SNIPPET_WIDTH).min(chars.len());
     let mut out = String::new();
     if start > 0 {
