@@ -286,10 +286,8 @@ fn plan_environment(
         if let Some((dir, _)) = path.rsplit_once('/') {
             check_no_symlink(root, dir, &mut checked)?;
         }
+        // Rendering has checked every file it produced (`render::check_rendered`).
         let disk = read_if_exists(&root.join(path))?;
-        if disk.as_deref() != Some(bytes) && path != record_path {
-            crate::render::check_output(path, bytes)?;
-        }
         let action = match &disk {
             Some(disk) if disk == bytes => {
                 plan.unchanged += 1;

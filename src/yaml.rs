@@ -42,11 +42,14 @@ fn type_hint(expected: &str) -> String {
     }
 }
 
+/// An unknown key and the keys allowed where it is.
+type UnknownKey = Option<(String, Vec<&'static str>)>;
+
 /// The crate's own message reworded for a person, with a hint.
 fn describe(
     e: &serde_saphyr::Error,
     len: usize,
-) -> (String, Option<String>, Option<(String, Vec<&'static str>)>) {
+) -> (String, Option<String>, UnknownKey) {
     use serde_saphyr::Error as E;
     use serde_saphyr::budget::BudgetBreach as B;
     let mut e = e;
@@ -240,6 +243,127 @@ pub fn check_syntax(text: &str) -> Result<(), YamlError> {
     Ok(())
 }
 
+/// What `check_object` found at the top of a well-formed object: its `apiVersion` and `kind`
+/// with their (1-based) lines.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub api_version: Option<(String, u64)>,
+    pub kind: Option<(String, u64)>,
+}
+
+/// Checks that `text` is exactly one YAML document holding a mapping, without duplicate keys
+/// at any depth, and returns its `apiVersion` and `kind`. Like `check_syntax`, this walks the
+/// parser's events without building values, so it is cheap enough to run on every rendered
+/// file.
+pub fn check_object(text: &str) -> Result<ObjectHead, YamlError> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    use std::collections::BTreeSet;
+    struct Map {
+        keys: BTreeSet<String>,
+        /// Child nodes completed so far: even means the next node is a key.
+        children: usize,
+        /// The key whose value comes next, at the top level only.
+        pending: Option<String>,
+    }
+    enum Frame {
+        Map(Map),
+        Seq,
+    }
+    let error = |line: u64, column: u64, message: String| YamlError {
+        line,
+        column,
+        message,
+        hint: None,
+        unknown_key: None,
+    };
+    let mut head = ObjectHead::default();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut documents = 0;
+    let mut nodes = 0;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| YamlError {
+            hint: Some(SYNTAX_HINT.into()),
+            ..error(
+                e.marker().line() as u64,
+                e.marker().col() as u64 + 1,
+                e.info(),
+            )
+        })?;
+        let line = span.start.line() as u64;
+        let column = span.start.col() as u64 + 1;
+        let is_node_start = matches!(
+            event,
+            Event::Scalar(..)
+                | Event::Alias(..)
+                | Event::SequenceStart(..)
+                | Event::MappingStart(..)
+        );
+        if is_node_start {
+            nodes += 1;
+            if stack.is_empty() && !matches!(event, Event::MappingStart(..)) {
+                return Err(error(line, column, "the document is not a mapping".into()));
+            }
+            if let Some(Frame::Map(map)) = stack.last_mut()
+                && map.children % 2 == 0
+            {
+                // A key. Only scalar keys can be compared; kairo's templates use no others.
+                if let Event::Scalar(key, ..) = &event {
+                    if !map.keys.insert(key.to_string()) {
+                        return Err(error(line, column, format!("duplicate key `{key}`")));
+                    }
+                    if stack.len() == 1
+                        && let Some(Frame::Map(top)) = stack.last_mut()
+                    {
+                        top.pending = Some(key.to_string());
+                    }
+                }
+            } else if let (1, Some(Frame::Map(top)), Event::Scalar(value, ..)) =
+                (stack.len(), stack.last_mut(), &event)
+            {
+                match top.pending.take().as_deref() {
+                    Some("apiVersion") => head.api_version = Some((value.to_string(), line)),
+                    Some("kind") => head.kind = Some((value.to_string(), line)),
+                    _ => {}
+                }
+            }
+        }
+        match event {
+            Event::DocumentStart(..) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(error(
+                        line,
+                        column,
+                        "more than one YAML document (`---`) in one file".into(),
+                    ));
+                }
+            }
+            Event::MappingStart(..) => stack.push(Frame::Map(Map {
+                keys: BTreeSet::new(),
+                children: 0,
+                pending: None,
+            })),
+            Event::SequenceStart(..) => stack.push(Frame::Seq),
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                if let Some(Frame::Map(parent)) = stack.last_mut() {
+                    parent.children += 1;
+                }
+            }
+            Event::Scalar(..) | Event::Alias(..) => {
+                if let Some(Frame::Map(parent)) = stack.last_mut() {
+                    parent.children += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if nodes == 0 {
+        return Err(error(1, 1, "the output is empty".into()));
+    }
+    Ok(head)
+}
+
 /// Serializes `value` as block YAML without a document marker or trailing newline.
 ///
 /// Strings always come out as one-line scalars (plain or quoted, `\n` escaped), never as `>`
@@ -320,6 +444,30 @@ mod tests {
     struct B {
         #[allow(dead_code)]
         on: Bool,
+    }
+
+    #[test]
+    fn objects_are_checked_for_duplicates_and_documents() {
+        let head = check_object("# c\napiVersion: v1\nkind: A\nspec: {a: [1, {b: 2, c: 3}]}\n");
+        assert_eq!(
+            head,
+            Ok(ObjectHead {
+                api_version: Some(("v1".into(), 2)),
+                kind: Some(("A".into(), 3)),
+            })
+        );
+        let dup = check_object("a: 1\nb:\n  x: 1\n  y: [1]\n  x: 2\n").unwrap_err();
+        assert_eq!(
+            (dup.line, dup.column, dup.message.as_str()),
+            (5, 3, "duplicate key `x`")
+        );
+        // The same key in sibling mappings is fine; a value equal to a key is fine.
+        check_object("a: {x: a}\nb: {x: 1}\nx: x\n").unwrap();
+        let docs = check_object("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(docs.line, 2);
+        assert!(check_object("").is_err());
+        assert!(check_object("- a\n").is_err());
+        assert!(check_object("a: [\n").is_err());
     }
 
     #[test]

@@ -51,15 +51,13 @@ fn push_safe(out: &mut String, c: char) {
 /// `max` characters with a note saying how much was left out.
 pub fn bounded(text: &str, max: usize) -> String {
     let mut out = String::new();
-    let mut count = 0;
-    for c in text.chars() {
+    for (count, c) in text.chars().enumerate() {
         if count == max {
             let rest = text.chars().count() - max;
             out.push_str(&format!("… ({rest} more characters)"));
             break;
         }
         push_safe(&mut out, c);
-        count += 1;
     }
     out
 }

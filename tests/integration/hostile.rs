@@ -379,3 +379,70 @@ fn diff_does_not_read_links_leaving_the_repository() {
         out.stderr
     );
 }
+
+/// Output validation belongs to rendering: a template that emits a duplicate key, a second
+/// document or another kind of object fails `render` (also with `--no-check`), `render
+/// --check`, `check` and `diff`, naming the template and its line; nothing is written.
+#[test]
+fn invalid_template_output_fails_every_command() {
+    let release = std::fs::read_to_string(
+        crate::support::manifest_dir().join("templates/helmrelease.yaml.j2"),
+    )
+    .unwrap();
+    let template_line =
+        |needle: &str| release.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    for (broken, message, line) in [
+        (
+            release.replacen(
+                "kind: HelmRelease\n",
+                "kind: HelmRelease\nkind: HelmRelease\n",
+                1,
+            ),
+            "duplicate key `kind`",
+            template_line("kind: HelmRelease") + 1,
+        ),
+        (
+            format!("{release}\n---\napiVersion: v1\nkind: ConfigMap\n"),
+            "more than one YAML document",
+            0,
+        ),
+        (
+            release.replacen("helm.toolkit.fluxcd.io/v2\n", "apps/v1\n", 1),
+            "`apiVersion: apps/v1`; expected `helm.toolkit.fluxcd.io/v2`",
+            template_line("apiVersion:"),
+        ),
+        (
+            release.replacen("kind: HelmRelease\n", "kind: Deployment\n", 1),
+            "`kind: Deployment`; expected `HelmRelease`",
+            template_line("kind:"),
+        ),
+    ] {
+        let repo = Repo::with_staging();
+        repo.write("templates/helmrelease.yaml.j2", &broken);
+        for args in [
+            &["render", "--no-check"][..],
+            &["render", "--check"],
+            &["check"],
+        ] {
+            let out = repo.kairo(args);
+            assert_eq!(out.code, 2, "{message} {args:?}: {}", out.stderr);
+            assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
+            assert!(
+                out.stderr.contains("clusters/staging/releases/web.yaml"),
+                "{args:?}: {}",
+                out.stderr
+            );
+            let named = if line > 0 {
+                format!("template `templates/helmrelease.yaml.j2` line {line}")
+            } else {
+                "template `templates/helmrelease.yaml.j2`".to_string()
+            };
+            assert!(
+                out.stderr.contains(&named),
+                "{args:?}: {named}: {}",
+                out.stderr
+            );
+            assert!(!repo.exists("clusters"), "{args:?}");
+        }
+    }
+}

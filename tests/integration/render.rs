@@ -367,7 +367,7 @@ fn a_failed_render_leaves_the_repository_as_it_was() {
     assert_eq!(out.code, 2);
     assert!(
         out.stderr
-            .contains("produced invalid YAML for `clusters/staging/releases/web.yaml`"),
+            .contains("produced invalid output for `clusters/staging/releases/web.yaml`"),
         "{}",
         out.stderr
     );
