@@ -46,10 +46,7 @@ fn type_hint(expected: &str) -> String {
 type UnknownKey = Option<(String, Vec<&'static str>)>;
 
 /// The crate's own message reworded for a person, with a hint.
-fn describe(
-    e: &serde_saphyr::Error,
-    len: usize,
-) -> (String, Option<String>, UnknownKey) {
+fn describe(e: &serde_saphyr::Error, len: usize) -> (String, Option<String>, UnknownKey) {
     use serde_saphyr::Error as E;
     use serde_saphyr::budget::BudgetBreach as B;
     let mut e = e;

@@ -132,6 +132,9 @@ impl Templates {
     pub fn from_sources(sources: BTreeMap<String, String>) -> Result<Templates, RenderError> {
         let mut jinja = Jinja::new();
         jinja.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Each render of a template gets this much fuel: a loop that would run for hours
+        // stops with an error naming the template.
+        jinja.set_fuel(Some(crate::limits::get().template_fuel));
         jinja.add_filter("yaml", yaml_filter);
         for name in REQUIRED_TEMPLATES {
             if !sources.contains_key(name) {
@@ -165,6 +168,13 @@ fn template_error(
         .map_or_else(|| e.kind().to_string(), str::to_string);
     if e.detail().is_some() {
         message = format!("{}: {message}", e.kind());
+    }
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        message = format!(
+            "ran out of fuel after {} units of work (a loop that does not end?); raise the limit with `{}` (or `KAIRO_TEMPLATE_FUEL`)",
+            crate::limits::get().template_fuel,
+            crate::limits::TEMPLATE_FUEL_FLAG
+        );
     }
     RenderError::Template {
         template: e.name().unwrap_or("?").to_string(),

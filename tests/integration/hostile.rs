@@ -446,3 +446,170 @@ fn invalid_template_output_fails_every_command() {
         }
     }
 }
+
+/// A template that loops (nearly) forever stops with an error naming it; `--template-fuel`
+/// sets the limit.
+#[test]
+fn runaway_templates_run_out_of_fuel() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "templates/namespace.yaml.j2",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{ env.namespace | yaml }}\n{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n",
+    );
+    let stderr = render_fails(&repo, &[]);
+    assert!(
+        stderr.contains("template `templates/namespace.yaml.j2` line 5: ran out of fuel"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--template-fuel"), "{stderr}");
+    // The shipped templates fit the default comfortably, and not a tiny limit.
+    let repo = Repo::with_staging();
+    let stderr = render_fails(&repo, &["--template-fuel", "20"]);
+    assert!(stderr.contains("ran out of fuel"), "{stderr}");
+    render_ok(&repo);
+}
+
+/// A "billion laughs" file stops at the alias limit with a message a person can act on;
+/// `--yaml-alias-limit` raises it.
+#[test]
+fn alias_bombs_stop_at_a_limit_that_can_be_raised() {
+    // `spec` before `kind` is skipped on the first read: every alias is replayed.
+    let mut bomb = String::from(
+        "apiVersion: kairo.dev/v1alpha1\nspec:\n  lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for i in 1..=9 {
+        let p = i - 1;
+        bomb.push_str(&format!("  lol{i}: &l{i} [*l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}]\n"));
+    }
+    let small: String = bomb
+        .lines()
+        .take(7)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + "kind: Environment\n";
+    let repo = Repo::with_staging();
+    repo.write("environments/bomb.yaml", &bomb);
+    let stderr = render_fails(&repo, &[]);
+    assert!(stderr.contains("environments/bomb.yaml:"), "{stderr}");
+    assert!(
+        stderr.contains("aliases in this file expand to too much YAML"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--yaml-alias-limit"), "{stderr}");
+    assert!(!stderr.contains("Nodes {"), "{stderr}");
+    // Five levels (100,000 values) pass a raised limit, and fail at a shape error instead.
+    repo.write("environments/bomb.yaml", &small);
+    let stderr = render_fails(&repo, &["--yaml-alias-limit", "50"]);
+    assert!(
+        stderr.contains("aliases in this file expand to too much YAML"),
+        "{stderr}"
+    );
+    let stderr = render_fails(&repo, &["--yaml-alias-limit", "10000000"]);
+    assert!(!stderr.contains("aliases in this file"), "{stderr}");
+    assert!(stderr.contains("missing `metadata`"), "{stderr}");
+}
+
+/// A realistic large catalog (12,000 services, anchors and merge keys, several MB) is read.
+#[test]
+fn a_large_catalog_is_within_the_limits() {
+    let mut catalog = String::from(
+        "apiVersion: kairo.dev/v1alpha1\nkind: ServiceCatalog\nmetadata: {name: big}\nspec:\n  sources:\n    charts: {type: helm, url: https://charts.example.com}\n  services:\n",
+    );
+    for i in 0..12_000 {
+        let (anchor, merge) = if i == 0 {
+            (" &base", "")
+        } else {
+            ("", "      <<: *base\n")
+        };
+        catalog.push_str(&format!(
+            "    service-{i:05}:{anchor}\n{merge}      chart: {{version: \">=1.0.0\", source: charts}}\n      image: {{repository: 123456789012.dkr.ecr.eu-central-1.amazonaws.com/platform-team/kai/service-{i:05}}}\n      resources:\n        requests: {{cpu: 200m, memory: 512Mi}}\n        limits: {{cpu: 1000m, memory: 2Gi}}\n      autoscaling: true\n      priorityClass: interactive\n      ports: [{{name: http, port: 3000}}, {{name: metrics, port: 9090}}]\n",
+        ));
+    }
+    assert!(catalog.len() > 2_300_000, "{}", catalog.len());
+    let repo = Repo::new();
+    repo.write("environments/services.yaml", &catalog);
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING
+            .replace("    web:\n", "    service-00042:\n")
+            .replace("    web:", "    service-00042:"),
+    );
+    render_ok(&repo);
+    assert!(repo.exists("clusters/staging/releases/service-00042.yaml"));
+}
+
+/// Each problem is reported once, where it is written.
+#[test]
+fn problems_point_at_what_is_wrong() {
+    // defaults.hpa with min > max: once, at the defaults (line 12), not at each service.
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &format!(
+            "{}    other:\n      image: {{tag: \"1.0.0\"}}\n",
+            STAGING.replace(
+                "hpa: {minReplicas: 2, maxReplicas: 4}",
+                "hpa: {minReplicas: 5, maxReplicas: 4}"
+            )
+        ),
+    );
+    repo.write(
+        "environments/services.yaml",
+        &format!("{CATALOG}    other:\n      chart: {{version: \"1\", source: charts}}\n      image: {{repository: ghcr.io/acme/other}}\n      autoscaling: true\n"),
+    );
+    let stderr = render_fails(&repo, &[]);
+    assert_eq!(stderr.matches("error:").count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("environments/staging.yaml:12:11"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("minReplicas 5 is greater than maxReplicas 4"),
+        "{stderr}"
+    );
+
+    // A resource multiplier too large for any quantity: one error, at the multiplier.
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace("  defaults:\n", "  resourceMultiplier: 1e30\n  defaults:\n"),
+    );
+    let stderr = render_fails(&repo, &[]);
+    assert_eq!(stderr.matches("error:").count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("environments/staging.yaml:9:23"),
+        "{stderr}"
+    );
+
+    // An invalid label value: at the value.
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace(
+            "  services:\n",
+            "  nodePools:\n    general:\n      labels: {node-type: \"bad value!\"}\n  services:\n",
+        ),
+    );
+    let stderr = render_fails(&repo, &[]);
+    assert!(
+        stderr.contains("environments/staging.yaml:16:31"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("value `bad value!`"), "{stderr}");
+
+    // A tab in the indentation: on its own line.
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace(
+            "      image: {tag: \"1.0.0\"}\n",
+            "\t  image: {tag: \"1.0.0\"}\n",
+        ),
+    );
+    let stderr = render_fails(&repo, &[]);
+    assert!(
+        stderr.contains("environments/staging.yaml:15:1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("tab"), "{stderr}");
+}
