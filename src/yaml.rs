@@ -207,14 +207,37 @@ fn options(len: usize) -> serde_saphyr::Options {
     }
 }
 
+/// The position to report for a parser error at (`line`, `column`). The scanner reports a tab
+/// that starts a line at the end of the line before it; point at the tab instead.
+fn tab_position(text: &str, message: &str, line: u64, column: u64) -> (u64, u64) {
+    let mut lines = text.lines().skip(line.saturating_sub(1) as usize);
+    match (lines.next(), lines.next()) {
+        (Some(this), Some(next))
+            if line > 0
+                && message.contains("tab")
+                && !this.contains('\t')
+                && next.starts_with('\t') =>
+        {
+            (line + 1, 1)
+        }
+        _ => (line, column),
+    }
+}
+
 /// Parses one YAML document into `T`.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     serde_saphyr::from_str_with_options(text, options(text.len())).map_err(|e| {
         let loc = e.location();
         let (message, hint, unknown_key) = describe(&e, text.len());
+        let (line, column) = tab_position(
+            text,
+            &message,
+            loc.map_or(0, |l| l.line()),
+            loc.map_or(0, |l| l.column()),
+        );
         YamlError {
-            line: loc.map_or(0, |l| l.line()),
-            column: loc.map_or(0, |l| l.column()),
+            line,
+            column,
             message,
             hint,
             unknown_key,
@@ -465,6 +488,12 @@ mod tests {
         assert!(check_object("").is_err());
         assert!(check_object("- a\n").is_err());
         assert!(check_object("a: [\n").is_err());
+    }
+
+    #[test]
+    fn a_tab_starting_a_line_is_reported_on_that_line() {
+        let e = from_str::<serde::de::IgnoredAny>("apiVersion: v1\n\tkind: A\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 1), "{e:?}");
     }
 
     #[test]

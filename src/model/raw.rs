@@ -4,7 +4,6 @@
 //! serde with a position. Names, quantities, tags and cross references are kept as located
 //! strings and checked in `resolve`, which reports every such problem at once.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -300,7 +299,7 @@ pub struct Pdb {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Pool {
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: NamedMap<Spanned<String>>,
     #[serde(default)]
     pub taints: Vec<Taint>,
     pub gpu: Option<PoolGpu>,
@@ -327,8 +326,8 @@ pub enum TaintEffect {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Taint {
-    pub key: String,
-    pub value: Option<String>,
+    pub key: Spanned<String>,
+    pub value: Option<Spanned<String>>,
     pub effect: TaintEffect,
 }
 

@@ -678,20 +678,24 @@ fn resolve_environment(
     let mut pools: BTreeMap<&str, PoolInfo> = BTreeMap::new();
     for (pool_name, pool) in &spec.node_pools.0 {
         d.label("node pool name", pool_name);
-        let labels = pool.labels.iter().map(|(k, v)| ("label", k, Some(v)));
+        let labels = pool.labels.0.iter().map(|(k, v)| ("label", k, Some(v)));
         let taints = pool
             .taints
             .iter()
             .map(|t| ("taint", &t.key, t.value.as_ref()));
         for (what, key, value) in labels.chain(taints) {
-            let problem = label_key_problem(key)
-                .map(|p| format!("key `{key}` {p}"))
+            // Reported where the bad text is: the key, or else the value.
+            let problem = label_key_problem(&key.value)
+                .map(|p| (pos(key), format!("key `{}` {p}", key.value)))
                 .or_else(|| {
-                    value.and_then(|v| label_value_problem(v).map(|p| format!("value `{v}` {p}")))
+                    value.and_then(|v| {
+                        label_value_problem(&v.value)
+                            .map(|p| (pos(v), format!("value `{}` {p}", v.value)))
+                    })
                 });
-            if let Some(problem) = problem {
+            if let Some((at, problem)) = problem {
                 d.error(
-                    pos(pool_name),
+                    at,
                     format!("node pool `{}`: {what} {problem}", pool_name.value),
                 )
                 .hint = Some("Kubernetes label and taint keys look like `node-type` or `nvidia.com/gpu`; values are up to 63 letters, digits, `-`, `_` and `.`".into());
@@ -746,6 +750,29 @@ fn resolve_environment(
         .as_ref()
         .map_or(default_hpa_min, |v| v.value);
     let default_target = defaults.hpa.target_cpu.as_ref().map_or(80, |v| v.value);
+    // The defaults are checked once, here; a service is checked only for what it overrides.
+    let hpa_at = |v: Option<&Spanned<u32>>| v.map_or(Pos::default(), pos);
+    if default_hpa_min > default_hpa_max {
+        d.error(
+            hpa_at(defaults.hpa.min_replicas.as_ref()),
+            format!("environment `{name}`: default HPA minReplicas {default_hpa_min} is greater than maxReplicas {default_hpa_max}"),
+        )
+        .hint = Some("lower `defaults.hpa.minReplicas` or raise `maxReplicas`".into());
+    }
+    if default_hpa_min == 0 {
+        d.error(
+            hpa_at(defaults.hpa.min_replicas.as_ref()),
+            format!("environment `{name}`: default HPA minReplicas must be at least 1"),
+        );
+    }
+    if !(1..=100).contains(&default_target) {
+        d.error(
+            hpa_at(defaults.hpa.target_cpu.as_ref()),
+            format!("environment `{name}`: default targetCPUUtilizationPercentage must be 1-100"),
+        );
+    }
+    // A multiplier too large for a quantity is reported once, at the multiplier.
+    let mut multiplier_reported = false;
     let default_pdb = defaults.pdb.min_available.as_ref().map_or(0, |v| v.value);
 
     let mut releases = Vec::new();
@@ -826,9 +853,20 @@ fn resolve_environment(
                     Ok(v) => {
                         target.insert(key.to_string(), QuantityValue(v));
                     }
-                    Err(e) => {
-                        d.error(pos(svc_name), format!("service `{}`: {e}", svc.name));
-                    }
+                    Err(e) => match &spec.resource_multiplier {
+                        Some(m) if !multiplier_reported => {
+                            multiplier_reported = true;
+                            d.error(
+                                pos(m),
+                                format!("resource multiplier `{}` makes service `{}`'s {key} too large: {e}", m.value.0, svc.name),
+                            )
+                            .hint = Some("use a multiplier that keeps quantities within Kubernetes' range, such as `2` or `0.5`".into());
+                        }
+                        Some(_) => {}
+                        None => {
+                            d.error(pos(svc_name), format!("service `{}`: {e}", svc.name));
+                        }
+                    },
                 }
             }
         }
@@ -917,12 +955,14 @@ fn resolve_environment(
         let mut node_selector = BTreeMap::new();
         let mut tolerations = Vec::new();
         if let Some(info) = pool_name.as_deref().and_then(|p| pools.get(p)) {
-            node_selector = info.raw.labels.clone();
+            node_selector = (info.raw.labels.0.iter())
+                .map(|(k, v)| (k.value.clone(), v.value.clone()))
+                .collect();
             for t in &info.raw.taints {
                 tolerations.push(Toleration {
-                    key: t.key.clone(),
+                    key: t.key.value.clone(),
                     operator: if t.value.is_some() { "Equal" } else { "Exists" },
-                    value: t.value.clone(),
+                    value: t.value.as_ref().map(|v| v.value.clone()),
                     effect: t.effect,
                 });
             }
@@ -949,11 +989,14 @@ fn resolve_environment(
                 .and_then(|h| h.target_cpu.as_ref())
                 .map_or(default_target, |v| v.value),
         };
+        let over_min = hpa.and_then(|h| h.min_replicas.as_ref());
+        let over_max = hpa.and_then(|h| h.max_replicas.as_ref());
+        let over_target = hpa.and_then(|h| h.target_cpu.as_ref());
         if autoscaling.enabled {
-            let at = hpa
-                .and_then(|h| h.min_replicas.as_ref().or(h.max_replicas.as_ref()))
-                .map_or(pos(svc_name), pos);
-            if autoscaling.min_replicas > autoscaling.max_replicas {
+            let at = over_min.or(over_max).map_or(pos(svc_name), pos);
+            if autoscaling.min_replicas > autoscaling.max_replicas
+                && (over_min.is_some() || over_max.is_some())
+            {
                 d.error(
                     at,
                     format!(
@@ -962,15 +1005,17 @@ fn resolve_environment(
                     ),
                 );
             }
-            if autoscaling.min_replicas == 0 {
+            if autoscaling.min_replicas == 0 && over_min.is_some() {
                 d.error(
                     at,
                     format!("service `{}`: HPA minReplicas must be at least 1", svc.name),
                 );
             }
-            if !(1..=100).contains(&autoscaling.target_cpu_utilization_percentage) {
+            if !(1..=100).contains(&autoscaling.target_cpu_utilization_percentage)
+                && let Some(target) = over_target
+            {
                 d.error(
-                    at,
+                    pos(target),
                     format!(
                         "service `{}`: targetCPUUtilizationPercentage must be 1-100",
                         svc.name

@@ -560,7 +560,7 @@ fn problems_point_at_what_is_wrong() {
     let stderr = render_fails(&repo, &[]);
     assert_eq!(stderr.matches("error:").count(), 2, "{stderr}");
     assert!(
-        stderr.contains("environments/staging.yaml:12:11"),
+        stderr.contains("environments/staging.yaml:11:24"),
         "{stderr}"
     );
     assert!(
@@ -592,7 +592,7 @@ fn problems_point_at_what_is_wrong() {
     );
     let stderr = render_fails(&repo, &[]);
     assert!(
-        stderr.contains("environments/staging.yaml:16:31"),
+        stderr.contains("environments/staging.yaml:15:27"),
         "{stderr}"
     );
     assert!(stderr.contains("value `bad value!`"), "{stderr}");
@@ -601,15 +601,9 @@ fn problems_point_at_what_is_wrong() {
     let repo = Repo::with_staging();
     repo.write(
         "environments/staging.yaml",
-        &STAGING.replace(
-            "      image: {tag: \"1.0.0\"}\n",
-            "\t  image: {tag: \"1.0.0\"}\n",
-        ),
+        &STAGING.replace("kind: Environment\n", "\tkind: Environment\n"),
     );
     let stderr = render_fails(&repo, &[]);
-    assert!(
-        stderr.contains("environments/staging.yaml:15:1"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("environments/staging.yaml:2:1"), "{stderr}");
     assert!(stderr.contains("tab"), "{stderr}");
 }
