@@ -240,10 +240,24 @@ fn render_command(root: &Path, args: &RenderArgs) -> Outcome {
     let mut applied = false;
     if !args.check && !refuse && plan.needs_apply() {
         if let Err(e) = plan.apply(root) {
-            report(
-                &e,
-                Some("run `kairo render` again to complete the remaining files"),
-            );
+            let hint = match &e {
+                apply::ApplyError::Partial { written, .. } => format!(
+                    "fix the cause and run `kairo render` again to complete the render; written before the failure: {}{}",
+                    written
+                        .iter()
+                        .take(10)
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if written.len() > 10 {
+                        format!(" and {} more", written.len() - 10)
+                    } else {
+                        String::new()
+                    }
+                ),
+                _ => "nothing was written; fix the cause and run `kairo render` again".into(),
+            };
+            report(&e, Some(&hint));
             return Outcome::Failed;
         }
         applied = true;

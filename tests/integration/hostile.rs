@@ -607,3 +607,74 @@ fn problems_point_at_what_is_wrong() {
     assert!(stderr.contains("environments/staging.yaml:2:1"), "{stderr}");
     assert!(stderr.contains("tab"), "{stderr}");
 }
+
+/// A file that cannot be written (immutable, read-only file system) is found before the
+/// first write: exit 2 and nothing written.
+#[test]
+fn unwritable_targets_are_found_before_writing() {
+    let repo = Repo::with_staging();
+    render_ok(&repo);
+    let web = repo.path().join("clusters/staging/releases/web.yaml");
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING
+            .replace("1.0.0", "1.0.1")
+            .replace("replicas: 2", "replicas: 3"),
+    );
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&web)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        eprintln!("note: chattr +i is not available here; the fail point test covers the rest");
+        return;
+    }
+    let before = crate::support::tree(repo.path());
+    let out = repo.kairo(&["render"]);
+    chattr("-i");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
+    assert!(out.stderr.contains("releases/web.yaml"), "{}", out.stderr);
+    assert_eq!(crate::support::tree(repo.path()), before);
+    render_ok(&repo);
+}
+
+/// A write that fails midway (fail point) says what was written and that a re-run
+/// completes the render; the re-run does.
+#[test]
+fn a_write_failing_midway_says_what_was_written() {
+    let repo = Repo::with_staging();
+    let fresh = Repo::with_staging();
+    render_ok(&fresh);
+    let out = crate::support::run_kairo_with_env(
+        repo.path(),
+        &["render"],
+        &[("KAIRO_FAIL_POINT", "apply-write")],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("writing stopped after"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("written before the failure: `clusters/staging/"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("run `kairo render` again to complete the render"),
+        "{}",
+        out.stderr
+    );
+    render_ok(&repo);
+    assert_eq!(
+        crate::support::tree(&repo.path().join("clusters")),
+        crate::support::tree(&fresh.path().join("clusters"))
+    );
+}
