@@ -28,8 +28,12 @@ pub struct Diagnostic {
     pub snippet: Option<String>,
 }
 
-/// Messages quote values from the input; beyond this many characters they are cut.
-const MAX_MESSAGE: usize = 300;
+/// Messages quote values from the input; beyond this many characters they are cut. Long
+/// enough for kairo's own lists of names.
+const MAX_MESSAGE: usize = 2000;
+/// Lines of other tools' error texts, and how many of them are shown.
+const MAX_FOREIGN_LINE: usize = 400;
+const MAX_FOREIGN_LINES: usize = 20;
 /// Source lines are shown in a window of this many characters around the column.
 const SNIPPET_WIDTH: usize = 100;
 
@@ -62,17 +66,19 @@ pub fn bounded(text: &str, max: usize) -> String {
     out
 }
 
-/// A multi-line error text for a terminal: each line `bounded`, at most 40 lines. Messages of
-/// other tools (the Rego parser) quote their input; a hostile file must not flood the log.
+/// A multi-line error text for a terminal: each line `bounded`, a limited number of lines.
+/// Messages of other tools (the Rego parser) quote their input; a hostile file must not flood
+/// the log.
 pub fn bounded_lines(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    let mut out: Vec<String> = lines
-        .iter()
-        .take(40)
-        .map(|l| bounded(l, MAX_MESSAGE))
+    let mut out: Vec<String> = (lines.iter().take(MAX_FOREIGN_LINES))
+        .map(|l| bounded(l, MAX_FOREIGN_LINE))
         .collect();
-    if lines.len() > 40 {
-        out.push(format!("… ({} more lines)", lines.len() - 40));
+    if lines.len() > MAX_FOREIGN_LINES {
+        out.push(format!(
+            "… ({} more lines)",
+            lines.len() - MAX_FOREIGN_LINES
+        ));
     }
     out.join("\n")
 }
