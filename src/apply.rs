@@ -204,6 +204,24 @@ pub enum ApplyError {
     Record { path: PathBuf, line: usize },
     #[error("`{path}` changed while kairo was writing; it was left as it is")]
     Changed { path: String },
+    #[error("writing stopped after {} of {total} change(s)", .written.len())]
+    Partial {
+        /// Repository-relative paths written (or deleted) before the failure.
+        written: Vec<String>,
+        total: usize,
+        #[source]
+        source: Box<ApplyError>,
+    },
+}
+
+/// A named fail point for tests (debug builds only): `KAIRO_FAIL_POINT=<name>` makes that step
+/// fail as a real IO error would, so interrupted applies are tested without timing.
+#[allow(clippy::disallowed_methods)] // test builds only
+fn fail_point(name: &str) -> std::io::Result<()> {
+    if cfg!(debug_assertions) && std::env::var("KAIRO_FAIL_POINT").is_ok_and(|v| v == name) {
+        return Err(std::io::Error::other(format!("fail point `{name}`")));
+    }
+    Ok(())
 }
 
 fn is_symlink(path: &Path) -> bool {
@@ -371,10 +389,8 @@ fn plan_environment(
         if let Some((dir, _)) = path.rsplit_once('/') {
             check_no_symlink(base, dir, &mut checked)?;
         }
+        // Rendering has checked every file it produced (`render::check_rendered`).
         let disk = base.read(path)?;
-        if disk.as_deref() != Some(bytes) && path != record_path {
-            crate::render::check_output(path, bytes)?;
-        }
         let action = match &disk {
             Some(disk) if disk == bytes => {
                 plan.unchanged += 1;
@@ -443,7 +459,13 @@ fn plan_environment(
         plan.removed_envs.insert(env_dir);
     }
     if !plan.changes.is_empty() && !removed {
-        plan.interim.insert(record_path, interim.into_bytes());
+        plan.interim
+            .insert(record_path.clone(), interim.into_bytes());
+        // The interim record replaces the record on disk even when the final one is unchanged
+        // (a re-run after an interrupted apply): write the final one again, last.
+        plan.writes
+            .entry(record_path)
+            .or_insert_with(|| record.clone().into_bytes());
     }
     // Temporary files of an apply that was killed mid-write.
     for dir in &checked {
@@ -543,6 +565,93 @@ impl Plan {
             self.conflicts.is_empty(),
             "apply called on a plan with conflicts"
         );
+        // Failures that can be seen before writing stop the apply before its first write.
+        self.preflight(root)?;
+        let written = std::sync::Mutex::new(Vec::new());
+        self.write_all(root, &written).map_err(|source| {
+            let written = written.into_inner().unwrap_or_default();
+            if written.is_empty() {
+                source
+            } else {
+                ApplyError::Partial {
+                    written,
+                    total: self.changes.len(),
+                    source: Box::new(source),
+                }
+            }
+        })
+    }
+
+    /// Checks that every file to be replaced can be opened for writing and that every
+    /// directory written to accepts new files (read-only or immutable files and directories,
+    /// a directory where a file belongs), without changing anything.
+    fn preflight(&self, root: &Path) -> Result<(), ApplyError> {
+        let mut dirs = BTreeSet::new();
+        for path in self.writes.keys().chain(self.interim.keys()) {
+            let full = root.join(path);
+            let err = |source| ApplyError::Write {
+                path: full.clone(),
+                source,
+            };
+            match std::fs::symlink_metadata(&full) {
+                Ok(m) if m.is_dir() => {
+                    return Err(err(std::io::Error::new(
+                        std::io::ErrorKind::IsADirectory,
+                        "a directory is where kairo writes this file",
+                    )));
+                }
+                Ok(_) => {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&full)
+                        .map_err(err)?;
+                }
+                Err(_) => {}
+            }
+            if let Some((dir, _)) = path.rsplit_once('/') {
+                dirs.insert(dir.to_string());
+            }
+        }
+        for dir in dirs {
+            // The nearest existing ancestor must be a directory that accepts new files.
+            let mut existing = root.join(&dir);
+            while !existing.exists() {
+                match existing.parent() {
+                    Some(p) => existing = p.to_path_buf(),
+                    None => break,
+                }
+            }
+            let err = |source| ApplyError::Write {
+                path: existing.clone(),
+                source,
+            };
+            if !existing.is_dir() {
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "a file is where kairo needs a directory",
+                )));
+            }
+            tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(&existing)
+                .map_err(err)?;
+        }
+        fail_point("apply-preflight").map_err(|source| ApplyError::Write {
+            path: root.to_path_buf(),
+            source,
+        })
+    }
+
+    fn write_all(
+        &self,
+        root: &Path,
+        written: &std::sync::Mutex<Vec<String>>,
+    ) -> Result<(), ApplyError> {
+        let note = |path: &str| {
+            if let Ok(mut w) = written.lock() {
+                w.push(path.to_string());
+            }
+        };
         for (path, bytes) in &self.interim {
             write_below(root, path, bytes)?;
         }
@@ -551,8 +660,15 @@ impl Plan {
             self.writes.iter().partition(|(p, _)| p.ends_with(RECORD));
         // In parallel: writing many small files is system-call bound.
         for result in crate::par::map(&files, |(path, bytes)| {
+            if Some(path) == files.first().map(|(p, _)| p) {
+                fail_point("apply-write").map_err(|source| ApplyError::Write {
+                    path: root.join(path),
+                    source,
+                })?;
+            }
             self.recheck(root, path)?;
             write_below(root, path, bytes)?;
+            note(path);
             crate::failpoint::hit("apply-write");
             Ok::<(), ApplyError>(())
         }) {
@@ -576,6 +692,7 @@ impl Plan {
             self.recheck(root, &change.path)?;
             remove(&change.path)?;
             crate::failpoint::hit("apply-delete");
+            note(&change.path);
         }
         // Deepest first; a directory that still holds anything (ours or not) stays.
         for dir in self.prune_dirs.iter().rev() {

@@ -40,6 +40,13 @@ pub struct Cli {
     /// Colour: `auto` (when the stream is a terminal and `NO_COLOR` is unset), `always`, `never`.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+    /// YAML events that aliases (`*name`) may replay in one input file (at least; a larger
+    /// file gets four per byte): a guard against alias bombs.
+    #[arg(long, global = true, env = "KAIRO_YAML_ALIAS_LIMIT", value_name = "EVENTS", default_value_t = crate::limits::Limits::default().yaml_alias_events)]
+    pub yaml_alias_limit: usize,
+    /// Fuel for one template render (about one unit per instruction): stops runaway loops.
+    #[arg(long, global = true, env = "KAIRO_TEMPLATE_FUEL", value_name = "UNITS", default_value_t = crate::limits::Limits::default().template_fuel)]
+    pub template_fuel: u64,
     #[command(subcommand)]
     pub command: Command,
 }

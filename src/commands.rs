@@ -46,7 +46,7 @@ type Result<T = Outcome> = std::result::Result<T, Outcome>;
 
 /// Prints an error and its causes once each, uv style, with an optional hint.
 fn report(err: &dyn std::error::Error, hint: Option<&str>) {
-    let mut text = format!("{}: {err}", output::error_prefix());
+    let mut text = format!(": {err}");
     let mut source = err.source();
     while let Some(cause) = source {
         text.push_str(&format!("\n  caused by: {cause}"));
@@ -55,7 +55,12 @@ fn report(err: &dyn std::error::Error, hint: Option<&str>) {
     if let Some(hint) = hint {
         text.push_str(&format!("\n  hint: {hint}"));
     }
-    output::message(&text);
+    // Causes may quote input (or another tool quoting it): never more than a bounded amount.
+    output::message(&format!(
+        "{}{}",
+        output::error_prefix(),
+        model::diag::bounded_lines(&text)
+    ));
 }
 
 fn fail(err: &dyn std::error::Error, hint: Option<&str>) -> Outcome {
@@ -121,7 +126,8 @@ fn pipeline_failed(e: &PipelineError, json: bool, what_happened: &str) -> Outcom
             e,
             Some("run kairo from the repository root, or pass `--root DIR`"),
         ),
-        PipelineError::Render(_) => fail(e, Some(what_happened)),
+        PipelineError::Render(r) => fail(e, Some(r.hint().unwrap_or(what_happened))),
+        PipelineError::Input(i) => fail(e, Some(i.hint())),
         PipelineError::Policy(p) => fail(e, p.hint()),
         _ => fail(e, None),
     }
@@ -222,12 +228,24 @@ fn render_command(root: &Path, args: &RenderArgs) -> Result {
     let mut applied = false;
     if !args.check && !refuse && plan.needs_apply() {
         plan.apply(root).map_err(|e| {
-            fail(
-                &e,
-                Some(
-                    "some files may have been written; run `kairo render` again to complete the rest",
+            let hint = match &e {
+                apply::ApplyError::Partial { written, .. } => format!(
+                    "fix the cause and run `kairo render` again to complete the render; written before the failure: {}{}",
+                    written
+                        .iter()
+                        .take(10)
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if written.len() > 10 {
+                        format!(" and {} more", written.len() - 10)
+                    } else {
+                        String::new()
+                    }
                 ),
-            )
+                _ => "nothing was written; fix the cause and run `kairo render` again".into(),
+            };
+            fail(&e, Some(&hint))
         })?;
         applied = true;
     }

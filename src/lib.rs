@@ -10,6 +10,8 @@ mod commands;
 pub mod diff;
 pub mod failpoint;
 pub mod git;
+pub mod input;
+pub mod limits;
 pub mod lock;
 pub mod model;
 pub mod output;
@@ -55,6 +57,10 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
     };
     output::init(cli.color);
     init_logging(cli.verbose, cli.log_format);
+    limits::set(limits::Limits {
+        yaml_alias_events: cli.yaml_alias_limit,
+        template_fuel: cli.template_fuel,
+    });
     commands::dispatch(cli).into()
 }
 

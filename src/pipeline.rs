@@ -53,6 +53,8 @@ pub enum PipelineError {
     Render(#[from] RenderError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
 }
 
 fn count_errors(diags: &[Diagnostic]) -> usize {
@@ -167,7 +169,11 @@ impl Inputs {
 
     pub fn policies(&self, namespaces: &[String]) -> Result<Policies, PipelineError> {
         Ok(match self {
-            Inputs::Disk(root) => Policies::load(root, namespaces)?,
+            Inputs::Disk(root) => {
+                // policy.rs reads the files itself; refuse links leaving the repository first.
+                crate::input::check_dir(root, policy::POLICIES_DIR, crate::input::POLICY_FILES)?;
+                Policies::load(root, namespaces)?
+            }
             Inputs::Files { files, .. } => {
                 let dir = format!("{}/", policy::POLICIES_DIR);
                 let mut sources = BTreeMap::new();

@@ -34,6 +34,8 @@ pub enum DiffError {
     Git(#[from] crate::git::GitError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     #[error("failed to read `{path}`")]
     Io {
         path: String,
@@ -75,7 +77,7 @@ impl Side {
                     path: base.display().to_string(),
                     source: e.into(),
                 })?;
-                if !entry.file_type().is_file() {
+                if entry.file_type().is_dir() {
                     continue;
                 }
                 let rel = entry
@@ -84,10 +86,8 @@ impl Side {
                     .expect("walked below root")
                     .to_string_lossy()
                     .replace('\\', "/");
-                let bytes = std::fs::read(entry.path()).map_err(|source| DiffError::Io {
-                    path: rel.clone(),
-                    source,
-                })?;
+                // Links are followed only inside the repository, as `render` does.
+                let bytes = crate::input::read(root, &rel)?;
                 files.insert(rel, bytes);
             }
         }

@@ -68,7 +68,7 @@ pub fn current_image(
     Ok((
         image.tag.value.clone(),
         image.digest.as_ref().map(|d| d.value.clone()),
-        entry.pinned,
+        entry.pinned.0,
     ))
 }
 
@@ -247,7 +247,7 @@ fn edits_for(
     if image.tag.value == change.tag && same_digest {
         return Ok(());
     }
-    if entry.pinned && !change.force {
+    if entry.pinned.0 && !change.force {
         return Err(EditError::Pinned {
             file: path.into(),
             service: change.service.into(),

@@ -182,8 +182,8 @@ pub fn load(root: &Path) -> Result<Model, ModelError> {
     Model::from_files(&read_sources(root)?)
 }
 
-/// Reads the input files of `<root>/environments/`, sorted by path. A file that is not UTF-8
-/// is an input error with its name.
+/// Reads the input files of `<root>/environments/`, sorted by path. A file that is not UTF-8,
+/// or a link leaving the repository, is an input error with its name (and position).
 pub fn read_sources(root: &Path) -> Result<Vec<SourceFile>, ModelError> {
     let dir = root.join(ENVIRONMENTS_DIR);
     let entries = std::fs::read_dir(&dir).map_err(|source| ModelError::Io {
@@ -191,43 +191,65 @@ pub fn read_sources(root: &Path) -> Result<Vec<SourceFile>, ModelError> {
         source,
     })?;
     let mut files = Vec::new();
-    let mut not_text = Vec::new();
+    let mut unreadable = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| ModelError::Io {
             path: dir.clone(),
             source,
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_input_file(&name) || !entry.path().is_file() {
+        if !is_input_file(&name) || entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let path = entry.path();
-        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
-            path: path.clone(),
-            source,
-        })?;
         let rel = format!("{ENVIRONMENTS_DIR}/{name}");
+        let whole_file = |message: String, hint: &str| Diagnostic {
+            severity: Severity::Error,
+            file: rel.clone(),
+            line: 0,
+            column: 0,
+            message,
+            hint: Some(hint.into()),
+            snippet: None,
+        };
+        let bytes = match crate::input::read(root, &rel) {
+            Ok(bytes) => bytes,
+            Err(crate::input::InputError::Io { source, .. }) => {
+                return Err(ModelError::Io {
+                    path: entry.path(),
+                    source,
+                });
+            }
+            Err(e) => {
+                unreadable.push(whole_file(e.to_string(), e.hint()));
+                continue;
+            }
+        };
         match String::from_utf8(bytes) {
             Ok(text) => files.push(SourceFile { path: rel, text }),
-            Err(_) => not_text.push(Diagnostic {
-                severity: Severity::Error,
-                file: rel,
-                line: 0,
-                column: 0,
-                message: "the file is not UTF-8 text".into(),
-                hint: Some("save it as UTF-8".into()),
-                snippet: None,
-            }),
+            Err(e) => {
+                let (line, column, prefix) =
+                    crate::input::utf8_position(e.as_bytes(), e.utf8_error().valid_up_to());
+                unreadable.push(Diagnostic {
+                    line,
+                    column,
+                    snippet: Some(prefix),
+                    ..whole_file(
+                        "the file is not UTF-8 text".into(),
+                        "save the file as UTF-8",
+                    )
+                });
+            }
         }
-    }
-    if !not_text.is_empty() {
-        // Report the other files' problems too.
-        if let Err(ModelError::Invalid(mut more)) = Model::from_files(&files) {
-            not_text.append(&mut more);
-        }
-        return Err(ModelError::Invalid(not_text));
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    if !unreadable.is_empty() {
+        // Report the other files' problems too.
+        if let Err(ModelError::Invalid(mut more)) = Model::from_files(&files) {
+            unreadable.append(&mut more);
+        }
+        unreadable.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        return Err(ModelError::Invalid(unreadable));
+    }
     Ok(files)
 }
 

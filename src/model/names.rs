@@ -24,6 +24,36 @@ pub fn dns_label_problem(s: &str) -> Option<String> {
     None
 }
 
+/// The reason `s` is not a DNS-1123 subdomain (dot-separated labels, at most 253 bytes), the
+/// form of most Kubernetes object names.
+pub fn dns_subdomain_problem(s: &str) -> Option<String> {
+    if s.len() > 253 {
+        return Some(format!("is {} characters long; the limit is 253", s.len()));
+    }
+    s.split('.').find_map(dns_label_problem)
+}
+
+/// The reason `s` is not a container port name (IANA service name): at most 15 lowercase
+/// letters, digits and `-`, with at least one letter and no `--`.
+pub fn port_name_problem(s: &str) -> Option<String> {
+    if let Some(problem) = dns_label_problem(s) {
+        return Some(problem);
+    }
+    if s.len() > 15 {
+        return Some(format!(
+            "is {} characters long; the limit for port names is 15",
+            s.len()
+        ));
+    }
+    if !s.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Some("must contain a letter".into());
+    }
+    if s.contains("--") {
+        return Some("must not contain `--`".into());
+    }
+    None
+}
+
 /// The reason `s` is not a Kubernetes label value (or taint value): at most 63 characters,
 /// alphanumerics with `-`, `_` and `.` inside; may be empty.
 pub fn label_value_problem(s: &str) -> Option<String> {
@@ -142,6 +172,21 @@ mod tests {
         assert!(dns_label_problem("Api").is_some());
         assert!(dns_label_problem(&"a".repeat(64)).is_some());
         assert!(dns_label_problem("-a").is_some());
+        assert_eq!(dns_subdomain_problem("high.priority-1"), None);
+        assert_eq!(port_name_problem("http-metrics"), None);
+        for bad in ["8080", "a--b", "very-long-port-name", "Http"] {
+            assert!(port_name_problem(bad).is_some(), "{bad}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "Medium_Priority",
+            "Bad Class!",
+            &"a.".repeat(127),
+        ] {
+            assert!(dns_subdomain_problem(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,13 +4,12 @@
 //! serde with a position. Names, quantities, tags and cross references are kept as located
 //! strings and checked in `resolve`, which reports every such problem at once.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
-use crate::yaml::Spanned;
+use crate::yaml::{Bool, Spanned};
 
 pub const API_VERSION: &str = "kairo.dev/v1alpha1";
 pub const KIND_CATALOG: &str = "ServiceCatalog";
@@ -202,7 +201,7 @@ pub struct Service {
     pub resources: Resources,
     pub gpu: Option<Gpu>,
     #[serde(default)]
-    pub autoscaling: bool,
+    pub autoscaling: Bool,
     pub priority_class: Option<Spanned<String>>,
     #[serde(default)]
     pub ports: Vec<Port>,
@@ -282,7 +281,7 @@ pub struct Defaults {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Hpa {
-    pub enabled: Option<bool>,
+    pub enabled: Option<Bool>,
     pub min_replicas: Option<Spanned<u32>>,
     pub max_replicas: Option<Spanned<u32>>,
     #[serde(rename = "targetCPUUtilizationPercentage")]
@@ -292,7 +291,7 @@ pub struct Hpa {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Pdb {
-    pub enabled: Option<bool>,
+    pub enabled: Option<Bool>,
     pub min_available: Option<Spanned<u32>>,
 }
 
@@ -300,7 +299,7 @@ pub struct Pdb {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Pool {
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: NamedMap<Spanned<String>>,
     #[serde(default)]
     pub taints: Vec<Taint>,
     pub gpu: Option<PoolGpu>,
@@ -327,18 +326,18 @@ pub enum TaintEffect {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Taint {
-    pub key: String,
-    pub value: Option<String>,
+    pub key: Spanned<String>,
+    pub value: Option<Spanned<String>>,
     pub effect: TaintEffect,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EnvService {
-    pub enabled: Option<bool>,
+    pub enabled: Option<Bool>,
     pub image: Option<ImageRef>,
     #[serde(default)]
-    pub pinned: bool,
+    pub pinned: Bool,
     pub replicas: Option<Spanned<u32>>,
     pub resources: Option<Resources>,
     pub hpa: Option<Hpa>,

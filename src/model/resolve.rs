@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::diag::{Diagnostic, Pos, Severity, SourceFile};
 use super::names::{
-    did_you_mean, digest_problem, dns_label_problem, label_key_problem, label_value_problem,
-    oci_tag_problem,
+    did_you_mean, digest_problem, dns_label_problem, dns_subdomain_problem, label_key_problem,
+    label_value_problem, oci_tag_problem, port_name_problem,
 };
 use super::quantity::{Decimal, Granularity, Quantity};
 use super::raw::{self, API_VERSION, KIND_CATALOG, KIND_ENVIRONMENT, SourceKind};
@@ -13,7 +13,7 @@ use super::{
     Autoscaling, ChartRef, Environment, HelmRepository, Image, Model, ModelError, OciRepository,
     PodDisruptionBudget, Port, QuantityValue, Release, Resources, Toleration,
 };
-use crate::yaml::{self, Spanned, YamlError};
+use crate::yaml::{self, Bool, Spanned, YamlError};
 
 const DEFAULT_SOURCE_INTERVAL: &str = "1h";
 
@@ -58,6 +58,18 @@ impl Diags<'_> {
         }
     }
 
+    /// Names Kubernetes allows to contain dots (PriorityClass): a DNS-1123 subdomain.
+    fn subdomain(&mut self, what: &str, name: &Spanned<String>) -> bool {
+        match dns_subdomain_problem(&name.value) {
+            None => true,
+            Some(problem) => {
+                let d = self.error(pos(name), format!("{what} `{}` {problem}", name.value));
+                d.hint = Some("write a DNS-1123 subdomain: lowercase letters, digits, `-` and `.`, at most 253 characters".into());
+                false
+            }
+        }
+    }
+
     fn yaml(&mut self, e: YamlError) {
         let at = Pos {
             line: e.line,
@@ -72,11 +84,7 @@ impl Diags<'_> {
             self.error(at, e.message).hint = Some(hint);
             return;
         }
-        if e.message.starts_with("duplicate key") {
-            self.error(at, e.message).hint = Some("a key may appear only once in a mapping".into());
-            return;
-        }
-        self.error(at, e.message);
+        self.error(at, e.message).hint = e.hint;
     }
 }
 
@@ -251,6 +259,35 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
         }
         unique.push((*file, name, spec));
     }
+    // Two environments in one cluster and namespace would render (and Flux would apply) the
+    // same objects twice, with different contents.
+    let mut placements: BTreeMap<(&str, &str), (&SourceFile, &Spanned<String>)> = BTreeMap::new();
+    for (file, name, spec) in &unique {
+        let key = (spec.cluster.value.as_str(), spec.namespace.value.as_str());
+        let Some((other_file, other)) = placements.insert(key, (*file, *name)) else {
+            continue;
+        };
+        let (first, (later_file, later)) = if other.value < name.value {
+            ((other_file, other), (*file, *name))
+        } else {
+            ((*file, *name), (other_file, other))
+        };
+        Diags {
+            file: later_file,
+            out: &mut out,
+        }
+        .error(
+            pos(later),
+            format!(
+                "environments `{}` and `{}` both render into cluster `{}`, namespace `{}`",
+                first.1.value, later.value, key.0, key.1
+            ),
+        )
+        .hint = Some(format!(
+            "`{}` is defined in `{}`; give each environment its own cluster or namespace, or remove the copy",
+            first.1.value, first.0.path
+        ));
+    }
     // Environments are independent once the catalog is known.
     let resolved = crate::par::map(&unique, |(file, name, spec)| {
         let mut diags = Vec::new();
@@ -422,7 +459,10 @@ fn resolve_catalog<'a>(
         );
         let mut ports = Vec::new();
         for p in &svc.ports {
-            d.label("port name", &p.name);
+            if let Some(problem) = port_name_problem(&p.name.value) {
+                d.error(pos(&p.name), format!("port name `{}` {problem}", p.name.value)).hint =
+                    Some("Kubernetes port names are up to 15 lowercase letters, digits and `-`, with a letter, such as `http` or `grpc-web`".into());
+            }
             if p.port.value == 0 {
                 d.error(pos(&p.port), "port must be between 1 and 65535");
             }
@@ -432,7 +472,7 @@ fn resolve_catalog<'a>(
             });
         }
         if let Some(pc) = &svc.priority_class {
-            d.label("priority class", pc);
+            d.subdomain("priority class", pc);
         }
         let (Some(source), true) = (source, valid_name) else {
             rejected.insert(name.value.clone());
@@ -491,7 +531,7 @@ fn resolve_catalog<'a>(
                     .as_ref()
                     .and_then(|g| g.class.as_ref())
                     .map(|c| c.value.clone()),
-                autoscaling: svc.autoscaling,
+                autoscaling: svc.autoscaling.0,
                 priority_class: svc.priority_class.as_ref().map(|p| p.value.clone()),
                 ports,
             },
@@ -638,20 +678,24 @@ fn resolve_environment(
     let mut pools: BTreeMap<&str, PoolInfo> = BTreeMap::new();
     for (pool_name, pool) in &spec.node_pools.0 {
         d.label("node pool name", pool_name);
-        let labels = pool.labels.iter().map(|(k, v)| ("label", k, Some(v)));
+        let labels = pool.labels.0.iter().map(|(k, v)| ("label", k, Some(v)));
         let taints = pool
             .taints
             .iter()
             .map(|t| ("taint", &t.key, t.value.as_ref()));
         for (what, key, value) in labels.chain(taints) {
-            let problem = label_key_problem(key)
-                .map(|p| format!("key `{key}` {p}"))
+            // Reported where the bad text is: the key, or else the value.
+            let problem = label_key_problem(&key.value)
+                .map(|p| (pos(key), format!("key `{}` {p}", key.value)))
                 .or_else(|| {
-                    value.and_then(|v| label_value_problem(v).map(|p| format!("value `{v}` {p}")))
+                    value.and_then(|v| {
+                        label_value_problem(&v.value)
+                            .map(|p| (pos(v), format!("value `{}` {p}", v.value)))
+                    })
                 });
-            if let Some(problem) = problem {
+            if let Some((at, problem)) = problem {
                 d.error(
-                    pos(pool_name),
+                    at,
                     format!("node pool `{}`: {what} {problem}", pool_name.value),
                 )
                 .hint = Some("Kubernetes label and taint keys look like `node-type` or `nvidia.com/gpu`; values are up to 63 letters, digits, `-`, `_` and `.`".into());
@@ -696,6 +740,9 @@ fn resolve_environment(
     if let Some(p) = &defaults.pool {
         check_pool_ref(&mut d, p);
     }
+    if let Some(pc) = &defaults.priority_class {
+        d.subdomain("priority class", pc);
+    }
     let default_hpa_min = defaults.hpa.min_replicas.as_ref().map_or(1, |v| v.value);
     let default_hpa_max = defaults
         .hpa
@@ -703,6 +750,29 @@ fn resolve_environment(
         .as_ref()
         .map_or(default_hpa_min, |v| v.value);
     let default_target = defaults.hpa.target_cpu.as_ref().map_or(80, |v| v.value);
+    // The defaults are checked once, here; a service is checked only for what it overrides.
+    let hpa_at = |v: Option<&Spanned<u32>>| v.map_or(Pos::default(), pos);
+    if default_hpa_min > default_hpa_max {
+        d.error(
+            hpa_at(defaults.hpa.min_replicas.as_ref()),
+            format!("environment `{name}`: default HPA minReplicas {default_hpa_min} is greater than maxReplicas {default_hpa_max}"),
+        )
+        .hint = Some("lower `defaults.hpa.minReplicas` or raise `maxReplicas`".into());
+    }
+    if default_hpa_min == 0 {
+        d.error(
+            hpa_at(defaults.hpa.min_replicas.as_ref()),
+            format!("environment `{name}`: default HPA minReplicas must be at least 1"),
+        );
+    }
+    if !(1..=100).contains(&default_target) {
+        d.error(
+            hpa_at(defaults.hpa.target_cpu.as_ref()),
+            format!("environment `{name}`: default targetCPUUtilizationPercentage must be 1-100"),
+        );
+    }
+    // A multiplier too large for a quantity is reported once, at the multiplier.
+    let mut multiplier_reported = false;
     let default_pdb = defaults.pdb.min_available.as_ref().map_or(0, |v| v.value);
 
     let mut releases = Vec::new();
@@ -712,6 +782,9 @@ fn resolve_environment(
     for (svc_name, over) in &spec.services.0 {
         if let Some(p) = &over.pool {
             check_pool_ref(&mut d, p);
+        }
+        if let Some(pc) = &over.priority_class {
+            d.subdomain("priority class", pc);
         }
         if let Some(image) = &over.image {
             if let Some(problem) = oci_tag_problem(&image.tag.value) {
@@ -746,7 +819,7 @@ fn resolve_environment(
             .hint = Some(hint);
             continue;
         };
-        if over.enabled == Some(false) {
+        if over.enabled == Some(Bool(false)) {
             continue;
         }
         let Some(image) = &over.image else {
@@ -780,9 +853,20 @@ fn resolve_environment(
                     Ok(v) => {
                         target.insert(key.to_string(), QuantityValue(v));
                     }
-                    Err(e) => {
-                        d.error(pos(svc_name), format!("service `{}`: {e}", svc.name));
-                    }
+                    Err(e) => match &spec.resource_multiplier {
+                        Some(m) if !multiplier_reported => {
+                            multiplier_reported = true;
+                            d.error(
+                                pos(m),
+                                format!("resource multiplier `{}` makes service `{}`'s {key} too large: {e}", m.value.0, svc.name),
+                            )
+                            .hint = Some("use a multiplier that keeps quantities within Kubernetes' range, such as `2` or `0.5`".into());
+                        }
+                        Some(_) => {}
+                        None => {
+                            d.error(pos(svc_name), format!("service `{}`: {e}", svc.name));
+                        }
+                    },
                 }
             }
         }
@@ -871,12 +955,14 @@ fn resolve_environment(
         let mut node_selector = BTreeMap::new();
         let mut tolerations = Vec::new();
         if let Some(info) = pool_name.as_deref().and_then(|p| pools.get(p)) {
-            node_selector = info.raw.labels.clone();
+            node_selector = (info.raw.labels.0.iter())
+                .map(|(k, v)| (k.value.clone(), v.value.clone()))
+                .collect();
             for t in &info.raw.taints {
                 tolerations.push(Toleration {
-                    key: t.key.clone(),
+                    key: t.key.value.clone(),
                     operator: if t.value.is_some() { "Equal" } else { "Exists" },
-                    value: t.value.clone(),
+                    value: t.value.as_ref().map(|v| v.value.clone()),
                     effect: t.effect,
                 });
             }
@@ -890,8 +976,8 @@ fn resolve_environment(
         let hpa = over.hpa.as_ref();
         let autoscaling = Autoscaling {
             enabled: hpa
-                .and_then(|h| h.enabled)
-                .or(defaults.hpa.enabled.filter(|on| !on))
+                .and_then(|h| h.enabled.map(|b| b.0))
+                .or(defaults.hpa.enabled.map(|b| b.0).filter(|on| !on))
                 .unwrap_or(svc.autoscaling),
             min_replicas: hpa
                 .and_then(|h| h.min_replicas.as_ref())
@@ -903,11 +989,14 @@ fn resolve_environment(
                 .and_then(|h| h.target_cpu.as_ref())
                 .map_or(default_target, |v| v.value),
         };
+        let over_min = hpa.and_then(|h| h.min_replicas.as_ref());
+        let over_max = hpa.and_then(|h| h.max_replicas.as_ref());
+        let over_target = hpa.and_then(|h| h.target_cpu.as_ref());
         if autoscaling.enabled {
-            let at = hpa
-                .and_then(|h| h.min_replicas.as_ref().or(h.max_replicas.as_ref()))
-                .map_or(pos(svc_name), pos);
-            if autoscaling.min_replicas > autoscaling.max_replicas {
+            let at = over_min.or(over_max).map_or(pos(svc_name), pos);
+            if autoscaling.min_replicas > autoscaling.max_replicas
+                && (over_min.is_some() || over_max.is_some())
+            {
                 d.error(
                     at,
                     format!(
@@ -916,15 +1005,17 @@ fn resolve_environment(
                     ),
                 );
             }
-            if autoscaling.min_replicas == 0 {
+            if autoscaling.min_replicas == 0 && over_min.is_some() {
                 d.error(
                     at,
                     format!("service `{}`: HPA minReplicas must be at least 1", svc.name),
                 );
             }
-            if !(1..=100).contains(&autoscaling.target_cpu_utilization_percentage) {
+            if !(1..=100).contains(&autoscaling.target_cpu_utilization_percentage)
+                && let Some(target) = over_target
+            {
                 d.error(
-                    at,
+                    pos(target),
                     format!(
                         "service `{}`: targetCPUUtilizationPercentage must be 1-100",
                         svc.name
@@ -937,8 +1028,8 @@ fn resolve_environment(
             .and_then(|p| p.min_available.as_ref())
             .map_or(default_pdb, |v| v.value);
         let mut pdb_enabled = pdb
-            .and_then(|p| p.enabled)
-            .or(defaults.pdb.enabled)
+            .and_then(|p| p.enabled.map(|b| b.0))
+            .or(defaults.pdb.enabled.map(|b| b.0))
             .unwrap_or(min_available > 0);
         let floor = if autoscaling.enabled {
             autoscaling.min_replicas
@@ -999,7 +1090,7 @@ fn resolve_environment(
                 tag: image.tag.value.clone(),
                 digest: image.digest.as_ref().map(|d| d.value.clone()),
             },
-            pinned: over.pinned,
+            pinned: over.pinned.0,
             replicas,
             resources,
             autoscaling,

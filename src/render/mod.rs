@@ -45,6 +45,14 @@ pub enum RenderError {
     },
     #[error("missing template `{TEMPLATES_DIR}/{0}`")]
     MissingTemplate(&'static str),
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
+    #[error("`{path}:{line}:{column}` is not UTF-8 text")]
+    NotText {
+        path: String,
+        line: u64,
+        column: u64,
+    },
     #[error("template `{TEMPLATES_DIR}/{template}` line {line}: {message}{}", context_note(.environment, .object))]
     Template {
         template: String,
@@ -54,15 +62,32 @@ pub enum RenderError {
         object: Option<String>,
     },
     #[error(
-        "template `{TEMPLATES_DIR}/{template}` produced invalid YAML for `{path}` (line {line}, column {column}): {message}"
+        "template `{TEMPLATES_DIR}/{template}`{} produced invalid output for `{path}` (line {line}, column {column}): {message}",
+        .template_line.map_or(String::new(), |l| format!(" line {l}"))
     )]
     InvalidOutput {
         template: String,
+        /// The template line that most likely wrote the offending output line.
+        template_line: Option<usize>,
         path: String,
         line: u64,
         column: u64,
         message: String,
     },
+}
+
+impl RenderError {
+    /// What the user can do about it, when kairo knows.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            RenderError::Input(e) => Some(e.hint()),
+            RenderError::NotText { .. } => Some("save the file as UTF-8"),
+            RenderError::MissingTemplate(_) => {
+                Some("kairo needs all five templates; copy the missing one from kairo's repository")
+            }
+            _ => None,
+        }
+    }
 }
 
 fn context_note(environment: &Option<String>, object: &Option<String>) -> String {
@@ -84,21 +109,21 @@ impl Templates {
         let dir = root.join(TEMPLATES_DIR);
         let mut sources = BTreeMap::new();
         for name in REQUIRED_TEMPLATES {
-            let path = dir.join(name);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    sources.insert(name.to_string(), text);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(RenderError::MissingTemplate(name));
-                }
-                Err(source) => {
-                    return Err(RenderError::Io {
-                        path: format!("{TEMPLATES_DIR}/{name}"),
-                        source,
-                    });
-                }
+            let rel = format!("{TEMPLATES_DIR}/{name}");
+            if std::fs::symlink_metadata(dir.join(name)).is_err() {
+                return Err(RenderError::MissingTemplate(name));
             }
+            let bytes = crate::input::read(root, &rel)?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                let (line, column, _) =
+                    crate::input::utf8_position(e.as_bytes(), e.utf8_error().valid_up_to());
+                RenderError::NotText {
+                    path: rel.clone(),
+                    line,
+                    column,
+                }
+            })?;
+            sources.insert(name.to_string(), text);
         }
         Templates::from_sources(sources)
     }
@@ -107,6 +132,9 @@ impl Templates {
     pub fn from_sources(sources: BTreeMap<String, String>) -> Result<Templates, RenderError> {
         let mut jinja = Jinja::new();
         jinja.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Each render of a template gets this much fuel: a loop that would run for hours
+        // stops with an error naming the template.
+        jinja.set_fuel(Some(crate::limits::get().template_fuel));
         jinja.add_filter("yaml", yaml_filter);
         for name in REQUIRED_TEMPLATES {
             if !sources.contains_key(name) {
@@ -141,6 +169,13 @@ fn template_error(
     if e.detail().is_some() {
         message = format!("{}: {message}", e.kind());
     }
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        message = format!(
+            "ran out of fuel after {} units of work (a loop that does not end?); raise the limit with `{}` (or `KAIRO_TEMPLATE_FUEL`)",
+            crate::limits::get().template_fuel,
+            crate::limits::TEMPLATE_FUEL_FLAG
+        );
+    }
     RenderError::Template {
         template: e.name().unwrap_or("?").to_string(),
         line: e.line().unwrap_or(0),
@@ -166,12 +201,115 @@ pub fn check_output(path: &str, bytes: &[u8]) -> Result<(), RenderError> {
             .to_string();
         RenderError::InvalidOutput {
             template,
+            template_line: None,
             path: path.to_string(),
             line: e.line,
             column: e.column,
             message: e.message,
         }
     })
+}
+
+/// What each template must produce: (apiVersion, whether only its group is fixed, kind).
+/// kairo lists these files in its own `kustomization.yaml`s and keys policies and diffs by
+/// kind. A HelmRelease's API version is left to the policies (`policies/flux-api.rego` names
+/// retired versions); the namespace template may emit another kind of object (only
+/// `apiVersion` and `kind` are required), which teams use for namespaced secrets.
+fn expected_object(template: &str) -> Option<(&'static str, bool, &'static str)> {
+    Some(match template {
+        HELM_REPOSITORY => ("source.toolkit.fluxcd.io/v1", true, "HelmRepository"),
+        OCI_REPOSITORY => ("source.toolkit.fluxcd.io/v1", true, "OCIRepository"),
+        HELM_RELEASE => ("helm.toolkit.fluxcd.io/v2", true, "HelmRelease"),
+        KUSTOMIZATION => ("kustomize.config.k8s.io/v1beta1", false, "Kustomization"),
+        _ => return None,
+    })
+}
+
+/// The template line that wrote output line `line`: the n-th output line reading exactly so
+/// (or, failing that, starting with the same `key:`) comes from the n-th such template line
+/// when both have as many, that is when no loop or branch changed the count. `None` when that
+/// cannot be told.
+fn template_line(source: &str, output: &str, line: u64) -> Option<usize> {
+    let text = output.lines().nth(line.checked_sub(1)? as usize)?.trim();
+    let key = match text.split_once(':') {
+        Some((k, _)) if !k.is_empty() && !k.contains(['{', '}', ' ']) => Some(format!("{k}:")),
+        _ => None,
+    };
+    let exact = |l: &str| l.trim() == text;
+    let same_key = |l: &str| key.as_ref().is_some_and(|k| l.trim_start().starts_with(k));
+    let tests: [&dyn Fn(&str) -> bool; 2] = [&exact, &same_key];
+    tests.into_iter().find_map(|is_match| {
+        let ordinal = output
+            .lines()
+            .take(line as usize)
+            .filter(|l| is_match(l))
+            .count();
+        let in_output = output.lines().filter(|l| is_match(l)).count();
+        let candidates: Vec<usize> = source
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| is_match(l))
+            .map(|(i, _)| i + 1)
+            .collect();
+        (candidates.len() == in_output && ordinal > 0).then(|| candidates[ordinal - 1])
+    })
+}
+
+/// Checks a rendered file: one YAML document, a mapping without duplicate keys, of the kind
+/// its template must produce. Runs on every rendered file, before anything is compared or
+/// written, so no command (`--no-check` included) sees output kairo itself would reject.
+fn check_rendered(
+    template: &str,
+    source: &str,
+    path: &str,
+    bytes: &[u8],
+) -> Result<(), RenderError> {
+    let text = std::str::from_utf8(bytes).unwrap_or_default();
+    let invalid = |line: u64, column: u64, message: String| RenderError::InvalidOutput {
+        template: template.to_string(),
+        // Output line 1 is kairo's header.
+        template_line: line
+            .checked_sub(1)
+            .and_then(|l| template_line(source, text.split_once('\n')?.1, l)),
+        path: path.to_string(),
+        line,
+        column,
+        message,
+    };
+    let head = crate::yaml::check_object(text).map_err(|e| invalid(e.line, e.column, e.message))?;
+    let (want_api, group_only, want_kind) = expected_object(template).unwrap_or(("", true, ""));
+    let group = |api: &str| api.rsplit_once('/').map_or("", |(g, _)| g).to_string();
+    for (key, found, want, same) in [
+        (
+            "apiVersion",
+            &head.api_version,
+            want_api,
+            &(|v: &str| v == want_api || (group_only && group(v) == group(want_api)))
+                as &dyn Fn(&str) -> bool,
+        ),
+        ("kind", &head.kind, want_kind, &|v: &str| v == want_kind),
+    ] {
+        match found {
+            Some((value, _)) if want.is_empty() && !value.is_empty() => {}
+            Some((value, _)) if !want.is_empty() && same(value) => {}
+            Some((value, line)) if !want.is_empty() => {
+                return Err(invalid(
+                    *line,
+                    1,
+                    format!("`{key}: {value}`; expected `{want}`"),
+                ));
+            }
+            _ if want.is_empty() => {
+                return Err(invalid(
+                    1,
+                    1,
+                    format!("no `{key}` (a string) in the object"),
+                ));
+            }
+            _ => return Err(invalid(1, 1, format!("no `{key}`; expected `{want}`"))),
+        }
+    }
+    Ok(())
 }
 
 /// The environments among `names` whose `clusters/<env>/flux-system/` exists under `root`.
@@ -267,6 +405,7 @@ fn render_environment(
         if !out.ends_with(b"\n") {
             out.push(b'\n');
         }
+        check_rendered(template, tmpl.source(), &path, &out)?;
         files.insert(path, out);
         Ok(())
     };

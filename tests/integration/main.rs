@@ -7,6 +7,7 @@ mod bump;
 mod cli;
 mod diff;
 mod golden;
+mod hostile;
 mod policy;
 mod quantity;
 mod render;

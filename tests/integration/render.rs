@@ -129,7 +129,9 @@ fn removed_services_and_environments_are_pruned() {
     );
     repo.write(
         "environments/production.yaml",
-        &STAGING.replace("name: staging", "name: production"),
+        &STAGING
+            .replace("name: staging", "name: production")
+            .replace("cluster: acme-staging", "cluster: acme-production"),
     );
     render_ok(&repo, &[]);
     assert!(repo.exists("clusters/staging/releases/worker.yaml"));
@@ -162,7 +164,9 @@ fn removed_services_and_environments_are_pruned() {
     std::fs::remove_file(repo.path().join("clusters/production/README.md")).unwrap();
     repo.write(
         "environments/production.yaml",
-        &STAGING.replace("name: staging", "name: production"),
+        &STAGING
+            .replace("name: staging", "name: production")
+            .replace("cluster: acme-staging", "cluster: acme-production"),
     );
     render_ok(&repo, &[]);
     std::fs::remove_file(repo.path().join("environments/production.yaml")).unwrap();
@@ -277,13 +281,17 @@ fn output_is_deterministic_across_directories_and_file_order() {
     a.write("environments/staging.yaml", STAGING);
     a.write(
         "environments/production.yaml",
-        &STAGING.replace("name: staging", "name: production"),
+        &STAGING
+            .replace("name: staging", "name: production")
+            .replace("cluster: acme-staging", "cluster: acme-production"),
     );
     let b = Repo::new();
     // Created in another order, in another directory, rendered one environment at a time.
     b.write(
         "environments/production.yaml",
-        &STAGING.replace("name: staging", "name: production"),
+        &STAGING
+            .replace("name: staging", "name: production")
+            .replace("cluster: acme-staging", "cluster: acme-production"),
     );
     b.write("environments/staging.yaml", STAGING);
     b.write("environments/services.yaml", CATALOG);
@@ -301,7 +309,9 @@ fn env_filter_leaves_other_environments_alone() {
     let repo = Repo::with_staging();
     repo.write(
         "environments/production.yaml",
-        &STAGING.replace("name: staging", "name: production"),
+        &STAGING
+            .replace("name: staging", "name: production")
+            .replace("cluster: acme-staging", "cluster: acme-production"),
     );
     render_ok(&repo, &["--env", "production"]);
     assert!(repo.exists("clusters/production/releases/web.yaml"));
@@ -357,7 +367,7 @@ fn a_failed_render_leaves_the_repository_as_it_was() {
     assert_eq!(out.code, 2);
     assert!(
         out.stderr
-            .contains("produced invalid YAML for `clusters/staging/releases/web.yaml`"),
+            .contains("produced invalid output for `clusters/staging/releases/web.yaml`"),
         "{}",
         out.stderr
     );
@@ -504,7 +514,9 @@ fn a_removed_environment_where_flux_is_bootstrapped_is_kept_until_forced() {
     let repo = Repo::with_staging();
     repo.write(
         "environments/production.yaml",
-        &STAGING.replace("name: staging", "name: production"),
+        &STAGING
+            .replace("name: staging", "name: production")
+            .replace("cluster: acme-staging", "cluster: acme-production"),
     );
     repo.write("clusters/production/flux-system/gotk-sync.yaml", "# flux\n");
     render_ok(&repo, &[]);

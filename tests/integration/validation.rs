@@ -158,6 +158,7 @@ fn problems_in_several_files_are_reported_together() {
         "environments/production.yaml",
         &STAGING
             .replace("name: staging", "name: production")
+            .replace("cluster: acme-staging", "cluster: acme-production")
             .replace("tag: \"1.0.0\"", "tag: \"\""),
     );
     let stderr = errors(&repo);
