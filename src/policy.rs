@@ -321,6 +321,7 @@ impl Prepared {
                 "cluster": env.cluster, "resourceMultiplier": env.resource_multiplier,
             },
             "service": service,
+            "addon": kind == "HelmRelease" && env.addon(name).is_some(),
         });
         let convert = |v: &Value| {
             regorus::Value::from_json_str(&v.to_string()).map_err(|e| PolicyError::Eval {

@@ -26,6 +26,26 @@ const HELM_REPOSITORY: &str = "helmrepository.yaml.j2";
 const OCI_REPOSITORY: &str = "ocirepository.yaml.j2";
 const HELM_RELEASE: &str = "helmrelease.yaml.j2";
 const KUSTOMIZATION: &str = "kustomization.yaml.j2";
+/// The templates shipped inside kairo; a repository's `templates/<name>` overrides one.
+pub const EMBEDDED: [(&str, &str); 5] = [
+    (
+        HELM_RELEASE,
+        include_str!("../../templates/helmrelease.yaml.j2"),
+    ),
+    (
+        HELM_REPOSITORY,
+        include_str!("../../templates/helmrepository.yaml.j2"),
+    ),
+    (
+        KUSTOMIZATION,
+        include_str!("../../templates/kustomization.yaml.j2"),
+    ),
+    (NAMESPACE, include_str!("../../templates/namespace.yaml.j2")),
+    (
+        OCI_REPOSITORY,
+        include_str!("../../templates/ocirepository.yaml.j2"),
+    ),
+];
 /// Every template the renderer needs.
 pub const REQUIRED_TEMPLATES: [&str; 5] = [
     HELM_RELEASE,
@@ -43,8 +63,6 @@ pub enum RenderError {
         #[source]
         source: std::io::Error,
     },
-    #[error("missing template `{TEMPLATES_DIR}/{0}`")]
-    MissingTemplate(&'static str),
     #[error("template `{TEMPLATES_DIR}/{template}` line {line}: {message}{}", context_note(.environment, .object))]
     Template {
         template: String,
@@ -79,7 +97,7 @@ pub struct Templates {
 }
 
 impl Templates {
-    /// Reads `<root>/templates/*.j2`.
+    /// Reads `<root>/templates/*.j2`; a template not there is the embedded one.
     pub fn load(root: &Path) -> Result<Templates, RenderError> {
         let dir = root.join(TEMPLATES_DIR);
         let mut sources = BTreeMap::new();
@@ -89,9 +107,7 @@ impl Templates {
                 Ok(text) => {
                     sources.insert(name.to_string(), text);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(RenderError::MissingTemplate(name));
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => {
                     return Err(RenderError::Io {
                         path: format!("{TEMPLATES_DIR}/{name}"),
@@ -103,15 +119,16 @@ impl Templates {
         Templates::from_sources(sources)
     }
 
-    /// Compiles templates given as name -> source; pure.
-    pub fn from_sources(sources: BTreeMap<String, String>) -> Result<Templates, RenderError> {
+    /// Compiles templates given as name -> source, the embedded ones filling in what is
+    /// missing; pure.
+    pub fn from_sources(mut sources: BTreeMap<String, String>) -> Result<Templates, RenderError> {
         let mut jinja = Jinja::new();
         jinja.set_undefined_behavior(UndefinedBehavior::Strict);
         jinja.add_filter("yaml", yaml_filter);
-        for name in REQUIRED_TEMPLATES {
-            if !sources.contains_key(name) {
-                return Err(RenderError::MissingTemplate(name));
-            }
+        for (name, text) in EMBEDDED {
+            sources
+                .entry(name.to_string())
+                .or_insert_with(|| text.to_string());
         }
         for (name, source) in sources {
             jinja
@@ -290,6 +307,7 @@ fn render_environment(
         .map(|r| r.name.as_str())
         .collect();
     let releases: Vec<&str> = env.releases.iter().map(|r| r.name.as_str()).collect();
+    let addons: Vec<&str> = env.addons.iter().map(|r| r.name.as_str()).collect();
     let mut listed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (template, list, var, dir, names) in [
         (
@@ -307,6 +325,7 @@ fn render_environment(
             &oci,
         ),
         (HELM_RELEASE, "releases", "release", "releases", &releases),
+        (HELM_RELEASE, "addons", "release", "releases", &addons),
     ] {
         for (i, name) in names.iter().enumerate() {
             let file = format!("{name}.yaml");
@@ -320,7 +339,8 @@ fn render_environment(
     }
     let mut source_files = listed.remove("sources").unwrap_or_default();
     source_files.sort();
-    let release_files = listed.remove("releases").unwrap_or_default();
+    let mut release_files = listed.remove("releases").unwrap_or_default();
+    release_files.sort();
 
     let mut root = Vec::new();
     if bootstrapped {
