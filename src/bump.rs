@@ -120,6 +120,10 @@ pub enum BumpError {
         environment: String,
         service: String,
     },
+    #[error(
+        "`{name}` is an add-on (a third-party chart) in `{environment}`; kairo changes only the images of its own services"
+    )]
+    AddOn { environment: String, name: String },
     #[error(transparent)]
     Git(#[from] git::GitError),
     #[error(transparent)]
@@ -176,6 +180,17 @@ fn apply_to_worktree(
                 known,
             })?;
     let env_file = env.file.clone();
+    // Add-ons have no image of ours: refuse them by name rather than fail to find an image.
+    let named: Vec<&String> = match &intent.change {
+        Change::Bump { service, .. } => vec![service],
+        Change::Promote { services, .. } => services.iter().collect(),
+    };
+    if let Some(name) = named.into_iter().find(|n| env.addon(n).is_some()) {
+        return Err(BumpError::AddOn {
+            environment: env.name.clone(),
+            name: name.clone(),
+        });
+    }
     let text = read(root, &env_file)?;
     let specs: Vec<(String, String, Option<String>)> = match &intent.change {
         Change::Bump {
