@@ -7,10 +7,10 @@
 //! Add-ons are not counted: their resources live in third-party chart values kairo does not read.
 //! Pure: reads only the resolved releases and the pool declarations.
 
+use super::Release;
 use super::diag::{Diagnostic, Pos, Severity, SourceFile};
 use super::quantity::Quantity;
 use super::raw::{self, Overcommit};
-use super::Release;
 
 const GI: i128 = 1 << 30;
 const NANO: i128 = 1_000_000_000;

@@ -23,19 +23,28 @@ pub(super) const DEFAULT_RETRIES: i64 = 3;
 
 /// Chart values that kairo sets from typed fields, and the field to use instead.
 pub(super) const OWNED_KEYS: [(&str, &str); 8] = [
-    ("replicaCount", "`replicas` (environment defaults or service)"),
+    (
+        "replicaCount",
+        "`replicas` (environment defaults or service)",
+    ),
     (
         "image",
         "`image.repository` in the catalog and `image.tag` in the environment",
     ),
-    ("resources", "`resources` (catalog, or the environment's service)"),
+    (
+        "resources",
+        "`resources` (catalog, or the environment's service)",
+    ),
     (
         "autoscaling",
         "`autoscaling` in the catalog and `hpa` in the environment",
     ),
     ("podDisruptionBudget", "`pdb` in the environment"),
     ("nodeSelector", "`pool` and the environment's `nodePools`"),
-    ("tolerations", "`pool` and the environment's `nodePools` taints"),
+    (
+        "tolerations",
+        "`pool` and the environment's `nodePools` taints",
+    ),
     ("priorityClassName", "`priorityClass`"),
 ];
 
@@ -73,7 +82,11 @@ pub(super) struct Layer<'a> {
 }
 
 impl<'a> Layer<'a> {
-    pub fn settings(file: &'a SourceFile, how: &'static str, r: Option<&'a ReleaseSettings>) -> Self {
+    pub fn settings(
+        file: &'a SourceFile,
+        how: &'static str,
+        r: Option<&'a ReleaseSettings>,
+    ) -> Self {
         Layer {
             file,
             how,
@@ -94,12 +107,7 @@ impl<'a> Layer<'a> {
 
 /// Reports every problem in one layer. `service` is set for our own services, whose typed
 /// fields own some chart values; add-ons (third-party charts) own none.
-pub(super) fn check_layer(
-    layer: &Layer,
-    owned: bool,
-    has_ports: bool,
-    out: &mut Vec<Diagnostic>,
-) {
+pub(super) fn check_layer(layer: &Layer, owned: bool, has_ports: bool, out: &mut Vec<Diagnostic>) {
     let f = layer.file;
     if let Some(values) = layer.values {
         match &values.value {
@@ -176,7 +184,10 @@ fn subdomain_problem(name: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if name.len() > 253 {
-        return Some(format!("is {} characters long; the limit is 253", name.len()));
+        return Some(format!(
+            "is {} characters long; the limit is 253",
+            name.len()
+        ));
     }
     name.split('.')
         .find_map(dns_label_problem)
@@ -377,10 +388,7 @@ pub(super) fn build(layers: &[Layer], origins: &mut Origins) -> HelmSpec {
         drift_detection: None,
     };
     let set = |origins: &mut Origins, layer: &Layer, at: Pos, p: &[&str]| {
-        origins.insert(
-            p.iter().map(|s| s.to_string()).collect(),
-            layer.origin(at),
-        );
+        origins.insert(p.iter().map(|s| s.to_string()).collect(), layer.origin(at));
     };
     for layer in layers {
         if let Some(v) = layer.values
@@ -399,7 +407,12 @@ pub(super) fn build(layers: &[Layer], origins: &mut Origins) -> HelmSpec {
             // The same reference again moves it later (Flux merges in list order).
             values_from.retain(|(e, _)| {
                 (e.kind, &e.name, &e.values_key, &e.target_path)
-                    != (entry.kind, &entry.name, &entry.values_key, &entry.target_path)
+                    != (
+                        entry.kind,
+                        &entry.name,
+                        &entry.values_key,
+                        &entry.target_path,
+                    )
             });
             values_from.push((entry, layer.origin(pos(&r.name))));
         }
@@ -419,7 +432,12 @@ pub(super) fn build(layers: &[Layer], origins: &mut Origins) -> HelmSpec {
             }
             if let Some(n) = i.remediation.as_ref().and_then(|r| r.retries.as_ref()) {
                 spec.install.retries = n.value;
-                set(origins, layer, pos(n), &["install", "remediation", "retries"]);
+                set(
+                    origins,
+                    layer,
+                    pos(n),
+                    &["install", "remediation", "retries"],
+                );
             }
         }
         if let Some(u) = &r.upgrade {
@@ -430,11 +448,21 @@ pub(super) fn build(layers: &[Layer], origins: &mut Origins) -> HelmSpec {
             if let Some(rem) = &u.remediation {
                 if let Some(n) = &rem.retries {
                     spec.upgrade.retries = n.value;
-                    set(origins, layer, pos(n), &["upgrade", "remediation", "retries"]);
+                    set(
+                        origins,
+                        layer,
+                        pos(n),
+                        &["upgrade", "remediation", "retries"],
+                    );
                 }
                 if let Some(s) = &rem.strategy {
                     spec.upgrade.strategy = Some(s.value.clone());
-                    set(origins, layer, pos(s), &["upgrade", "remediation", "strategy"]);
+                    set(
+                        origins,
+                        layer,
+                        pos(s),
+                        &["upgrade", "remediation", "strategy"],
+                    );
                 }
             }
         }
@@ -449,7 +477,10 @@ pub(super) fn build(layers: &[Layer], origins: &mut Origins) -> HelmSpec {
             }
             if let Some(ignore) = &d.ignore {
                 drift.ignore = ignore.value.clone();
-                forget_under(origins, &["driftDetection".to_string(), "ignore".to_string()]);
+                forget_under(
+                    origins,
+                    &["driftDetection".to_string(), "ignore".to_string()],
+                );
                 set(origins, layer, pos(ignore), &["driftDetection", "ignore"]);
             }
         }
@@ -518,9 +549,15 @@ pub(super) fn typed_origins(t: &Typed, r: &Release, origins: &mut Origins) {
         cat(pos(&t.svc.image.repository), "catalog"),
     );
     if let Some(image) = &o.image {
-        put(&["values", "image", "tag"], env(pos(&image.tag), "environment"));
+        put(
+            &["values", "image", "tag"],
+            env(pos(&image.tag), "environment"),
+        );
         if let Some(digest) = &image.digest {
-            put(&["values", "image", "digest"], env(pos(digest), "environment"));
+            put(
+                &["values", "image", "digest"],
+                env(pos(digest), "environment"),
+            );
         }
     }
     let scaled = match t.multiplier {
@@ -557,7 +594,12 @@ pub(super) fn typed_origins(t: &Typed, r: &Release, origins: &mut Origins) {
                     (None, None) => kairo(""),
                 };
                 put(&p, o);
-            } else if let Some(at) = o.resources.as_ref().and_then(|r| pick(r, section)).and_then(|l| key(l, k)) {
+            } else if let Some(at) = o
+                .resources
+                .as_ref()
+                .and_then(|r| pick(r, section))
+                .and_then(|l| key(l, k))
+            {
                 put(&p, env(at, "environment"));
             } else if let Some(at) = pick(&t.svc.resources, section).and_then(|l| key(l, k)) {
                 put(&p, cat(at, &scaled));
@@ -606,14 +648,20 @@ pub(super) fn typed_origins(t: &Typed, r: &Release, origins: &mut Origins) {
         (None, Some(v)) => env(pos(v), "environment defaults"),
         (None, None) => kairo(""),
     };
-    put(&["values", "podDisruptionBudget", "minAvailable"], min.clone());
+    put(
+        &["values", "podDisruptionBudget", "minAvailable"],
+        min.clone(),
+    );
     put(
         &["values", "podDisruptionBudget", "enabled"],
         if r.pod_disruption_budget.enabled {
             min
         } else {
             Origin {
-                how: format!("{}; off: disabled or it would block every eviction", min.how),
+                how: format!(
+                    "{}; off: disabled or it would block every eviction",
+                    min.how
+                ),
                 ..min
             }
         },
@@ -663,7 +711,9 @@ pub(super) fn resolve_order(
                 Some(best) => format!("did you mean `{best}`? "),
                 None => String::new(),
             };
-            hint.push_str("a release can wait only for a service or add-on that runs in the same environment");
+            hint.push_str(
+                "a release can wait only for a service or add-on that runs in the same environment",
+            );
             out.push(
                 e.file
                     .error(

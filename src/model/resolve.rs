@@ -569,7 +569,8 @@ fn resolve_addons<'a>(
                 pos(name),
                 format!("add-on name `{}` is already taken", name.value),
             )
-            .hint = Some("services and add-ons share `releases/`: each name may be used once".into());
+            .hint =
+                Some("services and add-ons share `releases/`: each name may be used once".into());
             valid = false;
         }
         d.label("add-on namespace", &addon.namespace);
@@ -602,7 +603,10 @@ fn resolve_addons<'a>(
             hint.push_str(&format!("defined sources: {}", backticked(sources.keys())));
             d.error(
                 pos(src),
-                format!("add-on `{}` uses undefined source `{}`", name.value, src.value),
+                format!(
+                    "add-on `{}` uses undefined source `{}`",
+                    name.value, src.value
+                ),
             )
             .hint = Some(hint);
             continue;
@@ -1173,7 +1177,11 @@ fn resolve_environment(
         let (raw_name, raw_svc) = catalog.raw_services[svc.name.as_str()];
         let mut origins = Origins::new();
         let layers = [
-            Layer::settings(catalog.file, "catalog defaults", catalog.spec.release.as_ref()),
+            Layer::settings(
+                catalog.file,
+                "catalog defaults",
+                catalog.spec.release.as_ref(),
+            ),
             Layer {
                 file: catalog.file,
                 how: "catalog",
@@ -1286,12 +1294,32 @@ fn resolve_environment(
         .chain(addons.iter().map(|a| a.name.clone()))
         .collect();
     let mut order = rel::resolve_order(name, &running, &edges, d.out);
+    let origin_of_edge = |from: &str, to: &str| {
+        edges
+            .iter()
+            .find(|e| e.from == from && e.to.value == to)
+            .map(|e| super::Origin {
+                file: e.file.path.clone(),
+                line: pos(e.to).line,
+                how: "dependsOn".into(),
+            })
+    };
     for r in &mut releases {
         r.helm.depends_on = order.remove(&r.name).unwrap_or_default();
+        for (i, to) in r.helm.depends_on.iter().enumerate() {
+            if let Some(o) = origin_of_edge(&r.name, to) {
+                r.origins.insert(vec!["dependsOn".into(), i.to_string()], o);
+            }
+        }
     }
     let mut addons = addons;
     for a in &mut addons {
         a.helm.depends_on = order.remove(&a.name).unwrap_or_default();
+        for (i, to) in a.helm.depends_on.iter().enumerate() {
+            if let Some(o) = origin_of_edge(&a.name, to) {
+                a.origins.insert(vec!["dependsOn".into(), i.to_string()], o);
+            }
+        }
     }
     super::capacity::check(file, name, spec, &releases, d.out);
     if !pdb_skipped.is_empty() {
@@ -1380,7 +1408,10 @@ fn resolve_env_addons<'a>(
             ));
             d.error(
                 pos(addon_name),
-                format!("undefined add-on `{}` in environment `{env}`", addon_name.value),
+                format!(
+                    "undefined add-on `{}` in environment `{env}`",
+                    addon_name.value
+                ),
             )
             .hint = Some(hint);
             continue;
@@ -1391,7 +1422,11 @@ fn resolve_env_addons<'a>(
         let raw = addon.raw;
         let mut origins = Origins::new();
         let layers = [
-            Layer::settings(catalog.file, "catalog defaults", catalog.spec.release.as_ref()),
+            Layer::settings(
+                catalog.file,
+                "catalog defaults",
+                catalog.spec.release.as_ref(),
+            ),
             Layer {
                 file: catalog.file,
                 how: "catalog",
