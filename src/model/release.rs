@@ -387,6 +387,20 @@ pub(super) fn build(layers: &[Layer], origins: &mut Origins) -> HelmSpec {
         },
         drift_detection: None,
     };
+    for p in [
+        &["interval"][..],
+        &["install", "remediation", "retries"],
+        &["upgrade", "remediation", "retries"],
+    ] {
+        origins.insert(
+            p.iter().map(|s| s.to_string()).collect(),
+            Origin {
+                file: String::new(),
+                line: 0,
+                how: "kairo default".into(),
+            },
+        );
+    }
     let set = |origins: &mut Origins, layer: &Layer, at: Pos, p: &[&str]| {
         origins.insert(p.iter().map(|s| s.to_string()).collect(), layer.origin(at));
     };

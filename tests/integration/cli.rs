@@ -72,9 +72,14 @@ fn templates_are_embedded_and_overridden_file_by_file() {
     );
     let out = repo.kairo(&["render"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(repo.read("clusters/staging/namespace.yaml").contains("team: platform"));
+    assert!(
+        repo.read("clusters/staging/namespace.yaml")
+            .contains("team: platform")
+    );
     assert_eq!(
-        repo.read("clusters/staging/releases/web.yaml").lines().nth(1),
+        repo.read("clusters/staging/releases/web.yaml")
+            .lines()
+            .nth(1),
         Some("apiVersion: helm.toolkit.fluxcd.io/v2")
     );
 }

@@ -6,6 +6,7 @@ mod bump;
 mod cli;
 mod diff;
 mod golden;
+mod platform;
 mod policy;
 mod quantity;
 mod render;
