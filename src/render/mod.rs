@@ -340,7 +340,8 @@ fn render_environment(
     let mut source_files = listed.remove("sources").unwrap_or_default();
     source_files.sort();
     let mut release_files = listed.remove("releases").unwrap_or_default();
-    release_files.sort();
+    // Services and add-ons in one list, by release name (as before add-ons existed).
+    release_files.sort_by(|a, b| a.trim_end_matches(".yaml").cmp(b.trim_end_matches(".yaml")));
 
     let mut root = Vec::new();
     if bootstrapped {
