@@ -1,4 +1,4 @@
-# Every workload declares CPU and memory requests and limits, and no limit is below its request
+# Every service of ours (not add-ons: third-party charts size themselves) declares CPU and memory requests and limits, and no limit is below its request
 # (the scheduler reserves requests; limits cap the container).
 package main
 
@@ -6,6 +6,7 @@ import rego.v1
 
 deny contains msg if {
 	input.kind == "HelmRelease"
+	not data.kairo.addon
 	some section in ["requests", "limits"]
 	some resource in ["cpu", "memory"]
 	not input.spec.values.resources[section][resource]
@@ -14,6 +15,7 @@ deny contains msg if {
 
 deny contains msg if {
 	input.kind == "HelmRelease"
+	not data.kairo.addon
 	some resource in ["cpu", "memory"]
 	request := input.spec.values.resources.requests[resource]
 	limit := input.spec.values.resources.limits[resource]

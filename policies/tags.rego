@@ -8,6 +8,7 @@ mutable_tags := {"", "latest", "staging", "production", "main", "master", "dev",
 
 deny contains msg if {
 	input.kind == "HelmRelease"
+	not data.kairo.addon
 	startswith(data.kairo.environment.name, "prod")
 	tag := object.get(input.spec.values, ["image", "tag"], "")
 	mutable_tags[lower(tag)]

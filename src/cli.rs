@@ -15,6 +15,8 @@ Examples:
   kairo promote --from staging --to production --commit
   kairo diff --base origin/main     what a branch changes, object by object
   kairo diff --base origin/main --output markdown > comment.md
+  kairo init --dir my-gitops        a new repository that renders as is
+  kairo explain api-server --env production   every value and where it came from
   kairo completions bash > /etc/bash_completion.d/kairo
 
 Exit codes: 0 ok, 1 differences or violations found, 2 usage or input error.";
@@ -63,6 +65,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Show what a change does to the rendered objects (renders both sides in memory).
     Diff(DiffArgs),
+    /// Create a new repository: a catalog, one environment, policies, rendered clusters/.
+    Init(InitArgs),
+    /// Show one release in one environment, each value with the file and line it came from.
+    Explain(ExplainArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -263,5 +269,33 @@ pub enum ColorChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The directory to create the repository in. Default: `--root`.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Also write kairo's templates into templates/, for customising (otherwise embedded).
+    #[arg(long)]
+    pub templates: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The service or add-on.
+    pub service: String,
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    /// Output format on stdout: annotated YAML, or JSON entries.
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Yaml)]
+    pub output: ExplainFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Yaml,
     Json,
 }

@@ -31,6 +31,8 @@ pub fn dispatch(cli: Cli) -> Outcome {
         Command::Check(args) => check_command(&cli.root, &args),
         Command::Bump(args) => bump_command(&cli.root, &args),
         Command::Promote(args) => promote_command(&cli.root, &args),
+        Command::Init(args) => Ok(crate::commands_ext::init_command(&cli.root, &args)),
+        Command::Explain(args) => Ok(crate::commands_ext::explain_command(&cli.root, &args)),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

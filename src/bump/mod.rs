@@ -150,6 +150,10 @@ pub enum BumpError {
         environment: String,
         prefix: Option<String>,
     },
+    #[error(
+        "`{name}` is an add-on (a third-party chart) in `{environment}`; kairo changes only the images of its own services"
+    )]
+    AddOn { environment: String, name: String },
     #[error("service `{service}` is named twice")]
     Duplicate { service: String },
     #[error(transparent)]
@@ -214,6 +218,18 @@ fn resolve_specs(
     env_text: &str,
     planned: &mut Planned,
 ) -> Result<Vec<ImageSpec>, BumpError> {
+    // Add-ons have no image of ours: refuse them by name rather than fail to find an image.
+    let named: Vec<&String> = match &intent.change {
+        Change::Set(specs) => specs.iter().map(|s| &s.service).collect(),
+        Change::Promote { services, .. } => services.iter().collect(),
+        Change::All { .. } => Vec::new(),
+    };
+    if let Some(name) = named.into_iter().find(|n| env.addon(n).is_some()) {
+        return Err(BumpError::AddOn {
+            environment: env.name.clone(),
+            name: name.clone(),
+        });
+    }
     let pinned = |service: &str| -> Result<bool, BumpError> {
         Ok(edit::current_image(&env.file, env_text, service)?.2)
     };

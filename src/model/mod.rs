@@ -5,11 +5,13 @@
 //! multiplier, override and pool placement has been applied, so templates only print values.
 //! Every problem in every file is collected before returning, each with file, line and column.
 
+pub mod capacity;
 pub mod diag;
 pub mod edit;
 pub mod names;
 pub mod quantity;
 mod raw;
+mod release;
 mod resolve;
 
 use std::collections::BTreeMap;
@@ -19,7 +21,7 @@ use serde::Serialize;
 
 pub use diag::{Diagnostic, Severity, SourceFile};
 pub use quantity::{Decimal, Granularity, Quantity, QuantityError};
-pub use raw::{API_VERSION, TaintEffect};
+pub use raw::{API_VERSION, IgnoreRule, TaintEffect, ValuesKind};
 
 /// The whole platform: every environment, resolved. Environments are sorted by name.
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +51,9 @@ pub struct Environment {
     pub oci_repositories: Vec<OciRepository>,
     /// Enabled services only, sorted by name.
     pub releases: Vec<Release>,
+    /// Releases of third-party charts (no image of ours), sorted by name. Image bumps,
+    /// promotions and registry watching never touch them.
+    pub addons: Vec<AddOn>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +90,103 @@ pub struct Release {
     pub gpu: u32,
     pub priority_class_name: Option<String>,
     pub ports: Vec<Port>,
+    /// Always false: a service of ours (templates share one HelmRelease template).
+    pub addon: bool,
+    #[serde(flatten)]
+    pub helm: HelmSpec,
+    /// Where each value of the rendered `spec` came from, by path (`values`, `resources`, ...).
+    #[serde(skip)]
+    pub origins: Origins,
+}
+
+/// A release of a third-party chart in its own namespace: no image, no typed workload fields.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddOn {
+    pub name: String,
+    pub chart: ChartRef,
+    /// The namespace the chart installs into (`targetNamespace`).
+    pub namespace: String,
+    pub create_namespace: bool,
+    /// Always true.
+    pub addon: bool,
+    #[serde(flatten)]
+    pub helm: HelmSpec,
+    #[serde(skip)]
+    pub origins: Origins,
+}
+
+/// The HelmRelease settings shared by services and add-ons, resolved.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmSpec {
+    /// Free-form chart values, deep-merged (catalog < environment defaults < environment).
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// References to ConfigMaps and Secrets, in the order Flux merges them.
+    pub values_from: Vec<ValuesFrom>,
+    /// Names of releases (HelmRelease objects in the environment's namespace), sorted.
+    pub depends_on: Vec<String>,
+    pub interval: String,
+    pub timeout: Option<String>,
+    pub install: Install,
+    pub upgrade: Upgrade,
+    pub drift_detection: Option<DriftDetection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValuesFrom {
+    pub kind: ValuesKind,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_path: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Install {
+    pub crds: Option<String>,
+    pub retries: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upgrade {
+    pub crds: Option<String>,
+    pub retries: i64,
+    /// `rollback` or `uninstall`; Flux's default (rollback) when absent.
+    pub strategy: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftDetection {
+    pub mode: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<IgnoreRule>,
+}
+
+/// Where a value came from: `environments/production.yaml:42 (environment)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: u64,
+    /// The layer or rule that set it: `catalog`, `environment defaults`, `catalog × 2`, ...
+    pub how: String,
+}
+
+/// Origins by path inside a HelmRelease's `spec` (`["values", "image", "tag"]`).
+pub type Origins = BTreeMap<Vec<String>, Origin>;
+
+impl Environment {
+    /// The add-on named `name`, if it runs here.
+    pub fn addon(&self, name: &str) -> Option<&AddOn> {
+        self.addons.iter().find(|a| a.name == name)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

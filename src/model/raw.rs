@@ -172,6 +172,11 @@ pub struct CatalogSpec {
     pub sources: NamedMap<Source>,
     #[serde(default)]
     pub services: NamedMap<Service>,
+    /// Third-party charts (cert-manager, ingress-nginx, ...): no image of ours.
+    #[serde(default)]
+    pub addons: NamedMap<AddOn>,
+    /// Release settings for every release, below each release's own.
+    pub release: Option<ReleaseSettings>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -205,6 +210,12 @@ pub struct Service {
     pub priority_class: Option<Spanned<String>>,
     #[serde(default)]
     pub ports: Vec<Port>,
+    pub values: Option<Spanned<Tree>>,
+    #[serde(default)]
+    pub values_from: Vec<ValuesReference>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    pub release: Option<ReleaseSettings>,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +277,9 @@ pub struct EnvironmentSpec {
     pub node_pools: NamedMap<Pool>,
     #[serde(default)]
     pub services: NamedMap<EnvService>,
+    /// The catalog's add-ons that run here.
+    #[serde(default)]
+    pub addons: NamedMap<EnvAddOn>,
 }
 
 #[derive(Deserialize)]
@@ -276,6 +290,11 @@ pub struct Defaults {
     pub pdb: Pdb,
     pub pool: Option<Spanned<String>>,
     pub priority_class: Option<Spanned<String>>,
+    /// Chart values for every service (not add-ons) of the environment.
+    pub values: Option<Spanned<Tree>>,
+    #[serde(default)]
+    pub values_from: Vec<ValuesReference>,
+    pub release: Option<ReleaseSettings>,
 }
 
 #[derive(Default, Deserialize)]
@@ -303,9 +322,26 @@ pub struct Pool {
     #[serde(default)]
     pub taints: Vec<Taint>,
     pub gpu: Option<PoolGpu>,
-    /// Node count, for people and future capacity checks; not rendered.
-    #[allow(dead_code)]
-    pub nodes: Option<u32>,
+    /// Node count, for the capacity check; not rendered. A pool without it is not checked.
+    pub nodes: Option<Spanned<u32>>,
+    /// What one node offers to pods (CPU, memory), for the capacity warning.
+    pub node_size: Option<NodeSize>,
+    /// GPU demand above supply is an error unless this says `warn`.
+    pub gpu_overcommit: Option<Spanned<Overcommit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeSize {
+    pub cpu: Option<Spanned<Scalar>>,
+    pub memory: Option<Spanned<Scalar>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overcommit {
+    Error,
+    Warn,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +381,13 @@ pub struct EnvService {
     pub pool: Option<Spanned<String>>,
     pub gpu: Option<GpuOverride>,
     pub priority_class: Option<Spanned<String>>,
+    pub chart: Option<ChartOverride>,
+    pub values: Option<Spanned<Tree>>,
+    #[serde(default)]
+    pub values_from: Vec<ValuesReference>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    pub release: Option<ReleaseSettings>,
 }
 
 #[derive(Deserialize)]
@@ -358,4 +401,207 @@ pub struct ImageRef {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GpuOverride {
     pub count: Spanned<u32>,
+}
+
+// ---- Chart values, add-ons and release settings ---------------------------------------------
+
+/// Free-form YAML (chart values), with the position of every key and value.
+pub enum Tree {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    String(String),
+    List(Vec<Spanned<Tree>>),
+    Map(Vec<(Spanned<String>, Spanned<Tree>)>),
+}
+
+impl<'de> Deserialize<'de> for Tree {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Tree;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a YAML value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Tree, E> {
+                Ok(Tree::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Tree, E> {
+                Ok(Tree::Null)
+            }
+            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Tree, D::Error> {
+                Tree::deserialize(d)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Tree, E> {
+                Ok(Tree::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Tree, E> {
+                Ok(Tree::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Tree, E> {
+                Ok(Tree::UInt(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Tree, E> {
+                // A plain scalar such as `5e57483` (a git hash) overflows to infinity; Helm reads
+                // it as text, JSON cannot carry it, and guessing is worse than asking.
+                if !v.is_finite() {
+                    return Err(E::custom(
+                        "a number out of range; quote it if it is text (such as a git hash)",
+                    ));
+                }
+                Ok(Tree::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Tree, E> {
+                Ok(Tree::String(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Tree, E> {
+                Ok(Tree::String(v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Tree, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<Tree>>()? {
+                    items.push(item);
+                }
+                Ok(Tree::List(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tree, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    entries.push((key, map.next_value::<Spanned<Tree>>()?));
+                }
+                Ok(Tree::Map(entries))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A Flux `valuesFrom` entry: a reference to a ConfigMap or Secret, never its content.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ValuesReference {
+    pub kind: Spanned<ValuesKind>,
+    pub name: Spanned<String>,
+    pub values_key: Option<Spanned<String>>,
+    pub target_path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+pub enum ValuesKind {
+    ConfigMap,
+    Secret,
+}
+
+/// A release of a third-party chart: its own namespace, no image of ours.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddOn {
+    pub chart: Chart,
+    /// The namespace the chart installs into.
+    pub namespace: Spanned<String>,
+    /// Let Helm create the namespace (Flux `install.createNamespace`); otherwise it must exist.
+    #[serde(default)]
+    pub create_namespace: bool,
+    pub values: Option<Spanned<Tree>>,
+    #[serde(default)]
+    pub values_from: Vec<ValuesReference>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    pub release: Option<ReleaseSettings>,
+}
+
+/// An add-on in one environment: listed means it runs.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvAddOn {
+    pub enabled: Option<bool>,
+    pub chart: Option<ChartOverride>,
+    pub values: Option<Spanned<Tree>>,
+    #[serde(default)]
+    pub values_from: Vec<ValuesReference>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    pub release: Option<ReleaseSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChartOverride {
+    pub version: Spanned<String>,
+}
+
+/// The `helm.toolkit.fluxcd.io/v2` HelmRelease fields kairo lets a repository set.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReleaseSettings {
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub install: Option<InstallSettings>,
+    pub upgrade: Option<UpgradeSettings>,
+    pub drift_detection: Option<DriftSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstallSettings {
+    pub crds: Option<Spanned<String>>,
+    pub remediation: Option<InstallRemediation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstallRemediation {
+    pub retries: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpgradeSettings {
+    pub crds: Option<Spanned<String>>,
+    pub remediation: Option<UpgradeRemediation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpgradeRemediation {
+    pub retries: Option<Spanned<i64>>,
+    pub strategy: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DriftSettings {
+    pub mode: Option<Spanned<String>>,
+    pub ignore: Option<Spanned<Vec<IgnoreRule>>>,
+}
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IgnoreRule {
+    pub paths: Vec<Spanned<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<IgnoreTarget>,
+}
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IgnoreTarget {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotation_selector: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
 }

@@ -9,9 +9,11 @@ use super::names::{
 };
 use super::quantity::{Decimal, Granularity, Quantity};
 use super::raw::{self, API_VERSION, KIND_CATALOG, KIND_ENVIRONMENT, SourceKind};
+use super::release::{self as rel, Layer};
 use super::{
-    Autoscaling, ChartRef, Environment, HelmRepository, Image, Model, ModelError, OciRepository,
-    PodDisruptionBudget, Port, QuantityValue, Release, Resources, Toleration,
+    AddOn, Autoscaling, ChartRef, Environment, HelmRepository, Image, Model, ModelError,
+    OciRepository, Origins, PodDisruptionBudget, Port, QuantityValue, Release, Resources,
+    Toleration,
 };
 use crate::yaml::{self, Bool, Spanned, YamlError};
 
@@ -109,6 +111,18 @@ struct Catalog<'a> {
     services: BTreeMap<String, CatalogService>,
     /// Declared but invalid: environments naming them get no second, misleading error.
     rejected: BTreeSet<String>,
+    spec: &'a raw::CatalogSpec,
+    /// The raw entries of valid services, for values, settings and origins.
+    raw_services: BTreeMap<&'a str, (&'a Spanned<String>, &'a raw::Service)>,
+    addons: BTreeMap<String, CatalogAddOn<'a>>,
+}
+
+struct CatalogAddOn<'a> {
+    raw: &'a raw::AddOn,
+    chart: ChartRef,
+    oci_url: Option<String>,
+    source_interval: String,
+    source_url: String,
 }
 
 /// Helm limits release names (and so service names) to 53 characters.
@@ -350,7 +364,7 @@ fn granularity(resource: &str) -> Granularity {
 
 fn resolve_catalog<'a>(
     file: &'a SourceFile,
-    spec: &raw::CatalogSpec,
+    spec: &'a raw::CatalogSpec,
     out: &mut Vec<Diagnostic>,
 ) -> Catalog<'a> {
     let mut d = Diags { file, out };
@@ -474,6 +488,14 @@ fn resolve_catalog<'a>(
         if let Some(pc) = &svc.priority_class {
             d.subdomain("priority class", pc);
         }
+        let layer = Layer {
+            file,
+            how: "catalog",
+            values: svc.values.as_ref(),
+            values_from: &svc.values_from,
+            release: svc.release.as_ref(),
+        };
+        rel::check_layer(&layer, true, !svc.ports.is_empty(), d.out);
         let (Some(source), true) = (source, valid_name) else {
             rejected.insert(name.value.clone());
             continue;
@@ -537,15 +559,148 @@ fn resolve_catalog<'a>(
             },
         );
     }
+    rel::check_layer(
+        &Layer::settings(file, "catalog defaults", spec.release.as_ref()),
+        false,
+        false,
+        d.out,
+    );
+    let raw_services = spec
+        .services
+        .0
+        .iter()
+        .filter(|(n, _)| services.contains_key(&n.value))
+        .map(|(n, s)| (n.value.as_str(), (n, s)))
+        .collect();
+    let addons = resolve_addons(&mut d, spec, &sources, &mut source_objects, &services);
     Catalog {
         file,
         services,
         rejected,
+        spec,
+        raw_services,
+        addons,
     }
 }
 
+/// The catalog's add-ons: third-party charts with their own source and namespace.
+fn resolve_addons<'a>(
+    d: &mut Diags,
+    spec: &'a raw::CatalogSpec,
+    sources: &BTreeMap<String, &raw::Source>,
+    source_objects: &mut BTreeMap<String, String>,
+    services: &BTreeMap<String, CatalogService>,
+) -> BTreeMap<String, CatalogAddOn<'a>> {
+    let mut addons = BTreeMap::new();
+    for (name, addon) in &spec.addons.0 {
+        let mut valid = d.label("add-on name", name);
+        if valid && name.value.len() > MAX_SERVICE_NAME {
+            d.error(
+                pos(name),
+                format!("add-on name `{}` is {} characters long; Helm release names are limited to {MAX_SERVICE_NAME}", name.value, name.value.len()),
+            );
+            valid = false;
+        }
+        if RESERVED_SERVICE_NAMES.contains(&name.value.as_str())
+            || services.contains_key(&name.value)
+            || addons.contains_key(&name.value)
+        {
+            d.error(
+                pos(name),
+                format!("add-on name `{}` is already taken", name.value),
+            )
+            .hint =
+                Some("services and add-ons share `releases/`: each name may be used once".into());
+            valid = false;
+        }
+        d.label("add-on namespace", &addon.namespace);
+        let chart_name = addon.chart.name.as_ref().unwrap_or(name);
+        if let Some(explicit) = &addon.chart.name {
+            d.label("chart name", explicit);
+        }
+        if addon.chart.version.value.trim().is_empty() {
+            d.error(pos(&addon.chart.version), "chart version must not be empty")
+                .hint = Some("use the chart's version or a range such as `1.11.x`".into());
+        }
+        rel::check_layer(
+            &Layer {
+                file: d.file,
+                how: "catalog",
+                values: addon.values.as_ref(),
+                values_from: &addon.values_from,
+                release: addon.release.as_ref(),
+            },
+            false,
+            false,
+            d.out,
+        );
+        let src = &addon.chart.source;
+        let Some(source) = sources.get(&src.value).copied() else {
+            let mut hint = match did_you_mean(&src.value, sources.keys().map(String::as_str)) {
+                Some(best) => format!("did you mean `{best}`? "),
+                None => String::new(),
+            };
+            hint.push_str(&format!("defined sources: {}", backticked(sources.keys())));
+            d.error(
+                pos(src),
+                format!(
+                    "add-on `{}` uses undefined source `{}`",
+                    name.value, src.value
+                ),
+            )
+            .hint = Some(hint);
+            continue;
+        };
+        if !valid {
+            continue;
+        }
+        let (source_kind, source_name, oci_url) = match source.kind {
+            SourceKind::Helm => ("HelmRepository", src.value.clone(), None),
+            SourceKind::Oci => (
+                "OCIRepository",
+                format!("{}-{}", src.value, name.value),
+                Some(format!(
+                    "{}/{}",
+                    source.url.value.trim_end_matches('/'),
+                    chart_name.value
+                )),
+            ),
+        };
+        if source.kind == SourceKind::Oci
+            && let Some(first) =
+                source_objects.insert(source_name.clone(), format!("add-on `{}`", name.value))
+        {
+            d.error(
+                pos(name),
+                format!("add-on `{}` needs the source object `{source_name}`, which {first} already defines", name.value),
+            )
+            .hint = Some("rename the add-on or the source".into());
+            continue;
+        }
+        addons.insert(
+            name.value.clone(),
+            CatalogAddOn {
+                raw: addon,
+                chart: ChartRef {
+                    name: chart_name.value.clone(),
+                    version: addon.chart.version.value.clone(),
+                    source_kind,
+                    source_name,
+                },
+                oci_url,
+                source_interval: source
+                    .interval
+                    .as_ref()
+                    .map_or(DEFAULT_SOURCE_INTERVAL.to_string(), |i| i.value.clone()),
+                source_url: source.url.value.clone(),
+            },
+        );
+    }
+    addons
+}
+
 /// Flux's interval pattern: `^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`.
-fn is_flux_duration(s: &str) -> bool {
+pub(super) fn is_flux_duration(s: &str) -> bool {
     let mut rest = s;
     if rest.is_empty() {
         return false;
@@ -774,6 +929,15 @@ fn resolve_environment(
     // A multiplier too large for a quantity is reported once, at the multiplier.
     let mut multiplier_reported = false;
     let default_pdb = defaults.pdb.min_available.as_ref().map_or(0, |v| v.value);
+    let defaults_layer = Layer {
+        file,
+        how: "environment defaults",
+        values: defaults.values.as_ref(),
+        values_from: &defaults.values_from,
+        release: defaults.release.as_ref(),
+    };
+    rel::check_layer(&defaults_layer, true, false, d.out);
+    let mut edges: Vec<rel::Edge> = Vec::new();
 
     let mut releases = Vec::new();
     let mut helm_repos: BTreeMap<String, HelmRepository> = BTreeMap::new();
@@ -799,6 +963,22 @@ fn resolve_environment(
                     format!("image digest `{}` {problem}", digest.value),
                 );
             }
+        }
+        let env_layer = Layer {
+            file,
+            how: "environment",
+            values: over.values.as_ref(),
+            values_from: &over.values_from,
+            release: over.release.as_ref(),
+        };
+        let has_ports = catalog
+            .and_then(|c| c.raw_services.get(svc_name.value.as_str()))
+            .is_some_and(|(_, s)| !s.ports.is_empty());
+        rel::check_layer(&env_layer, true, has_ports, d.out);
+        if let Some(v) = over.chart.as_ref().map(|c| &c.version)
+            && v.value.trim().is_empty()
+        {
+            d.error(pos(v), "chart version must not be empty");
         }
         // Without a valid catalog, only what this file says on its own can be checked.
         let Some(catalog) = catalog else { continue };
@@ -1070,7 +1250,10 @@ fn resolve_environment(
                     OciRepository {
                         name: svc.chart.source_name.clone(),
                         url: svc.oci_url.clone().unwrap_or_default(),
-                        semver: svc.chart.version.clone(),
+                        semver: over
+                            .chart
+                            .as_ref()
+                            .map_or(svc.chart.version.clone(), |c| c.version.value.clone()),
                         interval: svc.source_interval.clone(),
                     },
                 );
@@ -1082,9 +1265,81 @@ fn resolve_environment(
             .map(|p| p.value.clone())
             .or_else(|| svc.priority_class.clone())
             .or_else(|| defaults.priority_class.as_ref().map(|p| p.value.clone()));
+        let (raw_name, raw_svc) = catalog.raw_services[svc.name.as_str()];
+        let mut origins = Origins::new();
+        let layers = [
+            Layer::settings(
+                catalog.file,
+                "catalog defaults",
+                catalog.spec.release.as_ref(),
+            ),
+            Layer {
+                file: catalog.file,
+                how: "catalog",
+                values: raw_svc.values.as_ref(),
+                values_from: &raw_svc.values_from,
+                release: raw_svc.release.as_ref(),
+            },
+            defaults_layer,
+            env_layer,
+        ];
+        let mut helm = rel::build(&layers, &mut origins);
+        if !svc.ports.is_empty() {
+            // Free values may configure the chart's Service; its ports come from the catalog.
+            let service = helm
+                .values
+                .entry("service")
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !service.is_object() {
+                *service = serde_json::Value::Object(Default::default());
+            }
+            service["ports"] = serde_json::to_value(&svc.ports).expect("ports serialize");
+        }
+        for to in &raw_svc.depends_on {
+            edges.push(rel::Edge {
+                from: svc.name.clone(),
+                to,
+                file: catalog.file,
+            });
+        }
+        for to in &over.depends_on {
+            edges.push(rel::Edge {
+                from: svc.name.clone(),
+                to,
+                file,
+            });
+        }
+        let mut chart = svc.chart.clone();
+        if let Some(c) = &over.chart {
+            chart.version = c.version.value.clone();
+        }
+        let pool_origin = match (&over.pool, explicit_pool) {
+            (Some(p), _) => Some((pos(p), "environment")),
+            (None, Some(p)) => Some((pos(p), "environment defaults")),
+            (None, None) => spec
+                .node_pools
+                .0
+                .iter()
+                .find(|(n, _)| Some(&n.value) == pool_name.as_ref())
+                .map(|(n, _)| (pos(n), "GPU placement")),
+        };
+        let typed = rel::Typed {
+            env: file,
+            catalog: catalog.file,
+            name: raw_name,
+            env_key: pos(svc_name),
+            svc: raw_svc,
+            over,
+            defaults,
+            multiplier: spec
+                .resource_multiplier
+                .as_ref()
+                .filter(|_| multiplier != Decimal::ONE),
+            pool: pool_origin,
+        };
         releases.push(Release {
             name: svc.name.clone(),
-            chart: svc.chart.clone(),
+            chart,
             image: Image {
                 repository: svc.repository.clone(),
                 tag: image.tag.value.clone(),
@@ -1104,8 +1359,60 @@ fn resolve_environment(
             gpu,
             priority_class_name: priority,
             ports: svc.ports.clone(),
+            addon: false,
+            helm,
+            origins,
         });
+        let release = releases.last_mut().expect("just pushed");
+        let mut origins = std::mem::take(&mut release.origins);
+        rel::typed_origins(&typed, release, &mut origins);
+        release.origins = origins;
     }
+    let addons = resolve_env_addons(
+        &mut d,
+        file,
+        name,
+        spec,
+        catalog,
+        &defaults_layer,
+        &mut edges,
+        &mut helm_repos,
+        &mut oci_repos,
+    );
+    let running: BTreeSet<String> = releases
+        .iter()
+        .map(|r| r.name.clone())
+        .chain(addons.iter().map(|a| a.name.clone()))
+        .collect();
+    let mut order = rel::resolve_order(name, &running, &edges, d.out);
+    let origin_of_edge = |from: &str, to: &str| {
+        edges
+            .iter()
+            .find(|e| e.from == from && e.to.value == to)
+            .map(|e| super::Origin {
+                file: e.file.path.clone(),
+                line: pos(e.to).line,
+                how: "dependsOn".into(),
+            })
+    };
+    for r in &mut releases {
+        r.helm.depends_on = order.remove(&r.name).unwrap_or_default();
+        for (i, to) in r.helm.depends_on.iter().enumerate() {
+            if let Some(o) = origin_of_edge(&r.name, to) {
+                r.origins.insert(vec!["dependsOn".into(), i.to_string()], o);
+            }
+        }
+    }
+    let mut addons = addons;
+    for a in &mut addons {
+        a.helm.depends_on = order.remove(&a.name).unwrap_or_default();
+        for (i, to) in a.helm.depends_on.iter().enumerate() {
+            if let Some(o) = origin_of_edge(&a.name, to) {
+                a.origins.insert(vec!["dependsOn".into(), i.to_string()], o);
+            }
+        }
+    }
+    super::capacity::check(file, name, spec, &releases, d.out);
     if !pdb_skipped.is_empty() {
         let at = defaults
             .pdb
@@ -1144,7 +1451,156 @@ fn resolve_environment(
         helm_repositories: helm_repos.into_values().collect(),
         oci_repositories: oci_repos.into_values().collect(),
         releases,
+        addons,
     })
+}
+
+/// The add-ons listed in an environment, resolved; their sources join the environment's.
+#[allow(clippy::too_many_arguments)]
+fn resolve_env_addons<'a>(
+    d: &mut Diags,
+    file: &'a SourceFile,
+    env: &str,
+    spec: &'a raw::EnvironmentSpec,
+    catalog: Option<&Catalog<'a>>,
+    defaults: &Layer<'a>,
+    edges: &mut Vec<rel::Edge<'a>>,
+    helm_repos: &mut BTreeMap<String, HelmRepository>,
+    oci_repos: &mut BTreeMap<String, OciRepository>,
+) -> Vec<AddOn> {
+    let mut addons = Vec::new();
+    for (addon_name, over) in &spec.addons.0 {
+        let env_layer = Layer {
+            file,
+            how: "environment",
+            values: over.values.as_ref(),
+            values_from: &over.values_from,
+            release: over.release.as_ref(),
+        };
+        rel::check_layer(&env_layer, false, false, d.out);
+        let Some(catalog) = catalog else { continue };
+        let Some(addon) = catalog.addons.get(&addon_name.value) else {
+            if catalog.services.contains_key(&addon_name.value) {
+                d.error(
+                    pos(addon_name),
+                    format!("`{}` is a service, not an add-on", addon_name.value),
+                )
+                .hint = Some("list it under `services:`".into());
+                continue;
+            }
+            let known = catalog.spec.addons.0.iter().map(|(n, _)| n.value.as_str());
+            let mut hint = match did_you_mean(&addon_name.value, known) {
+                Some(best) => format!("did you mean `{best}`? "),
+                None => String::new(),
+            };
+            hint.push_str(&format!(
+                "add-ons are defined under `addons:` in `{}`",
+                catalog.file.path
+            ));
+            d.error(
+                pos(addon_name),
+                format!(
+                    "undefined add-on `{}` in environment `{env}`",
+                    addon_name.value
+                ),
+            )
+            .hint = Some(hint);
+            continue;
+        };
+        if over.enabled == Some(false) {
+            continue;
+        }
+        let raw = addon.raw;
+        let mut origins = Origins::new();
+        let layers = [
+            Layer::settings(
+                catalog.file,
+                "catalog defaults",
+                catalog.spec.release.as_ref(),
+            ),
+            Layer {
+                file: catalog.file,
+                how: "catalog",
+                values: raw.values.as_ref(),
+                values_from: &raw.values_from,
+                release: raw.release.as_ref(),
+            },
+            // Environment-wide values are for our services; settings apply to every release.
+            Layer::settings(defaults.file, defaults.how, defaults.release),
+            env_layer,
+        ];
+        let helm = rel::build(&layers, &mut origins);
+        for to in &raw.depends_on {
+            edges.push(rel::Edge {
+                from: addon_name.value.clone(),
+                to,
+                file: catalog.file,
+            });
+        }
+        for to in &over.depends_on {
+            edges.push(rel::Edge {
+                from: addon_name.value.clone(),
+                to,
+                file,
+            });
+        }
+        let mut chart = addon.chart.clone();
+        origins.insert(
+            vec!["chart".into(), "spec".into(), "version".into()],
+            super::Origin {
+                file: catalog.file.path.clone(),
+                line: pos(&raw.chart.version).line,
+                how: "catalog".into(),
+            },
+        );
+        if let Some(c) = &over.chart {
+            if c.version.value.trim().is_empty() {
+                d.error(pos(&c.version), "chart version must not be empty");
+            }
+            chart.version = c.version.value.clone();
+            origins.insert(
+                vec!["chart".into(), "spec".into(), "version".into()],
+                super::Origin {
+                    file: d.file.path.clone(),
+                    line: pos(&c.version).line,
+                    how: "environment".into(),
+                },
+            );
+        }
+        match chart.source_kind {
+            "HelmRepository" => {
+                helm_repos
+                    .entry(chart.source_name.clone())
+                    .or_insert_with(|| HelmRepository {
+                        name: chart.source_name.clone(),
+                        url: addon.source_url.clone(),
+                        interval: addon.source_interval.clone(),
+                    });
+            }
+            _ => {
+                oci_repos.insert(
+                    chart.source_name.clone(),
+                    OciRepository {
+                        name: chart.source_name.clone(),
+                        url: addon.oci_url.clone().unwrap_or_default(),
+                        semver: chart.version.clone(),
+                        interval: addon.source_interval.clone(),
+                    },
+                );
+            }
+        }
+        addons.push(AddOn {
+            name: addon_name.value.clone(),
+            chart,
+            namespace: raw.namespace.value.clone(),
+            create_namespace: raw.create_namespace,
+            addon: true,
+            helm,
+            origins,
+        });
+    }
+    addons.sort_by(|a, b| a.name.cmp(&b.name));
+    addons
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ pub enum Failure {
 /// user functions' paths, and regorus builtins have none starting with `__kairo`).
 const CONTEXT_BUILTIN: &str = "__kairo_context";
 /// The module that makes `data.kairo.environment` and `data.kairo.service`.
-const CONTEXT_MODULE: &str = "package kairo\n\nimport rego.v1\n\nenvironment := __kairo_context(\"environment\")\n\nservice := __kairo_context(\"service\")\n";
+const CONTEXT_MODULE: &str = "package kairo\n\nimport rego.v1\n\nenvironment := __kairo_context(\"environment\")\n\nservice := __kairo_context(\"service\")\n\naddon := __kairo_context(\"addon\")\n";
 pub const CONTEXT_PATH: &str = "(kairo)/context.rego";
 
 thread_local! {

@@ -591,6 +591,7 @@ fn context(env: &Environment, bytes: &[u8]) -> Value {
             "cluster": env.cluster, "resourceMultiplier": env.resource_multiplier,
         },
         "service": service,
+        "addon": is_release && name.is_some_and(|n| env.addon(n).is_some()),
     })
 }
 

@@ -26,6 +26,26 @@ const HELM_REPOSITORY: &str = "helmrepository.yaml.j2";
 const OCI_REPOSITORY: &str = "ocirepository.yaml.j2";
 const HELM_RELEASE: &str = "helmrelease.yaml.j2";
 const KUSTOMIZATION: &str = "kustomization.yaml.j2";
+/// The templates shipped inside kairo; a repository's `templates/<name>` overrides one.
+pub const EMBEDDED: [(&str, &str); 5] = [
+    (
+        HELM_RELEASE,
+        include_str!("../../templates/helmrelease.yaml.j2"),
+    ),
+    (
+        HELM_REPOSITORY,
+        include_str!("../../templates/helmrepository.yaml.j2"),
+    ),
+    (
+        KUSTOMIZATION,
+        include_str!("../../templates/kustomization.yaml.j2"),
+    ),
+    (NAMESPACE, include_str!("../../templates/namespace.yaml.j2")),
+    (
+        OCI_REPOSITORY,
+        include_str!("../../templates/ocirepository.yaml.j2"),
+    ),
+];
 /// Every template the renderer needs.
 pub const REQUIRED_TEMPLATES: [&str; 5] = [
     HELM_RELEASE,
@@ -43,8 +63,6 @@ pub enum RenderError {
         #[source]
         source: std::io::Error,
     },
-    #[error("missing template `{TEMPLATES_DIR}/{0}`")]
-    MissingTemplate(&'static str),
     #[error(transparent)]
     Input(#[from] crate::input::InputError),
     #[error("`{path}:{line}:{column}` is not UTF-8 text")]
@@ -82,9 +100,6 @@ impl RenderError {
         match self {
             RenderError::Input(e) => Some(e.hint()),
             RenderError::NotText { .. } => Some("save the file as UTF-8"),
-            RenderError::MissingTemplate(_) => {
-                Some("kairo needs all five templates; copy the missing one from kairo's repository")
-            }
             _ => None,
         }
     }
@@ -104,14 +119,14 @@ pub struct Templates {
 }
 
 impl Templates {
-    /// Reads `<root>/templates/*.j2`.
+    /// Reads `<root>/templates/*.j2`; a template not there is the embedded one.
     pub fn load(root: &Path) -> Result<Templates, RenderError> {
         let dir = root.join(TEMPLATES_DIR);
         let mut sources = BTreeMap::new();
         for name in REQUIRED_TEMPLATES {
             let rel = format!("{TEMPLATES_DIR}/{name}");
             if std::fs::symlink_metadata(dir.join(name)).is_err() {
-                return Err(RenderError::MissingTemplate(name));
+                continue; // the embedded template
             }
             let bytes = crate::input::read(root, &rel)?;
             let text = String::from_utf8(bytes).map_err(|e| {
@@ -128,18 +143,19 @@ impl Templates {
         Templates::from_sources(sources)
     }
 
-    /// Compiles templates given as name -> source; pure.
-    pub fn from_sources(sources: BTreeMap<String, String>) -> Result<Templates, RenderError> {
+    /// Compiles templates given as name -> source, the embedded ones filling in what is
+    /// missing; pure.
+    pub fn from_sources(mut sources: BTreeMap<String, String>) -> Result<Templates, RenderError> {
         let mut jinja = Jinja::new();
         jinja.set_undefined_behavior(UndefinedBehavior::Strict);
         // Each render of a template gets this much fuel: a loop that would run for hours
         // stops with an error naming the template.
         jinja.set_fuel(Some(crate::limits::get().template_fuel));
         jinja.add_filter("yaml", yaml_filter);
-        for name in REQUIRED_TEMPLATES {
-            if !sources.contains_key(name) {
-                return Err(RenderError::MissingTemplate(name));
-            }
+        for (name, text) in EMBEDDED {
+            sources
+                .entry(name.to_string())
+                .or_insert_with(|| text.to_string());
         }
         for (name, source) in sources {
             jinja
@@ -429,6 +445,7 @@ fn render_environment(
         .map(|r| r.name.as_str())
         .collect();
     let releases: Vec<&str> = env.releases.iter().map(|r| r.name.as_str()).collect();
+    let addons: Vec<&str> = env.addons.iter().map(|r| r.name.as_str()).collect();
     let mut listed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (template, list, var, dir, names) in [
         (
@@ -446,6 +463,7 @@ fn render_environment(
             &oci,
         ),
         (HELM_RELEASE, "releases", "release", "releases", &releases),
+        (HELM_RELEASE, "addons", "release", "releases", &addons),
     ] {
         for (i, name) in names.iter().enumerate() {
             let file = format!("{name}.yaml");
@@ -459,7 +477,9 @@ fn render_environment(
     }
     let mut source_files = listed.remove("sources").unwrap_or_default();
     source_files.sort();
-    let release_files = listed.remove("releases").unwrap_or_default();
+    let mut release_files = listed.remove("releases").unwrap_or_default();
+    // Services and add-ons in one list, by release name (as before add-ons existed).
+    release_files.sort_by(|a, b| a.trim_end_matches(".yaml").cmp(b.trim_end_matches(".yaml")));
 
     let mut root = Vec::new();
     if bootstrapped {

@@ -58,16 +58,29 @@ fn a_missing_environments_directory_is_an_input_error() {
 }
 
 #[test]
-fn a_missing_template_is_named() {
+fn templates_are_embedded_and_overridden_file_by_file() {
     let repo = Repo::with_staging();
-    std::fs::remove_file(repo.path().join("templates/ocirepository.yaml.j2")).unwrap();
+    std::fs::remove_dir_all(repo.path().join("templates")).unwrap();
     let out = repo.kairo(&["render"]);
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let embedded = repo.read("clusters/staging/namespace.yaml");
+    assert!(embedded.contains("kind: Namespace"), "{embedded}");
+    // One file in templates/ replaces only that template.
+    repo.write(
+        "templates/namespace.yaml.j2",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{ env.namespace | yaml }}\n  labels: {team: platform}\n",
+    );
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("error: missing template `templates/ocirepository.yaml.j2`"),
-        "{}",
-        out.stderr
+        repo.read("clusters/staging/namespace.yaml")
+            .contains("team: platform")
+    );
+    assert_eq!(
+        repo.read("clusters/staging/releases/web.yaml")
+            .lines()
+            .nth(1),
+        Some("apiVersion: helm.toolkit.fluxcd.io/v2")
     );
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod diff;
 mod golden;
 mod hostile;
+mod platform;
 mod policy;
 mod quantity;
 mod render;

@@ -258,8 +258,8 @@ fn retired_flux_apis_and_removed_fields_are_denied() {
                 "helm.toolkit.fluxcd.io/v2beta1",
             )
             .replace(
-                "  interval: 5m\n",
-                "  interval: 5m\n  valuesFile: values.yaml\n",
+                "  releaseName:",
+                "  valuesFile: values.yaml\n  releaseName:",
             ),
     );
     let (code, findings) = check(&repo, &[]);

@@ -452,9 +452,6 @@ fn gpu_placement_multiplier_and_overrides() {
         nvidia.com/gpu: "1"
     autoscaling:
       enabled: false
-      minReplicas: 2
-      maxReplicas: 4
-      targetCPUUtilizationPercentage: 80
     podDisruptionBudget:
       enabled: false
     nodeSelector:
