@@ -11,6 +11,7 @@ pub mod names;
 pub mod quantity;
 mod raw;
 mod resolve;
+pub mod tagpolicy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
