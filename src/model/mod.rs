@@ -76,6 +76,8 @@ pub struct Release {
     pub chart: ChartRef,
     pub image: Image,
     pub pinned: bool,
+    /// How the registry watcher picks this image's next tag; `None`: not watched.
+    pub update: Option<tagpolicy::UpdatePolicy>,
     pub replicas: u32,
     pub resources: Resources,
     pub autoscaling: Autoscaling,

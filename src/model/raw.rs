@@ -206,6 +206,8 @@ pub struct Service {
     pub priority_class: Option<Spanned<String>>,
     #[serde(default)]
     pub ports: Vec<Port>,
+    /// How the registry watcher picks new tags (`super::tagpolicy`).
+    pub update: Option<super::tagpolicy::RawUpdate>,
 }
 
 #[derive(Deserialize)]
@@ -346,6 +348,8 @@ pub struct EnvService {
     pub pool: Option<Spanned<String>>,
     pub gpu: Option<GpuOverride>,
     pub priority_class: Option<Spanned<String>>,
+    /// Overrides the catalog's update policy, field by field.
+    pub update: Option<super::tagpolicy::RawUpdate>,
 }
 
 #[derive(Deserialize)]

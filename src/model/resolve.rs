@@ -94,6 +94,7 @@ struct CatalogService {
     autoscaling: bool,
     priority_class: Option<String>,
     ports: Vec<Port>,
+    update: Option<super::tagpolicy::UpdateFields>,
 }
 
 struct Catalog<'a> {
@@ -434,6 +435,7 @@ fn resolve_catalog<'a>(
         if let Some(pc) = &svc.priority_class {
             d.label("priority class", pc);
         }
+        let update = svc.update.as_ref().map(|u| check_update(&mut d, u));
         let (Some(source), true) = (source, valid_name) else {
             rejected.insert(name.value.clone());
             continue;
@@ -494,6 +496,7 @@ fn resolve_catalog<'a>(
                 autoscaling: svc.autoscaling,
                 priority_class: svc.priority_class.as_ref().map(|p| p.value.clone()),
                 ports,
+                update,
             },
         );
     }
@@ -502,6 +505,19 @@ fn resolve_catalog<'a>(
         services,
         rejected,
     }
+}
+
+/// Validates an `update:` block, reporting its problems in this file.
+fn check_update(
+    d: &mut Diags,
+    raw: &super::tagpolicy::RawUpdate,
+) -> super::tagpolicy::UpdateFields {
+    let mut problems = Vec::new();
+    let fields = super::tagpolicy::check(raw, &mut problems);
+    for p in problems {
+        d.error(p.at, p.message).hint = p.hint;
+    }
+    fields
 }
 
 /// Flux's interval pattern: `^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`.
@@ -727,6 +743,7 @@ fn resolve_environment(
                 );
             }
         }
+        let update_override = over.update.as_ref().map(|u| check_update(&mut d, u));
         // Without a valid catalog, only what this file says on its own can be checked.
         let Some(catalog) = catalog else { continue };
         if catalog.rejected.contains(&svc_name.value) {
@@ -985,6 +1002,20 @@ fn resolve_environment(
                 );
             }
         }
+        let update = match super::tagpolicy::merge(svc.update.as_ref(), update_override.as_ref()) {
+            Ok(u) => u,
+            Err(()) => {
+                d.error(
+                    pos(svc_name),
+                    format!(
+                        "service `{}` in environment `{name}` has an update block but no update policy",
+                        svc.name
+                    ),
+                )
+                .hint = Some("add `update: {policy: {semver: {range: ...}}}` here or in the catalog (kinds: `semver`, `alphabetical`, `numerical`, `digest`, `newestBuild`)".into());
+                None
+            }
+        };
         let priority = over
             .priority_class
             .as_ref()
@@ -1000,6 +1031,7 @@ fn resolve_environment(
                 digest: image.digest.as_ref().map(|d| d.value.clone()),
             },
             pinned: over.pinned,
+            update,
             replicas,
             resources,
             autoscaling,
