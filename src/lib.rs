@@ -12,6 +12,7 @@ pub mod git;
 pub mod model;
 mod par;
 pub mod policy;
+pub mod registry;
 pub mod render;
 pub mod yaml;
 
