@@ -13,6 +13,7 @@ Examples:
   kairo check                       evaluate policies/ (Rego) on the rendered objects
   kairo bump api-server 1a2b3c4 --env staging --push   CI: bump, commit, push safely
   kairo promote --from staging --to production --commit
+  kairo tags api-server --env staging   which tag the update policy picks, and why
   kairo diff --base origin/main     what a branch changes, object by object
   kairo diff --base origin/main --output markdown > comment.md
   kairo completions bash > /etc/bash_completion.d/kairo
@@ -53,6 +54,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Show what a change does to the rendered objects (renders both sides in memory).
     Diff(DiffArgs),
+    /// List a service's candidate tags and which one its update policy picks, and why.
+    Tags(TagsArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -145,6 +148,21 @@ pub struct PublishArgs {
     /// Do not evaluate policies/ on the result.
     #[arg(long)]
     pub no_check: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The service whose image is looked up.
+    pub service: String,
+    /// The environment whose update policy applies.
+    #[arg(long)]
+    pub env: String,
+    /// Registries spoken to over plain HTTP (loopback registries always are).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -23,6 +23,7 @@ pub fn dispatch(cli: Cli) -> Outcome {
         Command::Check(args) => check_command(&cli.root, &args),
         Command::Bump(args) => bump_command(&cli.root, &args),
         Command::Promote(args) => promote_command(&cli.root, &args),
+        Command::Tags(args) => crate::tags::run(&cli.root, &args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "kairo", &mut std::io::stdout());

@@ -14,6 +14,7 @@ mod par;
 pub mod policy;
 pub mod registry;
 pub mod render;
+mod tags;
 pub mod yaml;
 
 use std::ffi::OsString;
