@@ -1,5 +1,6 @@
 //! kairo's integration tests: one binary, one module per capability.
 
+mod registry_support;
 mod support;
 
 mod bump;
@@ -8,5 +9,6 @@ mod diff;
 mod golden;
 mod policy;
 mod quantity;
+mod registry;
 mod render;
 mod validation;
