@@ -1004,7 +1004,7 @@ fn resolve_environment(
         }
         let update = match super::tagpolicy::merge(svc.update.as_ref(), update_override.as_ref()) {
             Ok(u) => u,
-            Err(()) => {
+            Err(super::tagpolicy::NoPolicyKind) => {
                 d.error(
                     pos(svc_name),
                     format!(

@@ -74,9 +74,12 @@ struct Inner {
     config: ClientConfig,
     limiter: Limiter,
     /// (registry, scope) -> Authorization value and its expiry.
-    tokens: Mutex<BTreeMap<(String, String), (String, Option<Instant>)>>,
+    tokens: Mutex<BTreeMap<(String, String), CachedAuth>>,
     credentials: Mutex<BTreeMap<String, Option<Credentials>>>,
 }
+
+/// An `Authorization` value and when it expires (`None`: Basic, never).
+type CachedAuth = (String, Option<Instant>);
 
 /// A response whose body was read within the limit.
 pub struct Reply {

@@ -16,7 +16,9 @@
 mod range;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+#[cfg(test)]
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -424,18 +426,21 @@ fn check_choice(choice: &Spanned<RawChoice>, problems: &mut Vec<Problem>) -> Opt
     })
 }
 
+/// Fields are set, but no policy kind is chosen in the catalog or the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoPolicyKind;
+
 /// Combines the catalog's fields with an environment's override. `None`: no update policy.
-/// `Err`: fields are set but no policy kind is chosen anywhere.
 pub fn merge(
     base: Option<&UpdateFields>,
     over: Option<&UpdateFields>,
-) -> Result<Option<UpdatePolicy>, ()> {
+) -> Result<Option<UpdatePolicy>, NoPolicyKind> {
     if base.is_none() && over.is_none() {
         return Ok(None);
     }
     let pick = |f: fn(&UpdateFields) -> bool| over.filter(|o| f(o)).or(base.filter(|b| f(b)));
     let Some(policy) = pick(|f| f.policy.is_some()).and_then(|f| f.policy.clone()) else {
-        return Err(());
+        return Err(NoPolicyKind);
     };
     let mut out = UpdatePolicy::new(policy);
     if let Some(filter) = pick(|f| f.filter.is_some()).and_then(|f| f.filter.clone()) {
@@ -584,15 +589,21 @@ impl PolicyError {
 /// Tags that pass the exclusion list and the filter, with their compared values, plus the
 /// explanation of the others. Input order and duplicates do not matter.
 pub fn candidates(policy: &UpdatePolicy, tags: &[String]) -> (Vec<Candidate>, Explanation) {
-    let unique: BTreeSet<&str> = tags.iter().map(String::as_str).collect();
+    let mut unique: Vec<&str> = tags.iter().map(String::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    // One pass over each tag for all exclusions; the rule is looked up only for a hit.
+    let set = regex::RegexSet::new(policy.exclusions.iter().map(|e| e.0.as_str()))
+        .expect("each exclusion compiled alone");
     let mut explanation = Explanation::default();
     let mut out = Vec::with_capacity(unique.len());
     let mut expanded = String::new();
     for tag in unique {
-        if let Some(rule) = policy.exclusions.iter().find(|e| e.0.is_match(tag)) {
+        if set.is_match(tag) {
+            let rule = set.matches(tag).iter().next().expect("a match");
             explanation.excluded.push(Excluded {
                 tag: tag.to_string(),
-                rule: rule.0.as_str().to_string(),
+                rule: policy.exclusions[rule].0.as_str().to_string(),
             });
             continue;
         }
