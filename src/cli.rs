@@ -13,6 +13,7 @@ Examples:
   kairo check                       evaluate policies/ (Rego) on the rendered objects
   kairo bump api-server 1a2b3c4 --env staging --push   CI: bump, commit, push safely
   kairo promote --from staging --to production --commit
+  kairo tags api-server --env staging   which tag the update policy picks, and why
   kairo diff --base origin/main     what a branch changes, object by object
   kairo diff --base origin/main --output markdown > comment.md
   kairo init --dir my-gitops        a new repository that renders as is
@@ -69,6 +70,8 @@ pub enum Command {
     Init(InitArgs),
     /// Show one release in one environment, each value with the file and line it came from.
     Explain(ExplainArgs),
+    /// List a service's candidate tags and which one its update policy picks, and why.
+    Tags(TagsArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -183,6 +186,21 @@ pub struct PublishArgs {
     pub no_check: bool,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The service whose image is looked up.
+    pub service: String,
+    /// The environment whose update policy applies.
+    #[arg(long)]
+    pub env: String,
+    /// Registries spoken to over plain HTTP (loopback registries always are).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -33,6 +33,7 @@ pub fn dispatch(cli: Cli) -> Outcome {
         Command::Promote(args) => promote_command(&cli.root, &args),
         Command::Init(args) => Ok(crate::commands_ext::init_command(&cli.root, &args)),
         Command::Explain(args) => Ok(crate::commands_ext::explain_command(&cli.root, &args)),
+        Command::Tags(args) => Ok(crate::tags::run(&cli.root, &args)),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

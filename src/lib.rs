@@ -21,7 +21,9 @@ pub mod output;
 mod par;
 pub mod pipeline;
 pub mod policy;
+pub mod registry;
 pub mod render;
+mod tags;
 pub mod yaml;
 
 use std::ffi::OsString;

@@ -13,6 +13,7 @@ pub mod quantity;
 mod raw;
 mod release;
 mod resolve;
+pub mod tagpolicy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,8 @@ pub struct Release {
     pub chart: ChartRef,
     pub image: Image,
     pub pinned: bool,
+    /// How the registry watcher picks this image's next tag; `None`: not watched.
+    pub update: Option<tagpolicy::UpdatePolicy>,
     pub replicas: u32,
     pub resources: Resources,
     pub autoscaling: Autoscaling,

@@ -216,6 +216,8 @@ pub struct Service {
     #[serde(default)]
     pub depends_on: Vec<Spanned<String>>,
     pub release: Option<ReleaseSettings>,
+    /// How the registry watcher picks new tags (`super::tagpolicy`).
+    pub update: Option<super::tagpolicy::RawUpdate>,
 }
 
 #[derive(Deserialize)]
@@ -388,6 +390,8 @@ pub struct EnvService {
     #[serde(default)]
     pub depends_on: Vec<Spanned<String>>,
     pub release: Option<ReleaseSettings>,
+    /// Overrides the catalog's update policy, field by field.
+    pub update: Option<super::tagpolicy::RawUpdate>,
 }
 
 #[derive(Deserialize)]

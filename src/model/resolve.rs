@@ -104,6 +104,7 @@ struct CatalogService {
     autoscaling: bool,
     priority_class: Option<String>,
     ports: Vec<Port>,
+    update: Option<super::tagpolicy::UpdateFields>,
 }
 
 struct Catalog<'a> {
@@ -496,6 +497,7 @@ fn resolve_catalog<'a>(
             release: svc.release.as_ref(),
         };
         rel::check_layer(&layer, true, !svc.ports.is_empty(), d.out);
+        let update = svc.update.as_ref().map(|u| check_update(&mut d, u));
         let (Some(source), true) = (source, valid_name) else {
             rejected.insert(name.value.clone());
             continue;
@@ -556,6 +558,7 @@ fn resolve_catalog<'a>(
                 autoscaling: svc.autoscaling.0,
                 priority_class: svc.priority_class.as_ref().map(|p| p.value.clone()),
                 ports,
+                update,
             },
         );
     }
@@ -697,6 +700,19 @@ fn resolve_addons<'a>(
         );
     }
     addons
+}
+
+/// Validates an `update:` block, reporting its problems in this file.
+fn check_update(
+    d: &mut Diags,
+    raw: &super::tagpolicy::RawUpdate,
+) -> super::tagpolicy::UpdateFields {
+    let mut problems = Vec::new();
+    let fields = super::tagpolicy::check(raw, &mut problems);
+    for p in problems {
+        d.error(p.at, p.message).hint = p.hint;
+    }
+    fields
 }
 
 /// Flux's interval pattern: `^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`.
@@ -980,6 +996,7 @@ fn resolve_environment(
         {
             d.error(pos(v), "chart version must not be empty");
         }
+        let update_override = over.update.as_ref().map(|u| check_update(&mut d, u));
         // Without a valid catalog, only what this file says on its own can be checked.
         let Some(catalog) = catalog else { continue };
         if catalog.rejected.contains(&svc_name.value) {
@@ -1259,6 +1276,20 @@ fn resolve_environment(
                 );
             }
         }
+        let update = match super::tagpolicy::merge(svc.update.as_ref(), update_override.as_ref()) {
+            Ok(u) => u,
+            Err(super::tagpolicy::NoPolicyKind) => {
+                d.error(
+                    pos(svc_name),
+                    format!(
+                        "service `{}` in environment `{name}` has an update block but no update policy",
+                        svc.name
+                    ),
+                )
+                .hint = Some("add `update: {policy: {semver: {range: ...}}}` here or in the catalog (kinds: `semver`, `alphabetical`, `numerical`, `digest`, `newestBuild`)".into());
+                None
+            }
+        };
         let priority = over
             .priority_class
             .as_ref()
@@ -1346,6 +1377,7 @@ fn resolve_environment(
                 digest: image.digest.as_ref().map(|d| d.value.clone()),
             },
             pinned: over.pinned.0,
+            update,
             replicas,
             resources,
             autoscaling,

@@ -1,6 +1,7 @@
 #![allow(clippy::disallowed_methods)] // tests drive real processes: not kairo code
 //! kairo's integration tests: one binary, one module per capability.
 
+mod registry_support;
 mod support;
 
 mod bump;
@@ -11,5 +12,6 @@ mod hostile;
 mod platform;
 mod policy;
 mod quantity;
+mod registry;
 mod render;
 mod validation;

@@ -13,7 +13,9 @@ usage: cargo xtask <command>
 commands:
   test                             fmt, clippy, tests and `kairo render --check`, as CI runs them
   golden                           rewrite tests/golden/*/expected/ from the current renderer
-  bench [--envs N] [--services M]  time kairo on a synthetic repository (default 50 x 500)";
+  bench [--envs N] [--services M]  time kairo on a synthetic repository (default 50 x 500)
+  bench registry                   tag selection over 10,000 tags; a scan of 1,000 repositories
+                                   on a loopback docker-registry";
 
 pub type Result<T = (), E = String> = std::result::Result<T, E>;
 
@@ -22,7 +24,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") if args.len() == 1 => test(),
         Some("golden") if args.len() == 1 => golden(),
-        Some("bench") => bench::Options::parse(&args[1..]).and_then(|o| bench::run(&o)),
+        Some("bench") if args.get(1).map(String::as_str) == Some("registry") => bench_registry(),
+        Some("bench") => bench::Options::parse(&args[1..])
+            .and_then(|o| bench::run(&o))
+            .and_then(|()| bench_registry()),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -87,11 +92,14 @@ fn test() -> Result {
         )?;
     }
     // The integration tests drive the real `git` (pushes, a bare remote, `git verify-commit`),
-    // `ssh-keygen` (signed commits) and `python3` (a git smart-HTTP server on loopback).
+    // `ssh-keygen` (signed commits), `python3` (a git smart-HTTP server on loopback), and
+    // Debian's `docker-registry` (distribution 2.8) with `htpasswd` for Basic auth.
     let tools = [
         ("git", "git"),
         ("ssh-keygen", "openssh-client"),
         ("python3", "python3"),
+        ("docker-registry", "docker-registry"),
+        ("htpasswd", "apache2-utils"),
     ];
     let missing: Vec<&str> = tools
         .iter()
@@ -138,6 +146,14 @@ fn test() -> Result {
     )?;
     eprintln!("==> all steps passed");
     Ok(())
+}
+
+/// The registry bench (`benches/registry.rs`) needs `docker-registry` like the tests do.
+fn bench_registry() -> Result {
+    step(
+        "bench: tag selection and registry scan (cargo bench --bench registry)",
+        &mut cargo(&["bench", "--bench", "registry"]),
+    )
 }
 
 /// Rewrites the expected trees of the golden tests (the test does it when the variable is set).

@@ -1,0 +1,257 @@
+//! `cargo xtask bench registry` (or `cargo bench --bench registry`): tag selection over 10,000
+//! tags (the size of `library/node`) and one scan of 1,000 repositories on a loopback
+//! `docker-registry`. Targets are reported, not asserted.
+#![allow(clippy::disallowed_methods)] // a benchmark starts a real registry: not kairo code
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kairo::model::tagpolicy::{Order, Policy, Range, TagFilter, UpdatePolicy, select};
+use kairo::registry::{self, Client, ClientConfig, ImageName, Rate};
+use sha2::Digest;
+
+const SELECT_TARGET_MS: f64 = 2.0;
+const SCAN_TARGET_S: f64 = 2.0;
+const REPOSITORIES: usize = 1000;
+
+fn sha256(bytes: &[u8]) -> String {
+    let mut s = String::from("sha256:");
+    for b in sha2::Sha256::digest(bytes).iter() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn tags(n: usize) -> Vec<String> {
+    // Releases, prereleases, commit SHAs, moving tags, cache and signature tags.
+    (0..n)
+        .map(|i| match i % 5 {
+            0 => format!("{}.{}.{}", i % 23, i % 17, i % 11),
+            1 => format!("v{}.{}.{}-rc.{}", i % 19, i % 13, i % 7, i % 5),
+            2 => format!("{:040x}", (i as u128) * 0x9e37_79b9_7f4a_7c15),
+            3 => format!("main-{i}-{}", 1_700_000_000 + i),
+            _ => format!("sha256-{:064x}.sig", i),
+        })
+        .collect()
+}
+
+fn bench_selection() -> Vec<(String, f64)> {
+    let list = tags(10_000);
+    let mut numbered = UpdatePolicy::new(Policy::Numerical(Order::Asc));
+    numbered.filter = Some(TagFilter {
+        pattern: regex::Regex::new(r"^main-[0-9]+-(?P<ts>[0-9]+)$").unwrap(),
+        extract: "$ts".into(),
+    });
+    let cases = [
+        (
+            "semver ^1.0",
+            UpdatePolicy::new(Policy::Semver(Range::parse("^1.0").unwrap())),
+        ),
+        (
+            "semver >=0.0.0-0 (all prereleases)",
+            UpdatePolicy::new(Policy::Semver(Range::parse(">=0.0.0-0").unwrap())),
+        ),
+        (
+            "alphabetical",
+            UpdatePolicy::new(Policy::Alphabetical(Order::Asc)),
+        ),
+        ("numerical with filter+extract", numbered),
+    ];
+    let mut out = Vec::new();
+    for (name, policy) in cases {
+        select(&policy, &list).expect("a choice");
+        let runs = (0..31)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(select(&policy, &list).unwrap());
+                t.elapsed()
+            })
+            .collect();
+        out.push((name.to_string(), median(runs).as_secs_f64() * 1000.0));
+    }
+    out
+}
+
+struct Registry(std::process::Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_registry(dir: &std::path::Path) -> (Registry, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        dir.join("data").display()
+    );
+    std::fs::write(dir.join("config.yml"), config).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry (Debian package `docker-registry`) must be installed");
+    let host = format!("127.0.0.1:{port}");
+    let registry = Registry(child);
+    for _ in 0..600 {
+        if TcpStream::connect(&host).is_ok() {
+            return (registry, host);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("docker-registry did not start");
+}
+
+async fn upload(http: &reqwest::Client, host: &str, repo: &str, blob: &[u8], from: Option<&str>) {
+    let digest = sha256(blob);
+    let mut url = format!("http://{host}/v2/{repo}/blobs/uploads/");
+    if let Some(from) = from {
+        url.push_str(&format!("?mount={digest}&from={from}"));
+    }
+    let start = http.post(url).send().await.unwrap();
+    if start.status().as_u16() == 201 {
+        return; // mounted from the first repository
+    }
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+    let location = if location.starts_with('/') {
+        format!("http://{host}{location}")
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put = http
+        .put(format!("{location}{sep}digest={digest}"))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201);
+}
+
+async fn populate(host: &str) {
+    let http = reqwest::Client::new();
+    let config = br#"{"architecture":"amd64","os":"linux","created":"2026-01-01T00:00:00Z","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = b"bench layer";
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":{},"digest":"{}"}}]}}"#,
+        config.len(),
+        sha256(config),
+        layer.len(),
+        sha256(layer)
+    );
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..REPOSITORIES {
+        let (http, host, manifest, sem) = (
+            http.clone(),
+            host.to_string(),
+            manifest.clone(),
+            sem.clone(),
+        );
+        let from = (i > 0).then(|| "bench/r0".to_string());
+        if i == 1 {
+            while let Some(r) = tasks.join_next().await {
+                r.unwrap();
+            }
+        }
+        tasks.spawn(async move {
+            let _p = sem.acquire_owned().await;
+            let repo = format!("bench/r{i}");
+            upload(&http, &host, &repo, config, from.as_deref()).await;
+            upload(&http, &host, &repo, layer, from.as_deref()).await;
+            for tag in ["1.0.0", "1.1.0", "2.0.0", "latest"] {
+                let r = http
+                    .put(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+                    .header(
+                        "content-type",
+                        "application/vnd.docker.distribution.manifest.v2+json",
+                    )
+                    .body(manifest.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 201);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is accepted.
+    println!("== tag selection over 10,000 tags (median of 31, target <= {SELECT_TARGET_MS} ms)");
+    for (name, ms) in bench_selection() {
+        let verdict = if ms <= SELECT_TARGET_MS {
+            "ok"
+        } else {
+            "OVER TARGET"
+        };
+        println!("   {name:<40} {ms:>8.3} ms  {verdict}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_registry, host) = start_registry(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = Instant::now();
+    rt.block_on(populate(&host));
+    println!(
+        "== pushed {REPOSITORIES} repositories x 4 tags in {:.1} s (setup, not measured)",
+        t.elapsed().as_secs_f64()
+    );
+    let policy = UpdatePolicy::new(Policy::Semver(Range::parse("^1.0").unwrap()));
+    let images: Vec<_> = (0..REPOSITORIES)
+        .map(|i| {
+            (
+                ImageName::parse(&format!("{host}/bench/r{i}")).unwrap(),
+                policy.clone(),
+            )
+        })
+        .collect();
+    let mut rates = std::collections::BTreeMap::new();
+    rates.insert(host.clone(), Rate::UNLIMITED);
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        // A fresh client per run: no connection or token reuse across runs.
+        let client = Client::new(ClientConfig {
+            rates: rates.clone(),
+            ..ClientConfig::default()
+        })
+        .unwrap();
+        let t = Instant::now();
+        let results = rt.block_on(registry::scan(&client, &images, 32));
+        runs.push(t.elapsed());
+        let ok = results
+            .iter()
+            .filter(|r| matches!(r, Ok(l) if l.tag == "1.1.0"))
+            .count();
+        assert_eq!(ok, REPOSITORIES, "every repository scanned");
+    }
+    let s = median(runs.clone()).as_secs_f64();
+    let verdict = if s <= SCAN_TARGET_S {
+        "ok"
+    } else {
+        "OVER TARGET"
+    };
+    println!(
+        "== scan of {REPOSITORIES} repositories (tags/list + HEAD each, 32 at a time): median {s:.3} s of {:?}, target <= {SCAN_TARGET_S} s  {verdict}",
+        runs.iter()
+            .map(|r| format!("{:.3}", r.as_secs_f64()))
+            .collect::<Vec<_>>()
+    );
+}

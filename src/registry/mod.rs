@@ -1,0 +1,104 @@
+//! The OCI distribution client: tags, digests and build times of watched images.
+//!
+//! This module owns every request kairo makes to a container registry: the `GET /v2/`
+//! challenge, Bearer tokens (cached until `expires_in`) and Basic auth with docker's
+//! credentials, `tags/list` paging through `Link: rel="next"`, `HEAD` for digests (a `GET` of a
+//! manifest counts against Docker Hub's pull quota), per-registry rate limits, and bounded
+//! responses and timeouts. It must not choose tags (that is `model::tagpolicy`, pure) and must
+//! not write anything.
+//!
+//! Architecture Invariant: a failed request (429, 5xx, timeout, a body that is cut short, too
+//! large or not what the API promises) is an error for that image, never an empty tag list.
+//! Architecture Invariant: no credential, token or `Authorization` value appears in an error or
+//! a log line, and `Authorization` is never sent to another host on a redirect.
+
+mod client;
+mod credentials;
+mod limit;
+mod name;
+mod scan;
+
+pub use client::{Client, ClientConfig, Rate};
+pub use credentials::{Credentials, CredentialsError, DockerConfig};
+pub use name::{DOCKER_HUB_HOST, ImageName};
+pub use scan::{Latest, ScanError, latest, scan};
+
+use std::time::Duration;
+
+/// Why a registry request failed. Messages name the registry and repository, never secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry `{registry}` rate-limited kairo (HTTP 429){}", retry_text(.retry_after))]
+    RateLimited {
+        registry: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("registry `{registry}` answered HTTP {status} for `{what}`")]
+    Status {
+        registry: String,
+        what: String,
+        status: u16,
+        /// The registry's error code (`NAME_UNKNOWN`, `DENIED`...), when it sent one.
+        code: Option<String>,
+    },
+    #[error("registry `{registry}` refused the credentials for `{what}` (HTTP 401)")]
+    Unauthorized { registry: String, what: String },
+    #[error("request to registry `{registry}` failed: {message}")]
+    Transport { registry: String, message: String },
+    #[error("registry `{registry}` took longer than {timeout:?} for `{what}`")]
+    Timeout {
+        registry: String,
+        what: String,
+        timeout: Duration,
+    },
+    #[error("the response of registry `{registry}` for `{what}` is larger than {limit} bytes")]
+    TooLarge {
+        registry: String,
+        what: String,
+        limit: usize,
+    },
+    #[error("the response of registry `{registry}` for `{what}` is not valid: {message}")]
+    Invalid {
+        registry: String,
+        what: String,
+        message: String,
+    },
+    #[error("cannot read registry credentials")]
+    Credentials(#[from] CredentialsError),
+}
+
+fn retry_text(d: &Option<Duration>) -> String {
+    d.map(|d| format!("; retry after {}s", d.as_secs()))
+        .unwrap_or_default()
+}
+
+impl RegistryError {
+    /// A short label for metrics and JSON: `429`, `500`, `timeout`, `invalid`...
+    pub fn code(&self) -> String {
+        match self {
+            RegistryError::RateLimited { .. } => "429".into(),
+            RegistryError::Status { status, .. } => status.to_string(),
+            RegistryError::Unauthorized { .. } => "401".into(),
+            RegistryError::Transport { .. } => "transport".into(),
+            RegistryError::Timeout { .. } => "timeout".into(),
+            RegistryError::TooLarge { .. } => "too_large".into(),
+            RegistryError::Invalid { .. } => "invalid".into(),
+            RegistryError::Credentials(_) => "credentials".into(),
+        }
+    }
+
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            RegistryError::RateLimited { .. } => Some(
+                "kairo retries on the next scan; log in (docker login) for a higher Docker Hub limit",
+            ),
+            RegistryError::Unauthorized { .. } => Some(
+                "check the credentials in docker's config.json (`docker login <registry>`) or DOCKER_CONFIG",
+            ),
+            RegistryError::Status { status: 404, .. } => {
+                Some("check the repository name in the catalog")
+            }
+            _ => None,
+        }
+    }
+}

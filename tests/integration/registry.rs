@@ -1,0 +1,503 @@
+//! The registry client against a real `docker-registry` and a scripted loopback server, and
+//! `kairo tags` end to end.
+
+use std::time::Duration;
+
+use kairo::model::tagpolicy::{Order, Policy, Range, UpdatePolicy};
+use kairo::registry::{
+    self, Client, ClientConfig, DockerConfig, ImageName, RegistryError, ScanError,
+};
+
+use crate::registry_support::{Answer, Registry, Scripted, docker_config, json, push};
+use crate::support::{Repo, run_kairo_with_env};
+
+fn client() -> Client {
+    Client::new(ClientConfig::default()).unwrap()
+}
+
+fn image(host: &str, repo: &str) -> ImageName {
+    ImageName::parse(&format!("{host}/{repo}")).unwrap()
+}
+
+fn semver(range: &str) -> UpdatePolicy {
+    UpdatePolicy::new(Policy::Semver(Range::parse(range).unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_registry_tags_digests_and_build_times() {
+    let reg = Registry::start(None);
+    let mut digests = Vec::new();
+    for (i, tag) in ["1.0.0", "1.1.0", "2.0.0-rc.1", "staging"]
+        .iter()
+        .enumerate()
+    {
+        let created = format!("2026-01-0{}T00:00:00Z", i + 1);
+        digests.push(push(&reg.host, None, "acme/api", tag, &created, tag).await);
+    }
+    let sig = format!("sha256-{}.sig", &digests[0][7..]);
+    push(
+        &reg.host,
+        None,
+        "acme/api",
+        &sig,
+        "2026-02-01T00:00:00Z",
+        "sig",
+    )
+    .await;
+
+    let c = client();
+    let img = image(&reg.host, "acme/api");
+    let mut tags = c.list_tags(&img).await.unwrap();
+    tags.sort();
+    assert_eq!(tags.len(), 5);
+    assert_eq!(c.resolve_digest(&img, "1.1.0").await.unwrap(), digests[1]);
+
+    let latest = registry::latest(&c, &img, &semver("^1.0")).await.unwrap();
+    assert_eq!(
+        (latest.tag.as_str(), latest.digest.as_str()),
+        ("1.1.0", digests[1].as_str())
+    );
+    assert_eq!(
+        latest.explanation.excluded.len(),
+        1,
+        "the cosign tag is excluded"
+    );
+
+    // newestBuild reads each candidate's config `created`: the signature is excluded, so the
+    // newest build is `staging`.
+    let newest = UpdatePolicy::new(Policy::NewestBuild { max_candidates: 10 });
+    let latest = registry::latest(&c, &img, &newest).await.unwrap();
+    assert_eq!(latest.tag, "staging");
+
+    // digest: following `staging`, then a re-push under the same tag is a new digest.
+    let follow = UpdatePolicy::new(Policy::Digest {
+        tag: "staging".into(),
+    });
+    let before = registry::latest(&c, &img, &follow).await.unwrap();
+    assert_eq!(before.digest, digests[3]);
+    let again = push(
+        &reg.host,
+        None,
+        "acme/api",
+        "staging",
+        "2026-03-01T00:00:00Z",
+        "new",
+    )
+    .await;
+    let after = registry::latest(&c, &img, &follow).await.unwrap();
+    assert_eq!(after.digest, again);
+    assert_ne!(after.digest, before.digest);
+
+    // A repository that does not exist is an error, not an empty list.
+    let missing = c
+        .list_tags(&image(&reg.host, "acme/none"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, RegistryError::Status { status: 404, .. }),
+        "{missing}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn htpasswd_registry_uses_docker_credentials() {
+    let reg = Registry::start(Some(("ci", "s3cret-pw")));
+    push(
+        &reg.host,
+        Some(("ci", "s3cret-pw")),
+        "acme/web",
+        "1.2.3",
+        "2026-01-01T00:00:00Z",
+        "w",
+    )
+    .await;
+    let img = image(&reg.host, "acme/web");
+
+    let anonymous = client().list_tags(&img).await.unwrap_err();
+    assert!(
+        matches!(anonymous, RegistryError::Unauthorized { .. }),
+        "{anonymous}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    docker_config(dir.path(), &reg.host, "ci", "wrong-pw");
+    let cfg = DockerConfig::parse(
+        &std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let wrong = Client::new(ClientConfig {
+        docker_config: cfg,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let err = wrong.list_tags(&img).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    assert!(!format!("{err} {err:?}").contains("wrong-pw"));
+
+    docker_config(dir.path(), &reg.host, "ci", "s3cret-pw");
+    let cfg = DockerConfig::parse(
+        &std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let right = Client::new(ClientConfig {
+        docker_config: cfg,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    assert_eq!(right.list_tags(&img).await.unwrap(), ["1.2.3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_flow_and_cache() {
+    // A token server and a registry that wants its tokens, both scripted on loopback.
+    let tokens = Scripted::start(|req| {
+        let ok = req.header("authorization") == Some("Basic Ym90OnB3");
+        let scoped = req.target.contains("scope=repository%3Aacme%2Fapp%3Apull")
+            && req.target.contains("service=test-registry");
+        if ok && scoped {
+            json(200, r#"{"token": "tok-123", "expires_in": 300}"#)
+        } else {
+            json(401, "{}")
+        }
+    });
+    let realm = format!("http://{}/token", tokens.host());
+    let reg = Scripted::start(move |req| {
+        if req.header("authorization") == Some("Bearer tok-123") {
+            return json(200, r#"{"name": "acme/app", "tags": ["1.0.0", "1.0.1"]}"#);
+        }
+        Answer::Full(
+            401,
+            vec![(
+                "www-authenticate".into(),
+                format!(
+                    r#"Bearer realm="{realm}",service="test-registry",scope="repository:acme/app:pull""#
+                ),
+            )],
+            br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
+        )
+    });
+    let cfg = DockerConfig::parse(
+        &format!(
+            r#"{{"auths": {{"{}": {{"username": "bot", "password": "pw"}}}}}}"#,
+            reg.host()
+        ),
+        "config.json".into(),
+    )
+    .unwrap();
+    let c = Client::new(ClientConfig {
+        docker_config: cfg,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let img = image(&reg.host(), "acme/app");
+    for _ in 0..3 {
+        assert_eq!(c.list_tags(&img).await.unwrap(), ["1.0.0", "1.0.1"]);
+    }
+    // One token for three listings: cached until `expires_in`.
+    assert_eq!(tokens.requests().len(), 1);
+    assert_eq!(reg.requests().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_pages_follow_link_next() {
+    let server = Scripted::start(|req| {
+        let (tags, next) = if req.target.contains("last=b") {
+            (r#"["c"]"#, None)
+        } else if req.target.contains("last=a") {
+            (
+                r#"["b"]"#,
+                Some("</v2/acme/paged/tags/list?n=1&last=b>; rel=\"next\""),
+            )
+        } else {
+            (
+                r#"["a"]"#,
+                Some("</v2/acme/paged/tags/list?n=1&last=a>; rel=\"next\""),
+            )
+        };
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if let Some(link) = next {
+            headers.push(("link".into(), link.into()));
+        }
+        Answer::Full(200, headers, format!(r#"{{"tags": {tags}}}"#).into_bytes())
+    });
+    let tags = client()
+        .list_tags(&image(&server.host(), "acme/paged"))
+        .await
+        .unwrap();
+    assert_eq!(tags, ["a", "b", "c"]);
+    assert!(server.requests()[0].target.contains("n=1000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_are_errors_never_empty_lists() {
+    let server = Scripted::start(|req| {
+        let repo = req.target.split('/').nth(2).unwrap_or("");
+        match repo {
+            "limited" => Answer::Full(429, vec![("retry-after".into(), "120".into())], vec![]),
+            "broken" => json(500, r#"{"errors":[{"code":"UNKNOWN"}]}"#),
+            "cut" => Answer::Raw(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"tags\": [\"1.0".to_vec(),
+            ),
+            "huge" => json(200, &format!(r#"{{"tags": ["{}"]}}"#, "x".repeat(4096))),
+            "garbage" => json(200, "<html>maintenance</html>"),
+            "slow" => Answer::Stall,
+            _ => json(200, r#"{"tags": ["1.0.0"]}"#),
+        }
+    });
+    let c = Client::new(ClientConfig {
+        max_body: 1024,
+        timeout: Duration::from_millis(500),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let host = server.host();
+    let err = |repo: &'static str| {
+        let c = c.clone();
+        let img = image(&host, &format!("acme/{repo}").replace("acme/", ""));
+        async move { c.list_tags(&img).await.unwrap_err() }
+    };
+    assert!(matches!(
+        err("broken").await,
+        RegistryError::Status { status: 500, .. }
+    ));
+    assert!(matches!(
+        err("cut").await,
+        RegistryError::Transport { .. } | RegistryError::Invalid { .. }
+    ));
+    assert!(matches!(
+        err("huge").await,
+        RegistryError::TooLarge { limit: 1024, .. }
+    ));
+    assert!(matches!(
+        err("garbage").await,
+        RegistryError::Invalid { .. }
+    ));
+    assert!(matches!(err("slow").await, RegistryError::Timeout { .. }));
+    // 429: the registry is paused; the next request fails without being sent.
+    let first = err("limited").await;
+    assert!(
+        matches!(first, RegistryError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(120)),
+        "{first}"
+    );
+    let sent = server.requests().len();
+    let second = err("fine").await;
+    assert!(
+        matches!(second, RegistryError::RateLimited { .. }),
+        "{second}"
+    );
+    assert_eq!(server.requests().len(), sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_never_follows_a_redirect_to_another_host() {
+    let elsewhere = Scripted::start(|_| json(200, r#"{"created": "2026-01-01T00:00:00Z"}"#));
+    // `localhost` and `127.0.0.1` are different hosts to an HTTP client.
+    let target = format!("http://localhost:{}/blob", elsewhere.addr.port());
+    let reg = Scripted::start(move |req| {
+        if req.header("authorization").is_none() {
+            return Answer::Full(
+                401,
+                vec![("www-authenticate".into(), "Basic realm=\"r\"".into())],
+                vec![],
+            );
+        }
+        if req.target.contains("/blobs/") {
+            return Answer::Full(307, vec![("location".into(), target.clone())], vec![]);
+        }
+        json(
+            200,
+            r#"{"schemaVersion":2,"config":{"digest":"sha256:00"}}"#,
+        )
+    });
+    let cfg = DockerConfig::parse(
+        &format!(
+            r#"{{"auths": {{"{}": {{"username": "u", "password": "p"}}}}}}"#,
+            reg.host()
+        ),
+        "config.json".into(),
+    )
+    .unwrap();
+    let c = Client::new(ClientConfig {
+        docker_config: cfg,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let created = c
+        .created_time(&image(&reg.host(), "acme/r"), "1.0.0")
+        .await
+        .unwrap();
+    assert!(created.is_some());
+    let blob = &elsewhere.requests()[0];
+    assert_eq!(blob.header("authorization"), None, "{blob:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_registry_does_not_stop_the_scan() {
+    let good = Scripted::start(|req| {
+        if req.method == "HEAD" {
+            return Answer::Full(
+                200,
+                vec![(
+                    "docker-content-digest".into(),
+                    format!("sha256:{}", "a".repeat(64)),
+                )],
+                vec![],
+            );
+        }
+        json(200, r#"{"tags": ["1", "2", "3"]}"#)
+    });
+    let bad = Scripted::start(|_| json(503, "{}"));
+    let numerical = UpdatePolicy::new(Policy::Numerical(Order::Asc));
+    let images = vec![
+        (image(&bad.host(), "a/x"), numerical.clone()),
+        (image(&good.host(), "a/y"), numerical.clone()),
+    ];
+    let results = registry::scan(&client(), &images, 4).await;
+    assert!(matches!(
+        &results[0],
+        Err(ScanError::Registry(RegistryError::Status {
+            status: 503,
+            ..
+        }))
+    ));
+    assert_eq!(results[1].as_ref().unwrap().tag, "3");
+}
+
+const CATALOG: &str = r#"apiVersion: kairo.dev/v1alpha1
+kind: ServiceCatalog
+metadata:
+  name: test
+spec:
+  sources:
+    charts:
+      type: helm
+      url: https://charts.example.com
+  services:
+    api:
+      chart: {version: ">=1.0.0", source: charts}
+      image: {repository: HOST/acme/api}
+      update:
+        policy: {semver: {range: "^1.0"}}
+        exclusionList: ['^.*\.sig$', '^.*-cache$']
+"#;
+
+const STAGING: &str = r#"apiVersion: kairo.dev/v1alpha1
+kind: Environment
+metadata:
+  name: staging
+spec:
+  namespace: acme-staging
+  branch: staging
+  cluster: acme-staging
+  defaults:
+    replicas: 1
+    hpa: {}
+    pdb: {}
+  services:
+    api:
+      image: {tag: "TAG"}
+"#;
+
+#[test]
+fn kairo_tags_explains_the_choice() {
+    let reg = Registry::start(None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let d110 = rt.block_on(async {
+        for tag in ["1.0.0", "2.0.0", "main-cache"] {
+            push(
+                &reg.host,
+                None,
+                "acme/api",
+                tag,
+                "2026-01-01T00:00:00Z",
+                tag,
+            )
+            .await;
+        }
+        push(
+            &reg.host,
+            None,
+            "acme/api",
+            "1.1.0",
+            "2026-01-02T00:00:00Z",
+            "1.1.0",
+        )
+        .await
+    });
+    let repo = Repo::new();
+    repo.write(
+        "environments/services.yaml",
+        &CATALOG.replace("HOST", &reg.host),
+    );
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace("TAG", "1.0.0"),
+    );
+    let out = run_kairo_with_env(
+        repo.path(),
+        &["tags", "api", "--env", "staging", "--output", "json"],
+        &[],
+    );
+    assert_eq!(out.code, 1, "a newer tag is a bump due: {}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["selected"]["tag"], "1.1.0");
+    assert_eq!(report["selected"]["digest"], d110.as_str());
+    assert_eq!(report["explanation"]["excluded"][0]["tag"], "main-cache");
+    assert_eq!(report["explanation"]["ignored"][0]["tag"], "2.0.0");
+
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace("TAG", "1.1.0"),
+    );
+    let out = run_kairo_with_env(repo.path(), &["tags", "api", "--env", "staging"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("selected: 1.1.0@"), "{}", out.stdout);
+    assert!(out.stdout.contains("(up to date)"), "{}", out.stdout);
+
+    // Registry gone: an error (exit 2), never "up to date".
+    drop(reg);
+    let out = run_kairo_with_env(repo.path(), &["tags", "api", "--env", "staging"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("error: request to registry"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn update_policy_errors_point_at_the_value() {
+    let repo = Repo::new();
+    let catalog = CATALOG
+        .replace("HOST", "ghcr.io")
+        .replace(
+            r#"{semver: {range: "^1.0"}}"#,
+            r#"{semver: {range: "1.0.0p"}}"#,
+        )
+        .replace(r#"'^.*-cache$'"#, r#"'(unclosed'"#);
+    repo.write("environments/services.yaml", &catalog);
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace("TAG", "1.0.0"),
+    );
+    let out = repo.kairo(&["tags", "api", "--env", "staging"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("environments/services.yaml:15:"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("invalid semver range `1.0.0p`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("invalid exclusionList entry `(unclosed`"),
+        "{}",
+        out.stderr
+    );
+}
