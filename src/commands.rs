@@ -528,6 +528,9 @@ fn image_change(root: &Path, environment: &str, change: Change, args: &PublishAr
         Some(LocalBranch::Behind(b)) => output::message(&format!(
             "note: your branch `{b}` was not at the commit the change was built on, so it was left as it is\n  hint: `git pull` brings the change"
         )),
+        Some(LocalBranch::Failed(why)) => output::message(&format!(
+            "warning: the change was pushed, but your local branch could not be updated: {why}\n  hint: run the same command again to complete it, or `git pull`"
+        )),
         Some(LocalBranch::Dirty(p)) => output::message(&format!(
             "note: your local branch was left as it is: `{p}` has uncommitted changes\n  hint: commit or stash them, then `git pull`"
         )),

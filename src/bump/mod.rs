@@ -268,6 +268,12 @@ fn resolve_specs(
                     digest: digest.clone(),
                 });
             }
+            if repository_prefix.as_deref() == Some("") {
+                return Err(BumpError::NothingSelected {
+                    environment: intent.environment.clone(),
+                    prefix: Some(String::new()),
+                });
+            }
             if out.is_empty() && planned.pinned.is_empty() {
                 return Err(BumpError::NothingSelected {
                     environment: intent.environment.clone(),
@@ -700,7 +706,11 @@ pub fn run_push(
         fill(&mut outcome, &planned);
         if planned.changes.is_empty() {
             // Already so on the remote: nothing to commit or push.
-            outcome.local_branch = Some(LocalBranch::Untouched);
+            let head = writer.head()?;
+            outcome.local_branch = Some(match &target.local {
+                Some(local) if head.commit != Some(tip) => LocalBranch::Behind(local.clone()),
+                _ => LocalBranch::Untouched,
+            });
             return Ok(outcome);
         }
         let msg = message(publish, intent, &planned);
@@ -758,6 +768,12 @@ fn follow(
     if let Some(path) = writer.first_dirty(base, &paths)? {
         return Ok(LocalBranch::Dirty(path));
     }
-    writer.fast_forward(local, base, commit, &paths)?;
-    Ok(LocalBranch::Moved(local.clone()))
+    // The push has landed: a failure to move the local branch now (a user's `index.lock`, an
+    // edit made meanwhile) is reported as such, not as a failed bump. The journal, if any, is
+    // completed by the next run.
+    match writer.fast_forward(local, base, commit, &paths) {
+        Ok(()) => Ok(LocalBranch::Moved(local.clone())),
+        Err(WriteError::Dirty(path)) => Ok(LocalBranch::Dirty(path)),
+        Err(e) => Ok(LocalBranch::Failed(e.to_string())),
+    }
 }

@@ -151,19 +151,19 @@ pub enum Signing {
 
 impl Signing {
     /// `home` expands a `~/` key path, as git does.
+    /// From git's own configuration (`get` answers as `git config --get` does).
     pub fn from_config(
-        repo: &git2::Repository,
+        get: &dyn Fn(&str) -> Option<String>,
         force: bool,
         home: Option<&Path>,
     ) -> Result<Signing, WriteError> {
-        let config = repo.config()?;
-        let wanted = force || config.get_bool("commit.gpgsign").unwrap_or(false);
+        let wanted = force || get("commit.gpgsign").is_some_and(|v| v == "true");
         if !wanted {
             return Ok(Signing::None);
         }
-        let key = config.get_string("user.signingkey").ok();
-        match config.get_string("gpg.format").as_deref() {
-            Ok("ssh") => {
+        let key = get("user.signingkey");
+        match get("gpg.format").as_deref() {
+            Some("ssh") => {
                 let key = key.ok_or_else(|| {
                     WriteError::Command(
                         "`gpg.format` is `ssh` but `user.signingkey` is not set".into(),
@@ -175,7 +175,7 @@ impl Signing {
                 };
                 Ok(Signing::Ssh { key })
             }
-            Ok("x509") => Err(WriteError::Command(
+            Some("x509") => Err(WriteError::Command(
                 "x509 commit signing is not supported; use ssh or openpgp".into(),
             )),
             _ => Ok(Signing::Gpg { key }),
@@ -245,6 +245,8 @@ pub enum LocalBranch {
     Behind(String),
     /// A path of the change has uncommitted changes in the working tree or index: left alone.
     Dirty(String),
+    /// Moving it failed (for example git's `index.lock` was held); the next run completes it.
+    Failed(String),
 }
 
 /// The branch HEAD points at, if any, and its commit (none in an empty repository).
@@ -280,20 +282,31 @@ impl Writer {
             .workdir()
             .ok_or_else(|| GitError::NotARepository(root.to_path_buf()))?
             .to_path_buf();
+        // git's configuration exactly as git resolves it (GIT_CONFIG_GLOBAL, GIT_CONFIG_NOSYSTEM,
+        // includes): libgit2 reads other files, and a commit must not go out under an identity
+        // or signing setup that `git` itself would not use.
+        let get = |key: &str| -> Option<String> {
+            let out = Command::new("git")
+                .args(["config", "--get"])
+                .args((key == "commit.gpgsign").then_some("--type=bool"))
+                .arg(key)
+                .current_dir(&workdir)
+                .stdin(Stdio::null())
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let identity = match identity {
             Some(i) => i,
-            None => {
-                let config = repo.config()?;
-                match (
-                    config.get_string("user.name"),
-                    config.get_string("user.email"),
-                ) {
-                    (Ok(name), Ok(email)) => Identity::new(&name, &email)?,
-                    _ => return Err(WriteError::NoIdentity),
-                }
-            }
+            None => match (get("user.name"), get("user.email")) {
+                (Some(name), Some(email)) => Identity::new(&name, &email)?,
+                _ => return Err(WriteError::NoIdentity),
+            },
         };
-        let signing = Signing::from_config(&repo, signing_forced, home)?;
+        let signing = Signing::from_config(&get, signing_forced, home)?;
         Ok(Writer {
             repo,
             prefix,
@@ -349,16 +362,24 @@ impl Writer {
     /// or `None` when the remote has no such branch.
     pub fn fetch(&self, remote: &str, branch: &str) -> Result<Option<git2::Oid>, WriteError> {
         let tracking = format!("refs/remotes/{remote}/{branch}");
-        let out = self.git(
-            &[
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                remote,
-                &format!("+refs/heads/{branch}:{tracking}"),
-            ],
-            None,
-        )?;
+        let args = [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            remote,
+            &format!("+refs/heads/{branch}:{tracking}"),
+        ];
+        let mut out = self.git(&args, None)?;
+        // A `git` left running by a killed kairo (its push updating the same tracking ref) can
+        // hold the local ref lock for a moment: wait for it rather than fail.
+        for wait in 1..=20u64 {
+            let text = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() || !text.contains("cannot lock ref") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50 * wait));
+            out = self.git(&args, None)?;
+        }
         if !out.status.success() {
             let text = redact(String::from_utf8_lossy(&out.stderr).trim());
             if text.contains("couldn't find remote ref") {
@@ -497,14 +518,24 @@ impl Writer {
         let index = self.repo.index()?;
         for path in paths {
             let full = format!("{}{path}", self.prefix);
-            let blob = tree
+            let entry = tree
                 .get_path(Path::new(&full))
                 .ok()
-                .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
-                .map(|e| e.id());
-            let staged = index.get_path(Path::new(&full), 0).map(|e| e.id);
-            if staged != blob {
+                .filter(|e| e.kind() == Some(git2::ObjectType::Blob));
+            let blob = entry.as_ref().map(|e| e.id());
+            let mode = entry.as_ref().map(|e| e.filemode() as u32);
+            let staged = index.get_path(Path::new(&full), 0);
+            // Content and mode: a staged or on-disk `chmod +x` is the user's work too.
+            if staged.as_ref().map(|e| e.id) != blob || staged.as_ref().map(|e| e.mode) != mode {
                 return Ok(Some(path.clone()));
+            }
+            if let Some(mode) = mode {
+                use std::os::unix::fs::PermissionsExt;
+                let executable = std::fs::symlink_metadata(self.workdir.join(&full))
+                    .is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+                if executable != (mode == 0o100755) {
+                    return Ok(Some(path.clone()));
+                }
             }
             let disk = read_nofollow(&self.workdir.join(&full))?;
             let same = match (blob, disk) {
@@ -539,7 +570,7 @@ impl Writer {
         }
         write_file_atomic(&journal, record.as_bytes())?;
         failpoint::hit("ff-journal");
-        self.write_paths(new, paths)?;
+        self.write_paths(new, paths, Some(old))?;
         failpoint::hit("ff-index");
         self.repo.reference_matching(
             &format!("refs/heads/{branch}"),
@@ -556,10 +587,35 @@ impl Writer {
     /// Writes `paths` as `commit` has them into the working tree (without following links),
     /// then into the index through `git update-index`, which takes and releases git's own
     /// index lock: kairo never holds `index.lock` itself, so a kill never leaves one behind.
-    fn write_paths(&self, commit: git2::Oid, paths: &[String]) -> Result<(), WriteError> {
+    fn write_paths(
+        &self,
+        commit: git2::Oid,
+        paths: &[String],
+        unchanged_since: Option<git2::Oid>,
+    ) -> Result<(), WriteError> {
         let tree = self.repo.find_commit(commit)?.tree()?;
+        let before = match unchanged_since {
+            Some(c) => Some(self.repo.find_commit(c)?.tree()?),
+            None => None,
+        };
         for path in paths {
             let full = format!("{}{path}", self.prefix);
+            if let Some(before) = &before {
+                // Just before replacing it: the file must still be what was checked (an edit
+                // made since is the user's, and stops the update; the journal lets the next
+                // run sort it out).
+                let blob = before.get_path(Path::new(&full)).ok().map(|e| e.id());
+                let still = match (blob, read_nofollow(&self.workdir.join(&full))?) {
+                    (None, Disk::Missing) => true,
+                    (Some(id), Disk::File(bytes)) => {
+                        git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)? == id
+                    }
+                    _ => false,
+                };
+                if !still {
+                    return Err(WriteError::Dirty(path.clone()));
+                }
+            }
             let entry = tree.get_path(Path::new(&full)).ok();
             match entry {
                 Some(e) => {
@@ -637,6 +693,7 @@ impl Writer {
         // changed since.
         let new_tree = self.repo.find_commit(new)?.tree()?;
         let old_tree = self.repo.find_commit(old)?.tree()?;
+        let index = self.repo.index()?;
         let mut foreign = Vec::new();
         for path in &paths {
             let full = format!("{}{path}", self.prefix);
@@ -651,12 +708,16 @@ impl Writer {
                     _ => false,
                 })
             };
-            if !matches(&new_tree)? && !matches(&old_tree)? {
+            // The index too: a change staged since the kill is the user's.
+            let staged = index.get_path(Path::new(&full), 0).map(|e| e.id);
+            let in_tree = |tree: &git2::Tree| tree.get_path(Path::new(&full)).ok().map(|e| e.id());
+            let index_ours = staged == in_tree(&new_tree) || staged == in_tree(&old_tree);
+            if !index_ours || (!matches(&new_tree)? && !matches(&old_tree)?) {
                 foreign.push(path.clone());
             }
         }
         let note = if current == Some(old) && foreign.is_empty() {
-            self.write_paths(new, &paths)?;
+            self.write_paths(new, &paths, None)?;
             self.repo.reference_matching(
                 reference,
                 new,
@@ -669,7 +730,7 @@ impl Writer {
                 paths.len()
             )
         } else if current == Some(new) && foreign.is_empty() {
-            self.write_paths(new, &paths)?;
+            self.write_paths(new, &paths, None)?;
             format!("completed an interrupted update of `{branch}`")
         } else {
             // The branch moved elsewhere, or files were edited since: put back only the paths
@@ -681,7 +742,7 @@ impl Writer {
                 .cloned()
                 .collect();
             if current != Some(new) && !kairos.is_empty() {
-                self.write_paths(keep, &kairos)?;
+                self.write_paths(keep, &kairos, None)?;
             }
             format!(
                 "an interrupted update of `{branch}` was abandoned; {} file(s) with your changes were left as they are",

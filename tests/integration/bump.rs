@@ -873,3 +873,48 @@ fn pushes_over_http_with_a_token_from_the_environment() {
         "the token is never written to disk"
     );
 }
+
+/// Found by attacking the writer: a change staged after a kill, and a mode change, are the
+/// user's work too, and survive the re-run and the bump.
+#[test]
+fn staged_changes_and_modes_survive() {
+    let remote = Remote::new(3);
+    let clone = remote.clone();
+    let args = [
+        "bump", "svc-000", "s1", "--env", "staging", "--commit", "--author", AUTHOR,
+    ];
+    assert!(crate::support::kill_kairo_at(
+        clone.path(),
+        &args,
+        "ff-journal"
+    ));
+    // Stage an edit to the file kairo was writing, and put the working copy back.
+    let env = clone.path().join("environments/staging.yaml");
+    let original = git(clone.path(), &["show", "HEAD:environments/staging.yaml"]);
+    std::fs::write(&env, original.clone() + "# staged by the user\n").unwrap();
+    git(clone.path(), &["add", "environments/staging.yaml"]);
+    std::fs::write(&env, &original).unwrap();
+    let staged = git(clone.path(), &["rev-parse", ":environments/staging.yaml"]);
+    let out = run_kairo(clone.path(), &args);
+    assert_eq!(
+        git(clone.path(), &["rev-parse", ":environments/staging.yaml"]),
+        staged,
+        "the staged blob was replaced: {}",
+        out.stderr
+    );
+    // A mode change on a file the bump writes: refused, the mode stays.
+    let clone = remote.clone();
+    git(
+        clone.path(),
+        &["update-index", "--chmod=+x", "environments/staging.yaml"],
+    );
+    let out = run_kairo(clone.path(), &args);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        git(
+            clone.path(),
+            &["ls-files", "-s", "environments/staging.yaml"]
+        )
+        .starts_with("100755")
+    );
+}
