@@ -25,6 +25,8 @@ const FULL_TARGET_S: f64 = 1.5;
 const NOOP_TARGET_S: f64 = 0.3;
 const CP_RATIO_TARGET: f64 = 3.0;
 const DIFF_TARGET_S: f64 = 2.0;
+/// `bump --all` of one environment's 500 services, in one commit (issue 7).
+const BUMP_ALL_TARGET_S: f64 = 1.0;
 const BUMP_TARGET_S: f64 = 0.3;
 const CHECK_TARGET_S: f64 = 2.0;
 
@@ -235,6 +237,24 @@ pub fn run(o: &Options) -> Result {
         bump_runs.push(timed(&mut cmd)?.0);
     }
     let bump_s = median(&bump_runs);
+    eprintln!("==> kairo bump --all (every service of one environment, one commit), 3 runs");
+    let mut all_runs = Vec::new();
+    for i in 0..3 {
+        let mut cmd = Command::new(&kairo);
+        cmd.args([
+            "bump",
+            "--env",
+            "env-00",
+            "--all",
+            &format!("all{i}"),
+            "--commit",
+            "--no-check",
+        ])
+        .args(["--author", "bench <bench@kairo.invalid>", "--root"])
+        .arg(&repo);
+        all_runs.push(timed(&mut cmd)?.0);
+    }
+    let all_s = median(&all_runs);
     let yq_runs = if Command::new("yq")
         .arg("--version")
         .output()
@@ -352,6 +372,12 @@ pub fn run(o: &Options) -> Result {
             "",
         ),
         (
+            "bump --all, one environment (median)",
+            timing(&all_runs),
+            format!("<= {BUMP_ALL_TARGET_S} s"),
+            verdict(all_s <= BUMP_ALL_TARGET_S),
+        ),
+        (
             "bump --commit (median)",
             timing(&bump_runs),
             format!("<= {BUMP_TARGET_S} s"),
@@ -404,6 +430,7 @@ pub fn run(o: &Options) -> Result {
         "diffSeconds": {"median": diff_s, "runs": secs(&diff_runs), "target": DIFF_TARGET_S, "changedObjects": reported},
         "diffPeakRssBytes": diff_rss,
         "bumpCommitSeconds": {"median": bump_s, "runs": secs(&bump_runs), "target": BUMP_TARGET_S},
+        "bumpAllSeconds": {"median": all_s, "runs": secs(&all_runs), "target": BUMP_ALL_TARGET_S},
         "yqBaselineSeconds": yq_runs.as_deref().map(|r| json!({"median": median(r), "runs": secs(r)})),
         "files": files,
         "bytes": bytes,
