@@ -802,7 +802,7 @@ fn environment(e: usize, name: &str, services: &[String]) -> String {
          nodePools:\n    orchestration:\n      labels: {{node-type: orchestration}}\n      nodes: 3\n    \
          gpu-optimized:\n      labels: {{node-type: gpu-optimized}}\n      taints:\n        \
          - {{key: nvidia.com/gpu, value: \"true\", effect: NoSchedule}}\n      \
-         gpu: {{class: L40S, count: 1}}\n      nodes: 2\n\n  services:\n"
+         gpu: {{class: L40S, count: 1}}\n      nodes: 200\n\n  services:\n"
     );
     for (i, svc) in services.iter().enumerate() {
         // Quoted: unquoted, a short SHA such as `5e57483` is a YAML float (here an infinite one,
