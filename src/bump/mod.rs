@@ -401,31 +401,24 @@ pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned
             files.insert(s.path.clone(), s.text.clone().into_bytes());
         }
     }
+    let flux_system = format!(
+        "{CLUSTERS_DIR}/{}/{}",
+        intent.environment,
+        crate::render::FLUX_SYSTEM_DIR
+    );
+    let bootstrapped: BTreeSet<String> = if base.exists(&flux_system) {
+        BTreeSet::from([intent.environment.clone()])
+    } else {
+        BTreeSet::new()
+    };
     let edited = Inputs::Files {
         label: "the edited environment".into(),
         files,
-        bootstrapped: Some(
-            if base.exists(&format!(
-                "{CLUSTERS_DIR}/{}/{}",
-                intent.environment,
-                crate::render::FLUX_SYSTEM_DIR
-            )) {
-                BTreeSet::from([intent.environment.clone()])
-            } else {
-                BTreeSet::new()
-            },
-        ),
+        bootstrapped: Some(bootstrapped.clone()),
     };
     let model = edited.model()?;
     let templates = inputs.templates()?;
     let only = [intent.environment.clone()];
-    let bootstrapped = match &edited {
-        Inputs::Files {
-            bootstrapped: Some(b),
-            ..
-        } => b.clone(),
-        _ => BTreeSet::new(),
-    };
     let rendered = crate::render::render(&model, &templates, &only, &bootstrapped)
         .map_err(PipelineError::from)?;
     if intent.check_policies {
@@ -454,7 +447,6 @@ pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned
     }
     planned.changes.extend(plan.changeset());
     planned.plan = Some(plan);
-    let _ = new_text;
     Ok(planned)
 }
 

@@ -537,15 +537,7 @@ impl Writer {
                     return Ok(Some(path.clone()));
                 }
             }
-            let disk = read_nofollow(&self.workdir.join(&full))?;
-            let same = match (blob, disk) {
-                (None, Disk::Missing) => true,
-                (Some(id), Disk::File(bytes)) => {
-                    git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)? == id
-                }
-                _ => false,
-            };
-            if !same {
+            if !holds(&read_nofollow(&self.workdir.join(&full))?, blob)? {
                 return Ok(Some(path.clone()));
             }
         }
@@ -605,14 +597,7 @@ impl Writer {
                 // made since is the user's, and stops the update; the journal lets the next
                 // run sort it out).
                 let blob = before.get_path(Path::new(&full)).ok().map(|e| e.id());
-                let still = match (blob, read_nofollow(&self.workdir.join(&full))?) {
-                    (None, Disk::Missing) => true,
-                    (Some(id), Disk::File(bytes)) => {
-                        git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)? == id
-                    }
-                    _ => false,
-                };
-                if !still {
+                if !holds(&read_nofollow(&self.workdir.join(&full))?, blob)? {
                     return Err(WriteError::Dirty(path.clone()));
                 }
             }
@@ -698,15 +683,8 @@ impl Writer {
         for path in &paths {
             let full = format!("{}{path}", self.prefix);
             let disk = read_nofollow(&self.workdir.join(&full))?;
-            let matches = |tree: &git2::Tree| -> Result<bool, WriteError> {
-                let blob = tree.get_path(Path::new(&full)).ok().map(|e| e.id());
-                Ok(match (blob, &disk) {
-                    (None, Disk::Missing) => true,
-                    (Some(id), Disk::File(bytes)) => {
-                        git2::Oid::hash_object(git2::ObjectType::Blob, bytes)? == id
-                    }
-                    _ => false,
-                })
+            let matches = |tree: &git2::Tree| {
+                holds(&disk, tree.get_path(Path::new(&full)).ok().map(|e| e.id()))
             };
             // The index too: a change staged since the kill is the user's.
             let staged = index.get_path(Path::new(&full), 0).map(|e| e.id);
@@ -847,6 +825,17 @@ fn read_nofollow(path: &Path) -> Result<Disk, WriteError> {
                 source,
             }),
     }
+}
+
+/// Whether what is on disk is exactly `blob` (`None`: the path must be absent).
+fn holds(disk: &Disk, blob: Option<git2::Oid>) -> Result<bool, WriteError> {
+    Ok(match (blob, disk) {
+        (None, Disk::Missing) => true,
+        (Some(id), Disk::File(bytes)) => {
+            git2::Oid::hash_object(git2::ObjectType::Blob, bytes)? == id
+        }
+        _ => false,
+    })
 }
 
 fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
