@@ -141,11 +141,22 @@ impl Inputs {
 
     /// The model of these inputs.
     pub fn model(&self) -> Result<Model, PipelineError> {
-        let result = match self {
-            Inputs::Disk(root) => model::load(root),
-            Inputs::Files { .. } => Model::from_files(&self.sources()?),
-        };
-        result.map_err(|e| self.model_error(e))
+        self.model_only(&[])
+    }
+
+    /// The model of these inputs with only the environments in `only` resolved (all when
+    /// empty); `Model::defined` lists every one.
+    pub fn model_only(&self, only: &[String]) -> Result<Model, PipelineError> {
+        self.model_from(&self.sources()?, only)
+    }
+
+    /// [`Inputs::model_only`] of sources already read with [`Inputs::sources`].
+    pub fn model_from(
+        &self,
+        sources: &[SourceFile],
+        only: &[String],
+    ) -> Result<Model, PipelineError> {
+        Model::from_files_only(sources, only).map_err(|e| self.model_error(e))
     }
 
     /// The templates of these inputs: every file under `templates/`, so that `{% include %}`
@@ -220,9 +231,9 @@ impl Inputs {
 /// Loads, renders and (when asked) checks.
 pub fn run(inputs: &Inputs, options: &Options) -> Result<Output, PipelineError> {
     let started = std::time::Instant::now();
-    let model = inputs.model()?;
+    let model = inputs.model_only(&options.only)?;
     tracing::debug!(environments = model.environments.len(), elapsed = ?started.elapsed(), "model loaded");
-    let known: Vec<String> = model.environments.iter().map(|e| e.name.clone()).collect();
+    let known = model.defined.clone();
     if let Some(name) = options.only.iter().find(|e| !known.contains(e)) {
         return Err(PipelineError::UnknownEnvironment {
             name: name.clone(),

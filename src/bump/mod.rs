@@ -288,7 +288,7 @@ fn resolve_specs(
                     .environment(from)
                     .ok_or_else(|| PipelineError::UnknownEnvironment {
                         name: from.clone(),
-                        known: model.environments.iter().map(|e| e.name.clone()).collect(),
+                        known: model.defined.clone(),
                     })?;
             let targets: Vec<String> = if services.is_empty() {
                 env.releases.iter().map(|r| r.name.clone()).collect()
@@ -341,12 +341,18 @@ fn resolve_specs(
 pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned, BumpError> {
     let started = Instant::now();
     let sources = inputs.sources()?;
-    let model = inputs.model()?;
+    // Only the environments the change reads are resolved; the others were valid a moment ago
+    // and are not touched.
+    let mut wanted = vec![intent.environment.clone()];
+    if let Change::Promote { from, .. } = &intent.change {
+        wanted.push(from.clone());
+    }
+    let model = inputs.model_from(&sources, &wanted)?;
     tracing::debug!(elapsed = ?started.elapsed(), "model loaded");
     let env = model.environment(&intent.environment).ok_or_else(|| {
         PipelineError::UnknownEnvironment {
             name: intent.environment.clone(),
-            known: model.environments.iter().map(|e| e.name.clone()).collect(),
+            known: model.defined.clone(),
         }
     })?;
     let env_file = env.file.clone();

@@ -27,7 +27,11 @@ pub use raw::{API_VERSION, IgnoreRule, TaintEffect, ValuesKind};
 /// The whole platform: every environment, resolved. Environments are sorted by name.
 #[derive(Debug, Clone, Serialize)]
 pub struct Model {
+    /// The environments resolved: all, or those a load was limited to.
     pub environments: Vec<Environment>,
+    /// Every environment defined in the files, sorted, whether resolved or not.
+    #[serde(skip)]
+    pub defined: Vec<String>,
     /// The file holding the `ServiceCatalog`.
     pub catalog_file: String,
     /// Problems that do not stop rendering (for example a PodDisruptionBudget left out).
@@ -361,7 +365,13 @@ pub fn read_sources(root: &Path) -> Result<Vec<SourceFile>, ModelError> {
 impl Model {
     /// Builds the model from file contents; pure. Reports every problem found.
     pub fn from_files(files: &[SourceFile]) -> Result<Model, ModelError> {
-        resolve::resolve(files)
+        resolve::resolve(files, &[])
+    }
+
+    /// The model with only the environments in `only` resolved (all when empty); the others
+    /// are parsed and checked against each other, and listed in `defined`.
+    pub fn from_files_only(files: &[SourceFile], only: &[String]) -> Result<Model, ModelError> {
+        resolve::resolve(files, only)
     }
 
     pub fn environment(&self, name: &str) -> Option<&Environment> {

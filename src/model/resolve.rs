@@ -206,7 +206,10 @@ fn parse_file(file: &SourceFile, out: &mut Vec<Diagnostic>) -> Parsed {
     }
 }
 
-pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
+/// Resolves the environments named in `only` (all when empty). Every file is still parsed and
+/// every cross-environment rule (unique names, placements) still checked; only the per-service
+/// resolution of the others is skipped, which is most of a load's work.
+pub(super) fn resolve(files: &[SourceFile], only: &[String]) -> Result<Model, ModelError> {
     let mut out = Vec::new();
     let mut catalogs = Vec::new();
     let mut envs = Vec::new();
@@ -303,6 +306,14 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
             first.1.value, first.0.path
         ));
     }
+    let defined: Vec<String> = {
+        let mut names: Vec<String> = unique.iter().map(|(_, n, _)| n.value.clone()).collect();
+        names.sort();
+        names
+    };
+    if !only.is_empty() {
+        unique.retain(|(_, name, _)| only.contains(&name.value));
+    }
     // Environments are independent once the catalog is known.
     let resolved = crate::par::map(&unique, |(file, name, spec)| {
         let mut diags = Vec::new();
@@ -323,6 +334,7 @@ pub(super) fn resolve(files: &[SourceFile]) -> Result<Model, ModelError> {
     }
     Ok(Model {
         environments,
+        defined,
         catalog_file: catalog.map(|c| c.file.path.clone()).unwrap_or_default(),
         warnings: out,
     })
