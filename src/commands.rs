@@ -210,6 +210,40 @@ fn render_command(root: &Path, args: &RenderArgs) -> Result {
         policies: (!args.no_check).then(|| vec!["main".to_string()]),
         check: check_options(root, &args.policy),
     };
+    // A clean no-op proven by the stamp of an earlier one is reported without rendering.
+    let stamp = if args.force {
+        None
+    } else {
+        crate::stamp::start(
+            root,
+            &[
+                format!("{:?}", options.only),
+                format!("{:?}", options.policies),
+                format!("{:?}", options.check.limits),
+                format!("{:?}", crate::limits::get()),
+            ],
+        )
+    };
+    if let Some(hit) = stamp.as_ref().and_then(|s| s.fresh(root)) {
+        tracing::debug!(elapsed = ?started.elapsed(), "clean, as the render stamp proves");
+        let mut plan = Plan::default();
+        plan.unchanged = hit.unchanged;
+        match args.output {
+            OutputFormat::Json => output::json(&RenderReport {
+                environments: &hit.environments,
+                check: args.check,
+                applied: false,
+                changes: &[],
+                conflicts: &[],
+                unchanged: hit.unchanged,
+                warnings: &[],
+            })?,
+            OutputFormat::Text => {
+                output::data(&plan_text(&plan, &hit.environments, args.check, false))?
+            }
+        }
+        return Ok(Outcome::Clean);
+    }
     let run = pipeline::run(&Inputs::Disk(root.to_path_buf()), &options)
         .map_err(|e| pipeline_failed(&e, json, "nothing was written"))?;
     print_diagnostics(&run.model.warnings);
@@ -251,6 +285,19 @@ fn render_command(root: &Path, args: &RenderArgs) -> Result {
             fail(&e, Some(&hint))
         })?;
         applied = true;
+    }
+    if let Some(stamp) = &stamp
+        && plan.is_clean()
+        && run.model.warnings.is_empty()
+        && run.findings.is_empty()
+    {
+        stamp.record(
+            root,
+            &crate::stamp::Hit {
+                environments: run.rendered.environments.clone(),
+                unchanged: plan.unchanged,
+            },
+        );
     }
     tracing::debug!(elapsed = ?started.elapsed(), "done");
 

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod registry;
 pub mod render;
+pub mod stamp;
 mod tags;
 pub mod yaml;
 

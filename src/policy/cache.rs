@@ -72,7 +72,7 @@ pub fn default_dir(root: &Path) -> Option<PathBuf> {
 
 /// Identifies the kairo build: its version, and the executable's size and modification time, so
 /// that a rebuilt kairo (whose evaluation may differ) never reads an older build's results.
-fn build_identity() -> Option<String> {
+pub fn build_identity() -> Option<String> {
     let exe = std::env::current_exe().ok()?;
     let meta = std::fs::metadata(&exe).ok()?;
     let mtime = meta

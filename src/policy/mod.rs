@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use cache::build_identity;
 pub use cache::default_dir as default_cache_dir;
 pub use eval::Limits;
 

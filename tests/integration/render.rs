@@ -591,3 +591,121 @@ fn an_interrupted_render_is_completed_by_the_next() {
         render_ok(&repo, &[]);
     }
 }
+
+/// Waits, without sleeping a fixed time, until the filesystem's clock has moved past every
+/// change under `clusters/`: a render records its stamp only when nothing there changed in the
+/// clock tick it started in.
+fn let_the_filesystem_clock_pass(repo: &Repo) {
+    let newest = walkdir::WalkDir::new(repo.path().join("clusters"))
+        .into_iter()
+        .map(|e| {
+            let m = e.unwrap().metadata().unwrap();
+            (m.ctime(), m.ctime_nsec())
+        })
+        .max()
+        .unwrap();
+    let probe = repo.path().join(".git/clock-probe");
+    for _ in 0..100_000 {
+        std::fs::write(&probe, b"x").unwrap();
+        let m = std::fs::metadata(&probe).unwrap();
+        if (m.ctime(), m.ctime_nsec()) > newest {
+            return;
+        }
+    }
+    panic!("the filesystem clock did not move");
+}
+
+fn render_debug(repo: &Repo, args: &[&str]) -> crate::support::Output {
+    let mut all = vec!["render"];
+    all.extend_from_slice(args);
+    crate::support::run_kairo_with_env(repo.path(), &all, &[("RUST_LOG", "kairo=debug")])
+}
+
+const STAMPED: &str = "render stamp proves";
+
+#[test]
+fn a_stamped_no_op_is_reported_as_the_full_render_reports_it() {
+    let repo = Repo::with_staging();
+    crate::support::git(repo.path(), &["init", "-q"]);
+    render_ok(&repo, &[]);
+    let_the_filesystem_clock_pass(&repo);
+    let full = render_debug(&repo, &["--output", "json"]);
+    assert_eq!(full.code, 0, "{}", full.stderr);
+    assert!(!full.stderr.contains(STAMPED), "{}", full.stderr);
+    assert!(repo.exists(".git/kairo/render-stamp"));
+    let fast = render_debug(&repo, &["--output", "json"]);
+    assert!(fast.stderr.contains(STAMPED), "{}", fast.stderr);
+    assert_eq!((fast.code, &fast.stdout), (full.code, &full.stdout));
+    for args in [&[][..], &["--check"][..]] {
+        let fast = render_debug(&repo, args);
+        assert!(fast.stderr.contains(STAMPED), "{}", fast.stderr);
+        std::fs::remove_file(repo.path().join(".git/kairo/render-stamp")).unwrap();
+        let full = render_debug(&repo, args);
+        assert!(!full.stderr.contains(STAMPED), "{}", full.stderr);
+        assert_eq!(
+            (fast.code, &fast.stdout),
+            (full.code, &full.stdout),
+            "{args:?}"
+        );
+        // The full run wrote the stamp again.
+        assert!(repo.exists(".git/kairo/render-stamp"));
+    }
+}
+
+#[test]
+fn a_stamp_never_hides_a_change() {
+    let repo = Repo::with_staging();
+    crate::support::git(repo.path(), &["init", "-q"]);
+    render_ok(&repo, &[]);
+    let_the_filesystem_clock_pass(&repo);
+    render_ok(&repo, &[]);
+    assert!(repo.exists(".git/kairo/render-stamp"));
+
+    // A hand edit of the same length, in the same second.
+    let original = repo.read(WEB);
+    repo.write(WEB, &original.replacen("name: web", "name: wab", 1));
+    let out = render_debug(&repo, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(!out.stderr.contains(STAMPED), "{}", out.stderr);
+    assert!(out.stderr.contains("edited by hand"), "{}", out.stderr);
+    let check = render_debug(&repo, &["--check"]);
+    assert_eq!(check.code, 1, "{}", check.stderr);
+    repo.write(WEB, &original);
+
+    // A changed input.
+    let_the_filesystem_clock_pass(&repo);
+    render_ok(&repo, &[]);
+    assert!(render_debug(&repo, &[]).stderr.contains(STAMPED));
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace("replicas: 2", "replicas: 3"),
+    );
+    assert_ne!(repo.read("environments/staging.yaml"), STAGING);
+    let out = render_debug(&repo, &["--output", "json"]);
+    assert!(!out.stderr.contains(STAMPED), "{}", out.stderr);
+    assert!(out.stdout.contains("\"update\""), "{}", out.stdout);
+
+    // A file kairo generated, deleted.
+    let_the_filesystem_clock_pass(&repo);
+    render_ok(&repo, &[]);
+    assert!(render_debug(&repo, &[]).stderr.contains(STAMPED));
+    std::fs::remove_file(repo.path().join(WEB)).unwrap();
+    let out = render_debug(&repo, &["--check"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(!out.stderr.contains(STAMPED), "{}", out.stderr);
+
+    // Other options.
+    render_ok(&repo, &[]);
+    let_the_filesystem_clock_pass(&repo);
+    render_ok(&repo, &[]);
+    assert!(render_debug(&repo, &[]).stderr.contains(STAMPED));
+    for args in [
+        &["--no-check"][..],
+        &["--env", "staging"][..],
+        &["--force"][..],
+    ] {
+        let out = render_debug(&repo, args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(!out.stderr.contains(STAMPED), "{args:?}: {}", out.stderr);
+    }
+}
