@@ -205,6 +205,13 @@ fn render_command(root: &Path, args: &RenderArgs) -> Result {
     } else {
         Some(crate::lock::acquire(root).map_err(|e| fail(&e, Some(LOCK_HINT)))?)
     };
+    if !args.check {
+        // A render must not write over an update a killed kairo left half done.
+        let note = Writer::recover_at(root).map_err(|e| fail(&e, Some("nothing was written")))?;
+        if let Some(note) = note {
+            output::message(&format!("note: {note}"));
+        }
+    }
     let options = Options {
         only: args.envs.clone(),
         policies: (!args.no_check).then(|| vec!["main".to_string()]),
@@ -480,6 +487,12 @@ fn bump_command(root: &Path, args: &BumpArgs) -> Result {
 }
 
 fn promote_command(root: &Path, args: &PromoteArgs) -> Result {
+    if args.from == args.to {
+        return Err(usage(
+            &format!("`--from` and `--to` are both `{}`", args.to),
+            "promote copies images from one environment to another: name two environments",
+        ));
+    }
     let change = Change::Promote {
         from: args.from.clone(),
         services: args.services.clone(),

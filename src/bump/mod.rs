@@ -533,12 +533,14 @@ fn fill(outcome: &mut Outcome, planned: &Planned) {
 /// the re-rendered files. Nothing is written unless everything succeeded.
 pub fn run_worktree(root: &Path, intent: &Intent) -> Result<Outcome, BumpError> {
     let _lock = crate::lock::acquire(root)?;
+    let recovered = Writer::recover_at(root)?;
     let inputs = Inputs::Disk(root.to_path_buf());
     let planned = plan(&inputs, &apply::Disk(root), intent)?;
     let mut outcome = Outcome {
         environment: intent.environment.clone(),
         ..Default::default()
     };
+    outcome.notes.extend(recovered);
     fill(&mut outcome, &planned);
     if let (Some(Some(bytes)), Some(before)) =
         (planned.changes.get(&planned.env_file), &planned.env_text)

@@ -317,6 +317,35 @@ impl Writer {
         })
     }
 
+    /// Completes a fast-forward a killed run left in its journal, for commands that write the
+    /// working tree without committing (`render`, `bump` without `--commit`): they must not
+    /// write over a half-done update. Cheap when there is no journal (one `stat`); needs no
+    /// identity. Call with the repository lock held.
+    pub fn recover_at(root: &Path) -> Result<Option<String>, WriteError> {
+        let Ok((repo, prefix)) = super::open(root) else {
+            return Ok(None); // not a git repository: no journal either
+        };
+        if std::fs::symlink_metadata(repo.path().join(JOURNAL)).is_err() {
+            return Ok(None);
+        }
+        let Some(workdir) = repo.workdir().map(Path::to_path_buf) else {
+            return Ok(None);
+        };
+        Writer {
+            repo,
+            prefix,
+            workdir,
+            // Recovery commits nothing and signs nothing.
+            identity: Identity {
+                name: String::new(),
+                email: String::new(),
+            },
+            signing: Signing::None,
+            credentials: Credentials::default(),
+        }
+        .recover()
+    }
+
     pub fn repo(&self) -> &git2::Repository {
         &self.repo
     }

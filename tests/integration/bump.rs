@@ -918,3 +918,78 @@ fn staged_changes_and_modes_survive() {
         .starts_with("100755")
     );
 }
+
+/// A killed fast-forward is completed by the next command that writes the working tree, not
+/// only by the next commit: `render` and a bump without `--commit` first finish it, so they
+/// never write over a half-done update.
+#[test]
+fn render_and_a_worktree_bump_complete_an_interrupted_fast_forward() {
+    let remote = Remote::new(3);
+    for next in [
+        &["render"][..],
+        &["bump", "svc-001", "w1", "--env", "staging"][..],
+    ] {
+        let clone = remote.clone();
+        std::fs::write(clone.path().join("README.md"), "uncommitted\n").unwrap();
+        let args = [
+            "bump", "svc-000", "f1", "--env", "staging", "--commit", "--author", AUTHOR,
+        ];
+        assert!(crate::support::kill_kairo_at(
+            clone.path(),
+            &args,
+            "ff-write:1"
+        ));
+        assert!(clone.path().join(".git/kairo-in-progress").exists());
+        let out = run_kairo(clone.path(), next);
+        assert_eq!(out.code, 0, "{next:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("completed an interrupted update of `main`")
+                || out
+                    .stdout
+                    .contains("completed an interrupted update of `main`"),
+            "{next:?}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(!clone.path().join(".git/kairo-in-progress").exists());
+        assert_eq!(
+            std::fs::read_to_string(clone.path().join("README.md")).unwrap(),
+            "uncommitted\n"
+        );
+        // The killed bump's commit is what HEAD holds, its files are on disk and staged.
+        assert_eq!(
+            git(clone.path(), &["log", "-1", "--format=%s"]).trim(),
+            "chore(staging): bump svc-000 to f1"
+        );
+        let status = git(clone.path(), &["status", "--porcelain"]);
+        let expected = if next[0] == "render" {
+            " M README.md\n".to_string()
+        } else {
+            " M README.md\n M clusters/staging/.kairo-generated.sha256\n M clusters/staging/releases/svc-001.yaml\n M environments/staging.yaml\n".to_string()
+        };
+        assert_eq!(status, expected, "{next:?}");
+    }
+}
+
+/// Promoting an environment onto itself is a usage error, not a silent no-op.
+#[test]
+fn promote_to_the_same_environment_is_refused() {
+    let remote = Remote::new(2);
+    let clone = remote.clone();
+    let head = git(clone.path(), &["rev-parse", "HEAD"]);
+    let out = run_kairo(
+        clone.path(),
+        &[
+            "promote", "--from", "staging", "--to", "staging", "--commit",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`--from` and `--to` are both `staging`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(git(clone.path(), &["rev-parse", "HEAD"]), head);
+}
