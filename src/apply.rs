@@ -214,16 +214,6 @@ pub enum ApplyError {
     },
 }
 
-/// A named fail point for tests (debug builds only): `KAIRO_FAIL_POINT=<name>` makes that step
-/// fail as a real IO error would, so interrupted applies are tested without timing.
-#[allow(clippy::disallowed_methods)] // test builds only
-fn fail_point(name: &str) -> std::io::Result<()> {
-    if cfg!(debug_assertions) && std::env::var("KAIRO_FAIL_POINT").is_ok_and(|v| v == name) {
-        return Err(std::io::Error::other(format!("fail point `{name}`")));
-    }
-    Ok(())
-}
-
 fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
@@ -636,7 +626,7 @@ impl Plan {
                 .tempfile_in(&existing)
                 .map_err(err)?;
         }
-        fail_point("apply-preflight").map_err(|source| ApplyError::Write {
+        crate::failpoint::error("apply-preflight").map_err(|source| ApplyError::Write {
             path: root.to_path_buf(),
             source,
         })
@@ -661,7 +651,7 @@ impl Plan {
         // In parallel: writing many small files is system-call bound.
         for result in crate::par::map(&files, |(path, bytes)| {
             if Some(path) == files.first().map(|(p, _)| p) {
-                fail_point("apply-write").map_err(|source| ApplyError::Write {
+                crate::failpoint::error("apply-write").map_err(|source| ApplyError::Write {
                     path: root.join(path),
                     source,
                 })?;

@@ -6,6 +6,8 @@
 //! `KAIRO_FAILPOINT_RUN=name:command` instead runs `sh -c command` there and waits for it
 //! (every time the point is reached), so a test can act at an exact moment: push from another
 //! clone between kairo's fetch and its push, for example.
+//! `KAIRO_FAILPOINT_ERROR=name` makes `error("name")` return an IO error, as a full disk or a
+//! failing device would, for the paths that must survive an error rather than a kill.
 //! Honoured only in debug builds (what `cargo test` runs) or with the `failpoints` feature; a
 //! release build compiles every point to nothing.
 
@@ -57,3 +59,22 @@ pub fn hit(name: &str) {
 #[cfg(not(any(debug_assertions, feature = "failpoints")))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// An IO error at this point when `KAIRO_FAILPOINT_ERROR` names it; `Ok` otherwise.
+#[cfg(any(debug_assertions, feature = "failpoints"))]
+pub fn error(name: &str) -> std::io::Result<()> {
+    use std::sync::OnceLock;
+    static WANTED: OnceLock<Option<String>> = OnceLock::new();
+    #[allow(clippy::disallowed_methods)]
+    let wanted = WANTED.get_or_init(|| std::env::var("KAIRO_FAILPOINT_ERROR").ok());
+    if wanted.as_deref() == Some(name) {
+        return Err(std::io::Error::other(format!("fail point `{name}`")));
+    }
+    Ok(())
+}
+
+#[cfg(not(any(debug_assertions, feature = "failpoints")))]
+#[inline(always)]
+pub fn error(_name: &str) -> std::io::Result<()> {
+    Ok(())
+}

@@ -652,7 +652,7 @@ fn a_write_failing_midway_says_what_was_written() {
     let out = crate::support::run_kairo_with_env(
         repo.path(),
         &["render"],
-        &[("KAIRO_FAIL_POINT", "apply-write")],
+        &[("KAIRO_FAILPOINT_ERROR", "apply-write")],
     );
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
