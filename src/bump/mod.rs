@@ -215,7 +215,6 @@ fn resolve_specs(
     intent: &Intent,
     model: &model::Model,
     env: &model::Environment,
-    env_text: &str,
     planned: &mut Planned,
 ) -> Result<Vec<ImageSpec>, BumpError> {
     // Add-ons have no image of ours: refuse them by name rather than fail to find an image.
@@ -230,9 +229,7 @@ fn resolve_specs(
             name: name.clone(),
         });
     }
-    let pinned = |service: &str| -> Result<bool, BumpError> {
-        Ok(edit::current_image(&env.file, env_text, service)?.2)
-    };
+    let pinned = |service: &str| env.releases.iter().any(|r| r.name == service && r.pinned);
     Ok(match &intent.change {
         Change::Set(specs) => {
             let mut seen = BTreeSet::new();
@@ -314,7 +311,7 @@ fn resolve_specs(
                 };
                 // Pinned in the target: skipped with a note, unless named (then `set_image`
                 // refuses it without --force).
-                if services.is_empty() && !intent.force && pinned(&service)? {
+                if services.is_empty() && !intent.force && pinned(&service) {
                     planned.pinned.push(service);
                     continue;
                 }
@@ -365,7 +362,7 @@ pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned
         env_file: env_file.clone(),
         ..Default::default()
     };
-    let specs = resolve_specs(intent, &model, env, &text, &mut planned)?;
+    let specs = resolve_specs(intent, &model, env, &mut planned)?;
     let changes: Vec<ImageChange> = specs
         .iter()
         .map(|s| ImageChange {
@@ -375,10 +372,8 @@ pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned
             force: intent.force,
         })
         .collect();
-    let mut befores = Vec::with_capacity(specs.len());
-    for s in &specs {
-        befores.push(edit::current_image(&env_file, &text, &s.service)?);
-    }
+    let names: Vec<&str> = specs.iter().map(|s| s.service.as_str()).collect();
+    let befores = edit::current_images(&env_file, &text, &names)?;
     let new_text = edit::set_images(&env_file, &text, &changes)?.unwrap_or_else(|| text.clone());
     for (s, (from, old_digest, _)) in specs.iter().zip(befores) {
         if from == s.tag && old_digest == s.digest {

@@ -59,17 +59,31 @@ pub fn current_image(
     text: &str,
     service: &str,
 ) -> Result<(String, Option<String>, bool), EditError> {
+    Ok(current_images(path, text, &[service])?.remove(0))
+}
+
+/// [`current_image`] of several services, reading the file once.
+pub fn current_images(
+    path: &str,
+    text: &str,
+    services: &[&str],
+) -> Result<Vec<(String, Option<String>, bool)>, EditError> {
     let spec = environment(path, text)?;
-    let entry = find(path, &spec, service)?;
-    let image = entry.image.as_ref().ok_or_else(|| EditError::NoImage {
-        file: path.into(),
-        service: service.into(),
-    })?;
-    Ok((
-        image.tag.value.clone(),
-        image.digest.as_ref().map(|d| d.value.clone()),
-        entry.pinned.0,
-    ))
+    services
+        .iter()
+        .map(|service| {
+            let entry = find(path, &spec, service)?;
+            let image = entry.image.as_ref().ok_or_else(|| EditError::NoImage {
+                file: path.into(),
+                service: (*service).into(),
+            })?;
+            Ok((
+                image.tag.value.clone(),
+                image.digest.as_ref().map(|d| d.value.clone()),
+                entry.pinned.0,
+            ))
+        })
+        .collect()
 }
 
 fn environment(path: &str, text: &str) -> Result<Box<raw::EnvironmentSpec>, EditError> {
