@@ -82,6 +82,28 @@ impl<'de> Deserialize<'de> for File {
     }
 }
 
+/// What a run that does not resolve an environment needs of its file: kind, name and placement.
+/// Other keys are skipped unread; a file this cannot describe is parsed in full.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Head {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub metadata: Option<HeadMetadata>,
+    pub spec: Option<HeadSpec>,
+}
+
+#[derive(Deserialize)]
+pub struct HeadMetadata {
+    pub name: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+pub struct HeadSpec {
+    pub cluster: Option<Spanned<String>>,
+    pub namespace: Option<Spanned<String>>,
+}
+
 /// A whole file of a known kind; used only when `spec` precedes `kind`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

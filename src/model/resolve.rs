@@ -134,7 +134,40 @@ const RESERVED_SERVICE_NAMES: [&str; 1] = ["kustomization"];
 enum Parsed {
     Catalog(raw::Metadata, Box<raw::CatalogSpec>),
     Environment(raw::Metadata, Box<raw::EnvironmentSpec>),
+    /// An environment this run does not resolve, known by its head only.
+    Elsewhere {
+        name: Spanned<String>,
+        cluster: Spanned<String>,
+        namespace: Spanned<String>,
+    },
     Invalid,
+}
+
+/// The head of an environment not in `only`, when its file is plainly one; `None` means the
+/// file must be parsed in full (a catalog, an environment in `only`, or anything unusual).
+fn parse_head(file: &SourceFile, only: &[String]) -> Option<Parsed> {
+    let head: raw::Head = yaml::from_str(&file.text).ok()?;
+    let spec = head.spec?;
+    let name = head.metadata?.name;
+    let plain = head.api_version.as_deref() == Some(API_VERSION)
+        && head.kind.as_deref() == Some(KIND_ENVIRONMENT)
+        && !only.contains(&name.value);
+    plain.then_some(())?;
+    Some(Parsed::Elsewhere {
+        name,
+        cluster: spec.cluster?,
+        namespace: spec.namespace?,
+    })
+}
+
+/// An environment as the cross-environment checks see it.
+struct EnvEntry<'a> {
+    file: &'a SourceFile,
+    name: &'a Spanned<String>,
+    cluster: &'a Spanned<String>,
+    namespace: &'a Spanned<String>,
+    /// `None` for an environment known by its head only.
+    spec: Option<&'a raw::EnvironmentSpec>,
 }
 
 /// Reads one file; its `kind` selects the schema of `spec`.
@@ -215,13 +248,35 @@ pub(super) fn resolve(files: &[SourceFile], only: &[String]) -> Result<Model, Mo
     let mut envs = Vec::new();
     let parsed = crate::par::map(files, |file| {
         let mut diags = Vec::new();
+        if !only.is_empty()
+            && let Some(head) = parse_head(file, only)
+        {
+            return (head, diags);
+        }
         (parse_file(file, &mut diags), diags)
     });
-    for (file, (doc, diags)) in files.iter().zip(parsed) {
-        out.extend(diags);
+    for (file, (doc, diags)) in files.iter().zip(&parsed) {
+        out.extend(diags.iter().cloned());
         match doc {
             Parsed::Catalog(metadata, spec) => catalogs.push((file, metadata, spec)),
-            Parsed::Environment(metadata, spec) => envs.push((file, metadata, spec)),
+            Parsed::Environment(metadata, spec) => envs.push(EnvEntry {
+                file,
+                name: &metadata.name,
+                cluster: &spec.cluster,
+                namespace: &spec.namespace,
+                spec: Some(spec),
+            }),
+            Parsed::Elsewhere {
+                name,
+                cluster,
+                namespace,
+            } => envs.push(EnvEntry {
+                file,
+                name,
+                cluster,
+                namespace,
+                spec: None,
+            }),
             Parsed::Invalid => {}
         }
     }
@@ -258,16 +313,16 @@ pub(super) fn resolve(files: &[SourceFile], only: &[String]) -> Result<Model, Mo
 
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     let mut unique = Vec::new();
-    for (file, metadata, spec) in &envs {
+    for entry in envs {
         let mut d = Diags {
-            file,
+            file: entry.file,
             out: &mut out,
         };
-        let name = &metadata.name;
+        let name = entry.name;
         if !d.label("environment name", name) {
             continue;
         }
-        if let Some(first) = seen.insert(name.value.clone(), &file.path) {
+        if let Some(first) = seen.insert(name.value.clone(), &entry.file.path) {
             d.error(
                 pos(name),
                 format!("environment `{}` is defined twice", name.value),
@@ -275,20 +330,21 @@ pub(super) fn resolve(files: &[SourceFile], only: &[String]) -> Result<Model, Mo
             .hint = Some(format!("it is also defined in `{first}`"));
             continue;
         }
-        unique.push((*file, name, spec));
+        unique.push(entry);
     }
     // Two environments in one cluster and namespace would render (and Flux would apply) the
     // same objects twice, with different contents.
     let mut placements: BTreeMap<(&str, &str), (&SourceFile, &Spanned<String>)> = BTreeMap::new();
-    for (file, name, spec) in &unique {
-        let key = (spec.cluster.value.as_str(), spec.namespace.value.as_str());
-        let Some((other_file, other)) = placements.insert(key, (*file, *name)) else {
+    for e in &unique {
+        let (file, name) = (e.file, e.name);
+        let key = (e.cluster.value.as_str(), e.namespace.value.as_str());
+        let Some((other_file, other)) = placements.insert(key, (file, name)) else {
             continue;
         };
         let (first, (later_file, later)) = if other.value < name.value {
-            ((other_file, other), (*file, *name))
+            ((other_file, other), (file, name))
         } else {
-            ((*file, *name), (other_file, other))
+            ((file, name), (other_file, other))
         };
         Diags {
             file: later_file,
@@ -307,13 +363,15 @@ pub(super) fn resolve(files: &[SourceFile], only: &[String]) -> Result<Model, Mo
         ));
     }
     let defined: Vec<String> = {
-        let mut names: Vec<String> = unique.iter().map(|(_, n, _)| n.value.clone()).collect();
+        let mut names: Vec<String> = unique.iter().map(|e| e.name.value.clone()).collect();
         names.sort();
         names
     };
-    if !only.is_empty() {
-        unique.retain(|(_, name, _)| only.contains(&name.value));
-    }
+    let unique: Vec<(&SourceFile, &Spanned<String>, &raw::EnvironmentSpec)> = unique
+        .iter()
+        .filter(|e| only.is_empty() || only.contains(&e.name.value))
+        .filter_map(|e| Some((e.file, e.name, e.spec?)))
+        .collect();
     // Environments are independent once the catalog is known.
     let resolved = crate::par::map(&unique, |(file, name, spec)| {
         let mut diags = Vec::new();
