@@ -1495,8 +1495,11 @@ fn drift_rules(d: &mut Diags, spec: &raw::EnvironmentSpec) -> Vec<super::DriftIg
     let mut rules = Vec::new();
     for rule in spec.drift.iter().flat_map(|c| &c.ignore) {
         if rule.paths.value.is_empty() {
-            d.error(pos(&rule.paths), "a drift ignore rule needs at least one path")
-                .hint = Some("paths are JSON pointers such as `/spec/replicas`".into());
+            d.error(
+                pos(&rule.paths),
+                "a drift ignore rule needs at least one path",
+            )
+            .hint = Some("paths are JSON pointers such as `/spec/replicas`".into());
         }
         for p in &rule.paths.value {
             if !p.value.starts_with('/') {
@@ -1519,8 +1522,12 @@ fn drift_rules(d: &mut Diags, spec: &raw::EnvironmentSpec) -> Vec<super::DriftIg
         }
         rules.push(super::DriftIgnoreRule {
             paths: rule.paths.value.iter().map(|p| p.value.clone()).collect(),
-            kind: target.and_then(|t| t.kind.as_ref()).map(|k| k.value.clone()),
-            name: target.and_then(|t| t.name.as_ref()).map(|n| n.value.clone()),
+            kind: target
+                .and_then(|t| t.kind.as_ref())
+                .map(|k| k.value.clone()),
+            name: target
+                .and_then(|t| t.name.as_ref())
+                .map(|n| n.value.clone()),
         });
     }
     rules
