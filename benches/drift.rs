@@ -49,7 +49,15 @@ fn write_repository(root: &Path) {
     for args in [
         &["init", "-q"][..],
         &["add", "-A"],
-        &["-c", "user.name=bench", "-c", "user.email=bench@kairo.invalid", "commit", "-qm", "bench"],
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@kairo.invalid",
+            "commit",
+            "-qm",
+            "bench",
+        ],
     ] {
         let ok = Command::new("git")
             .args(args)
@@ -79,8 +87,13 @@ fn live_objects(desired: &drift::Desired) -> Vec<Value> {
             "history": [{"chartVersion": r.chart_version, "status": "deployed"}]});
         items.push(hr);
         let w = r.workload.as_ref().unwrap();
-        let annotations = json!({"meta.helm.sh/release-name": r.name, "meta.helm.sh/release-namespace": "shop"});
-        let replicas = if i % 100 == 1 { 7 } else { w.replicas.unwrap_or(5) };
+        let annotations =
+            json!({"meta.helm.sh/release-name": r.name, "meta.helm.sh/release-namespace": "shop"});
+        let replicas = if i % 100 == 1 {
+            7
+        } else {
+            w.replicas.unwrap_or(5)
+        };
         items.push(json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": r.name, "namespace": "shop", "generation": 3, "annotations": annotations, "uid": format!("d-{i}")},

@@ -29,6 +29,10 @@ fn desired(root: &Path, args: &ClusterArgs) -> Result<Desired, Outcome> {
             &e,
             Some("pass a branch, tag or commit that exists here with `--revision`"),
         ),
+        crate::git::GitError::NotARepository(_) => fail(
+            &e,
+            Some("drift and status compare the cluster with a git revision: run kairo in the repository, or pass `--root DIR`"),
+        ),
         e => fail(&e, None),
     })?;
     let inputs = Inputs::Files {

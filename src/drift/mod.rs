@@ -103,25 +103,61 @@ impl Live {
         }
     }
 
-    /// The Deployments and StatefulSets `release` installed into `namespace`, by kind and name.
-    pub fn owned_workloads<'a>(&'a self, release: &str, namespace: &str) -> Vec<&'a Value> {
-        owned(&self.workloads, release, namespace)
-    }
-
-    pub fn owned_autoscalers<'a>(&'a self, release: &str, namespace: &str) -> Vec<&'a Value> {
-        owned(&self.autoscalers, release, namespace)
+    /// The objects each Helm release installed, indexed once (a lookup per release would
+    /// make a comparison quadratic in the number of releases).
+    pub fn owners(&self) -> Owners<'_> {
+        Owners {
+            workloads: index(&self.workloads),
+            autoscalers: index(&self.autoscalers),
+        }
     }
 }
 
-fn owned<'a>(items: &'a [Value], release: &str, namespace: &str) -> Vec<&'a Value> {
-    let mut out: Vec<&Value> = items
-        .iter()
-        .filter(|o| {
-            annotation(o, RELEASE_NAME) == Some(release)
-                && annotation(o, RELEASE_NAMESPACE) == Some(namespace)
-        })
-        .collect();
-    out.sort_by(|a, b| (kind(a), name(a)).cmp(&(kind(b), name(b))));
+/// Live objects by the Helm release (name, namespace) that installed them, sorted by kind and
+/// name within a release.
+pub struct Owners<'a> {
+    workloads: ByRelease<'a>,
+    autoscalers: ByRelease<'a>,
+}
+
+impl<'a> Owners<'a> {
+    /// The Deployments and StatefulSets `release` installed into `namespace`.
+    pub fn workloads(&self, release: &str, namespace: &str) -> &[&'a Value] {
+        lookup(&self.workloads, release, namespace)
+    }
+
+    /// The HorizontalPodAutoscalers `release` installed into `namespace`.
+    pub fn autoscalers(&self, release: &str, namespace: &str) -> &[&'a Value] {
+        lookup(&self.autoscalers, release, namespace)
+    }
+}
+
+/// Release name -> release namespace -> objects.
+type ByRelease<'a> = BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a Value>>>;
+
+fn lookup<'a, 'm>(map: &'m ByRelease<'a>, release: &str, namespace: &str) -> &'m [&'a Value] {
+    map.get(release)
+        .and_then(|m| m.get(namespace))
+        .map_or(&[], Vec::as_slice)
+}
+
+fn index(items: &[Value]) -> ByRelease<'_> {
+    let mut out: ByRelease = BTreeMap::new();
+    for o in items {
+        if let (Some(release), Some(ns)) = (
+            annotation(o, RELEASE_NAME),
+            annotation(o, RELEASE_NAMESPACE),
+        ) {
+            out.entry(release)
+                .or_default()
+                .entry(ns)
+                .or_default()
+                .push(o);
+        }
+    }
+    for list in out.values_mut().flat_map(|m| m.values_mut()) {
+        list.sort_by(|a, b| (kind(a), name(a)).cmp(&(kind(b), name(b))));
+    }
     out
 }
 
@@ -553,6 +589,7 @@ pub fn check(desired: &Desired, live: &Live, cluster: &str) -> Report {
         .map(|o| ((namespace(o), name(o)), o))
         .collect();
     let wanted: BTreeSet<&str> = desired.releases.iter().map(|r| r.name.as_str()).collect();
+    let owners = live.owners();
 
     for r in &desired.releases {
         let Some(live_hr) = ours.get(&(desired.namespace.as_str(), r.name.as_str())) else {
@@ -572,7 +609,7 @@ pub fn check(desired: &Desired, live: &Live, cluster: &str) -> Report {
             objects.push(d);
         }
         let Some(want) = &r.workload else { continue };
-        let workloads = live.owned_workloads(&r.name, &want.namespace);
+        let workloads = owners.workloads(&r.name, &want.namespace);
         // Only the workloads running the service's image; if none does, the first one.
         let mut running: Vec<&Value> = workloads
             .iter()
@@ -591,7 +628,7 @@ pub fn check(desired: &Desired, live: &Live, cluster: &str) -> Report {
             }
         }
         if let Some((min, max)) = want.autoscaling {
-            for h in live.owned_autoscalers(&r.name, &want.namespace) {
+            for h in owners.autoscalers(&r.name, &want.namespace) {
                 compared += 1;
                 let after = project_autoscaler(h);
                 let mut before = after.clone();
@@ -821,4 +858,66 @@ pub fn render_markdown(r: &Report, summary_only: bool) -> String {
 
 pub fn render_json(r: &Report) -> String {
     serde_json::to_string_pretty(r).expect("a report serializes") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_repositories_keep_registry_ports() {
+        assert_eq!(image_repository("ghcr.io/acme/api:1.2"), "ghcr.io/acme/api");
+        assert_eq!(
+            image_repository("localhost:5000/acme/api:1.2@sha256:ab"),
+            "localhost:5000/acme/api"
+        );
+        assert_eq!(
+            image_repository("localhost:5000/acme/api"),
+            "localhost:5000/acme/api"
+        );
+        assert_eq!(image_repository("redis@sha256:ab"), "redis");
+    }
+
+    #[test]
+    fn pointers_are_unescaped_and_missing_ones_are_ignored() {
+        let mut v = json!({"metadata": {"annotations": {"a/b": 1, "c~d": 2}}, "items": [1, 2, 3]});
+        remove_pointer(&mut v, "/metadata/annotations/a~1b");
+        remove_pointer(&mut v, "/metadata/annotations/c~0d");
+        remove_pointer(&mut v, "/items/1");
+        remove_pointer(&mut v, "/items/9");
+        remove_pointer(&mut v, "/nothing/here");
+        assert_eq!(v, json!({"metadata": {"annotations": {}}, "items": [1, 3]}));
+    }
+
+    #[test]
+    fn a_crd_default_is_drift_only_when_it_differs_from_the_default() {
+        let desired = json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": {"name": "a", "namespace": "n", "labels": {"x": "1"}},
+            "spec": {"chart": {"spec": {"chart": "a"}}}});
+        let mut live = desired.clone();
+        live["spec"]["chart"]["spec"]["reconcileStrategy"] = json!("ChartVersion");
+        live["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] = json!("flux-system");
+        live["metadata"]["uid"] = json!("u");
+        live["status"] = json!({"observedGeneration": 1});
+        let norm = |o: &Value| normalize_helm_release(o, Some(&desired));
+        assert_eq!(norm(&live), norm(&desired));
+        live["spec"]["chart"]["spec"]["reconcileStrategy"] = json!("Revision");
+        assert_ne!(norm(&live), norm(&desired));
+    }
+
+    #[test]
+    fn a_digest_pinned_image_matches_either_spelling() {
+        let w = DesiredWorkload {
+            namespace: "n".into(),
+            repository: "ghcr.io/a".into(),
+            tag: "1.0".into(),
+            digest: Some("sha256:ab".into()),
+            replicas: None,
+            autoscaling: None,
+            resources: json!({}),
+        };
+        assert!(w.image_matches("ghcr.io/a:1.0@sha256:ab"));
+        assert!(w.image_matches("ghcr.io/a@sha256:ab"));
+        assert!(!w.image_matches("ghcr.io/a:1.0"));
+    }
 }

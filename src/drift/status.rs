@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Desired, DesiredRelease, Live, name, normalize_helm_release};
+use super::{Desired, DesiredRelease, Live, Owners, name, normalize_helm_release};
 use crate::model::tagpolicy::{Range, parse_tag};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -111,16 +111,17 @@ fn int(v: &Value) -> i64 {
 
 /// The status of every desired release of the environment.
 pub fn evaluate(desired: &Desired, live: &Live, cluster: &str) -> StatusReport {
+    let owners = live.owners();
+    let by_name: std::collections::BTreeMap<&str, &Value> = live
+        .helm_releases
+        .iter()
+        .filter(|o| super::namespace(o) == desired.namespace)
+        .map(|o| (name(o), o))
+        .collect();
     let releases = desired
         .releases
         .iter()
-        .map(|r| {
-            let hr = live
-                .helm_releases
-                .iter()
-                .find(|o| super::namespace(o) == desired.namespace && name(o) == r.name);
-            release_status(r, hr, live)
-        })
+        .map(|r| release_status(desired, r, by_name.get(r.name.as_str()).copied(), &owners))
         .collect();
     StatusReport {
         environment: desired.environment.clone(),
@@ -130,7 +131,12 @@ pub fn evaluate(desired: &Desired, live: &Live, cluster: &str) -> StatusReport {
     }
 }
 
-fn release_status(r: &DesiredRelease, hr: Option<&Value>, live: &Live) -> ReleaseStatus {
+fn release_status(
+    desired: &Desired,
+    r: &DesiredRelease,
+    hr: Option<&Value>,
+    owners: &Owners,
+) -> ReleaseStatus {
     let mut status = ReleaseStatus {
         name: r.name.clone(),
         phase: Phase::Missing,
@@ -159,9 +165,12 @@ fn release_status(r: &DesiredRelease, hr: Option<&Value>, live: &Live) -> Releas
     let generation = int(&hr["metadata"]["generation"]);
     let observed = int(&hr["status"]["observedGeneration"]);
     let current = observed >= generation;
-    if normalize_helm_release(hr, Some(&r.object))
-        != normalize_helm_release(&r.object, Some(&r.object))
-    {
+    // The spec as drift compares it, the environment's ignore rules applied.
+    let mut in_cluster = normalize_helm_release(hr, Some(&r.object));
+    let mut in_git = normalize_helm_release(&r.object, Some(&r.object));
+    super::ignore(desired, &mut in_cluster);
+    super::ignore(desired, &mut in_git);
+    if in_cluster != in_git {
         status
             .pending
             .push("the cluster's HelmRelease spec is not what Git renders".into());
@@ -188,7 +197,7 @@ fn release_status(r: &DesiredRelease, hr: Option<&Value>, live: &Live) -> Releas
         ));
     }
     if let Some(w) = &r.workload {
-        for o in live.owned_workloads(&r.name, &w.namespace) {
+        for o in owners.workloads(&r.name, &w.namespace) {
             let replicas = o["spec"].get("replicas").map_or(1, int);
             let updated = int(&o["status"]["updatedReplicas"]);
             let ready = int(&o["status"]["readyReplicas"]);
