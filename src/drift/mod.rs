@@ -68,10 +68,18 @@ impl Live {
     /// Reads `kubectl get helmreleases,deploy,sts,hpa -o yaml` output (a `List`, or one
     /// object; JSON works too). Objects of other kinds are left out (Secrets above all).
     pub fn from_yaml(path: &str, text: &str) -> Result<Live, DriftError> {
-        let value: Value = crate::yaml::from_str(text).map_err(|e| DriftError::LiveFile {
-            path: path.to_string(),
-            message: format!("{}:{}: {}", e.line, e.column, e.message),
-        })?;
+        // `-o json` output is read as JSON: several times faster than the YAML parser.
+        let value: Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| DriftError::LiveFile {
+                path: path.to_string(),
+                message: format!("{}:{}: {e}", e.line(), e.column()),
+            })?
+        } else {
+            crate::yaml::from_str(text).map_err(|e| DriftError::LiveFile {
+                path: path.to_string(),
+                message: format!("{}:{}: {}", e.line, e.column, e.message),
+            })?
+        };
         let items = match value.get("kind").and_then(Value::as_str) {
             Some(kind) if kind == "List" || kind.ends_with("List") => value
                 .get("items")
@@ -427,10 +435,9 @@ pub fn remove_pointer(v: &mut Value, pointer: &str) {
 /// A workload as compared: only the fields kairo renders values for. The container is the one
 /// running the service's image repository (the first container when none does).
 pub fn project_workload(o: &Value, want: &DesiredWorkload) -> Value {
-    let containers = o["spec"]["template"]["spec"]["containers"]
+    let containers: &[Value] = o["spec"]["template"]["spec"]["containers"]
         .as_array()
-        .cloned()
-        .unwrap_or_default();
+        .map_or(&[], Vec::as_slice);
     let main = containers
         .iter()
         .find(|c| image_repository(c["image"].as_str().unwrap_or_default()) == want.repository)
