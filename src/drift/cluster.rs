@@ -28,17 +28,14 @@ pub struct Connection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("no Kubernetes configuration: no usable kubeconfig, and not running in a cluster")]
-    NoConfig {
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
-    #[error("cannot use context `{context}` of the kubeconfig")]
-    Kubeconfig {
-        context: String,
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
+    // kube's kubeconfig errors repeat their own cause in their message: keep the message only,
+    // so that the cause is not printed twice.
+    #[error(
+        "no Kubernetes configuration: no usable kubeconfig ({reason}), and not running in a cluster"
+    )]
+    NoConfig { reason: String },
+    #[error("cannot use context `{context}` of the kubeconfig: {reason}")]
+    Kubeconfig { context: String, reason: String },
     #[error("cannot build a client for {cluster}")]
     Client {
         cluster: String,
@@ -157,12 +154,16 @@ impl Cluster {
                 Some(context) => {
                     return Err(ClusterError::Kubeconfig {
                         context: context.clone(),
-                        source,
+                        reason: source.to_string(),
                     });
                 }
                 None => match kube::Config::incluster() {
                     Ok(config) => (config, "in-cluster".to_string()),
-                    Err(_) => return Err(ClusterError::NoConfig { source }),
+                    Err(_) => {
+                        return Err(ClusterError::NoConfig {
+                            reason: source.to_string(),
+                        });
+                    }
                 },
             },
         };

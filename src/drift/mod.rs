@@ -836,7 +836,7 @@ pub fn render_markdown(r: &Report, summary_only: bool) -> String {
     for o in &r.objects {
         let title = title(o, "→");
         let block = if summary_only || o.state != State::Changed {
-            format!("- {}\n", title.replace('<', "&lt;"))
+            format!("- {}\n", title[2..].replace('<', "&lt;"))
         } else {
             format!(
                 "<details><summary>{}</summary>\n\n```diff\n{}```\n\n</details>\n",

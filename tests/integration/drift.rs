@@ -393,7 +393,7 @@ fn missing_and_extra_releases_and_values_edited_in_the_cluster() {
     );
     assert!(
         md.stdout
-            .contains("- - HelmRelease shop/api: missing in cluster"),
+            .contains("- HelmRelease shop/api: missing in cluster\n"),
         "{}",
         md.stdout
     );
@@ -609,6 +609,26 @@ fn api_errors_name_the_context_and_the_missing_permission() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.contains("from the API server of context `test`"),
+        "{}",
+        out.stderr
+    );
+
+    // No kubeconfig, and not in a pod.
+    let out = kairo(
+        &repo,
+        &dir.path().join("missing"),
+        &["drift", "--env", "production"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("error: no Kubernetes configuration: no usable kubeconfig"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.matches("No such file").count(),
+        1,
         "{}",
         out.stderr
     );
