@@ -72,6 +72,10 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List a service's candidate tags and which one its update policy picks, and why.
     Tags(TagsArgs),
+    /// Compare an environment's live cluster state with what Git renders (read-only).
+    Drift(DriftArgs),
+    /// Report (or wait for) every release of an environment Ready at the state Git renders.
+    Status(StatusArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -316,4 +320,55 @@ pub struct ExplainArgs {
 pub enum ExplainFormat {
     Yaml,
     Json,
+}
+
+/// Where `drift` and `status` find the desired and the live state.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The environment to check.
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: String,
+    /// The git revision whose render is the desired state.
+    #[arg(long, default_value = "HEAD", value_name = "REV")]
+    pub revision: String,
+    /// The kubeconfig context. Default: the current context, as kubectl resolves it.
+    #[arg(long, value_name = "NAME", conflicts_with = "live_file")]
+    pub context: Option<String>,
+    /// Read live objects from this file (`kubectl get helmreleases,deploy,sts,hpa -n NS -o yaml`)
+    /// instead of the cluster.
+    #[arg(long, value_name = "FILE")]
+    pub live_file: Option<std::path::PathBuf>,
+    /// Objects per page when listing (`limit`; pages are followed with `continue`).
+    #[arg(long, default_value_t = 500, value_name = "N", hide = true)]
+    pub page_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Field-level summaries only, no unified diffs.
+    #[arg(long)]
+    pub summary: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub output: DiffFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Ask again until every release is ready, one fails, or `--timeout` passes.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// How long `--wait` pauses between checks.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub poll_interval: std::time::Duration,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }

@@ -34,6 +34,8 @@ pub fn dispatch(cli: Cli) -> Outcome {
         Command::Init(args) => Ok(crate::commands_ext::init_command(&cli.root, &args)),
         Command::Explain(args) => Ok(crate::commands_ext::explain_command(&cli.root, &args)),
         Command::Tags(args) => Ok(crate::tags::run(&cli.root, &args)),
+        Command::Drift(args) => Ok(crate::drift::command::drift_command(&cli.root, &args)),
+        Command::Status(args) => Ok(crate::drift::command::status_command(&cli.root, &args)),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
@@ -66,7 +68,7 @@ fn report(err: &dyn std::error::Error, hint: Option<&str>) {
     ));
 }
 
-fn fail(err: &dyn std::error::Error, hint: Option<&str>) -> Outcome {
+pub(crate) fn fail(err: &dyn std::error::Error, hint: Option<&str>) -> Outcome {
     report(err, hint);
     Outcome::Failed
 }
@@ -103,7 +105,7 @@ struct ErrorReport<'a> {
 }
 
 /// Reports a pipeline failure; `written` says whether anything could have been written.
-fn pipeline_failed(e: &PipelineError, json: bool, what_happened: &str) -> Outcome {
+pub(crate) fn pipeline_failed(e: &PipelineError, json: bool, what_happened: &str) -> Outcome {
     match e {
         PipelineError::Model { diagnostics, .. } => {
             print_diagnostics(diagnostics);
@@ -443,7 +445,7 @@ fn diff_command(root: &Path, args: &DiffArgs) -> Result {
     })
 }
 
-fn usage(message: &str, hint: &str) -> Outcome {
+pub(crate) fn usage(message: &str, hint: &str) -> Outcome {
     output::message(&format!(
         "{}: {message}\n  hint: {hint}",
         output::error_prefix()

@@ -9,6 +9,7 @@ pub mod cli;
 mod commands;
 mod commands_ext;
 pub mod diff;
+pub mod drift;
 pub mod explain;
 pub mod failpoint;
 pub mod git;

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use output::{render_json, render_markdown, render_text};
+pub use output::{MARKDOWN_LIMIT, render_json, render_markdown, render_text};
 
 use crate::apply::RECORD;
 use crate::model::{self, Model};
@@ -389,8 +389,8 @@ fn join_path(parent: &str, key: &str) -> String {
     }
 }
 
-/// Appends the leaf-level differences between `a` and `b` under `path`.
-fn compare_values(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldChange>) {
+/// Appends the leaf-level differences between `a` and `b` under `path` (shared with `drift`).
+pub fn compare_values(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldChange>) {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();

@@ -59,7 +59,23 @@ pub struct Environment {
     /// Releases of third-party charts (no image of ours), sorted by name. Image bumps,
     /// promotions and registry watching never touch them.
     pub addons: Vec<AddOn>,
+    /// `kairo drift` ignore rules (`spec.drift.ignore`), in file order.
+    #[serde(skip)]
+    pub drift_ignore: Vec<DriftIgnoreRule>,
 }
+
+/// One `spec.drift.ignore` rule: JSON pointers ignored in live objects matching the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftIgnoreRule {
+    pub paths: Vec<String>,
+    /// `HelmRelease`, `Deployment` or `StatefulSet`; any kind when absent.
+    pub kind: Option<String>,
+    /// Any name when absent.
+    pub name: Option<String>,
+}
+
+/// The kinds `kairo drift` compares, which ignore rules may target.
+pub const DRIFT_KINDS: [&str; 3] = ["Deployment", "HelmRelease", "StatefulSet"];
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -304,6 +304,30 @@ pub struct EnvironmentSpec {
     /// The catalog's add-ons that run here.
     #[serde(default)]
     pub addons: NamedMap<EnvAddOn>,
+    /// What `kairo drift` ignores in this environment's live objects.
+    pub drift: Option<DriftConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DriftConfig {
+    #[serde(default)]
+    pub ignore: Vec<DriftIgnore>,
+}
+
+/// Flux-style: JSON pointers into the live object, for objects matching `target`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DriftIgnore {
+    pub paths: Spanned<Vec<Spanned<String>>>,
+    pub target: Option<DriftTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DriftTarget {
+    pub kind: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -1530,6 +1530,7 @@ fn resolve_environment(
         )
         .hint = Some("a budget needs minAvailable below the (minimum) replica count; set `pdb: {enabled: false}` on a service to say so explicitly".into());
     }
+    let drift_ignore = drift_rules(&mut d, spec);
     let errors_after = d
         .out
         .iter()
@@ -1554,7 +1555,52 @@ fn resolve_environment(
         oci_repositories: oci_repos.into_values().collect(),
         releases,
         addons,
+        drift_ignore,
     })
+}
+
+/// `spec.drift.ignore`, validated: at least one path each, every path a JSON pointer, a kind
+/// that `kairo drift` compares.
+fn drift_rules(d: &mut Diags, spec: &raw::EnvironmentSpec) -> Vec<super::DriftIgnoreRule> {
+    let mut rules = Vec::new();
+    for rule in spec.drift.iter().flat_map(|c| &c.ignore) {
+        if rule.paths.value.is_empty() {
+            d.error(
+                pos(&rule.paths),
+                "a drift ignore rule needs at least one path",
+            )
+            .hint = Some("paths are JSON pointers such as `/spec/replicas`".into());
+        }
+        for p in &rule.paths.value {
+            if !p.value.starts_with('/') {
+                d.error(
+                    pos(p),
+                    format!("ignore path `{}` is not a JSON pointer", p.value),
+                )
+                .hint = Some("start it with `/`, such as `/spec/replicas`".into());
+            }
+        }
+        let target = rule.target.as_ref();
+        if let Some(kind) = target.and_then(|t| t.kind.as_ref())
+            && !super::DRIFT_KINDS.contains(&kind.value.as_str())
+        {
+            d.error(
+                pos(kind),
+                format!("`{}` is not a kind that drift compares", kind.value),
+            )
+            .hint = Some(format!("kinds: {}", backticked(super::DRIFT_KINDS)));
+        }
+        rules.push(super::DriftIgnoreRule {
+            paths: rule.paths.value.iter().map(|p| p.value.clone()).collect(),
+            kind: target
+                .and_then(|t| t.kind.as_ref())
+                .map(|k| k.value.clone()),
+            name: target
+                .and_then(|t| t.name.as_ref())
+                .map(|n| n.value.clone()),
+        });
+    }
+    rules
 }
 
 /// The add-ons listed in an environment, resolved; their sources join the environment's.

@@ -1,12 +1,14 @@
 #![allow(clippy::disallowed_methods)] // tests drive real processes: not kairo code
 //! kairo's integration tests: one binary, one module per capability.
 
+mod kube_support;
 mod registry_support;
 mod support;
 
 mod bump;
 mod cli;
 mod diff;
+mod drift;
 mod golden;
 mod hostile;
 mod platform;

@@ -15,7 +15,8 @@ commands:
   golden                           rewrite tests/golden/*/expected/ from the current renderer
   bench [--envs N] [--services M]  time kairo on a synthetic repository (default 50 x 500)
   bench registry                   tag selection over 10,000 tags; a scan of 1,000 repositories
-                                   on a loopback docker-registry";
+                                   on a loopback docker-registry
+  bench drift                      10,000 live objects compared with a 2,500-service environment";
 
 pub type Result<T = (), E = String> = std::result::Result<T, E>;
 
@@ -25,9 +26,11 @@ fn main() -> ExitCode {
         Some("test") if args.len() == 1 => test(),
         Some("golden") if args.len() == 1 => golden(),
         Some("bench") if args.get(1).map(String::as_str) == Some("registry") => bench_registry(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("drift") => bench_drift(),
         Some("bench") => bench::Options::parse(&args[1..])
             .and_then(|o| bench::run(&o))
-            .and_then(|()| bench_registry()),
+            .and_then(|()| bench_registry())
+            .and_then(|()| bench_drift()),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -153,6 +156,14 @@ fn bench_registry() -> Result {
     step(
         "bench: tag selection and registry scan (cargo bench --bench registry)",
         &mut cargo(&["bench", "--bench", "registry"]),
+    )
+}
+
+/// The drift bench (`benches/drift.rs`): `drift::check` and `kairo drift --live-file`.
+fn bench_drift() -> Result {
+    step(
+        "bench: drift over 10,000 live objects (cargo bench --bench drift)",
+        &mut cargo(&["bench", "--bench", "drift"]),
     )
 }
 

@@ -1,0 +1,296 @@
+//! The kube client edge of drift and status: connect as kubectl would, and list (never write)
+//! the objects one environment's releases own.
+//!
+//! Configuration is `kube::Config`'s: the kubeconfig (`KUBECONFIG` or `~/.kube/config`; its
+//! contexts, tokens, client certificates and exec credential plugins), falling back to the
+//! in-cluster service account when there is no kubeconfig, as kubectl does. Every list is paged
+//! with `limit` and `continue`; an expired `continue` token (410 Gone) restarts that list once.
+//!
+//! Architecture Invariant: read-only. The only requests are `list` on helmreleases,
+//! deployments, statefulsets and horizontalpodautoscalers.
+
+use std::collections::BTreeSet;
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::Value;
+
+use super::{Desired, Live};
+
+/// How to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// `--context`; the kubeconfig's current context when `None`.
+    pub context: Option<String>,
+    /// Objects per page (`limit`).
+    pub page_size: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    // kube's kubeconfig errors repeat their own cause in their message: keep the message only,
+    // so that the cause is not printed twice.
+    #[error(
+        "no Kubernetes configuration: no usable kubeconfig ({reason}), and not running in a cluster"
+    )]
+    NoConfig { reason: String },
+    #[error("cannot use context `{context}` of the kubeconfig: {reason}")]
+    Kubeconfig { context: String, reason: String },
+    #[error("cannot build a client for {cluster}")]
+    Client {
+        cluster: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "cannot list {resource} in namespace `{namespace}` from the API server of {cluster} (`{server}`)"
+    )]
+    Unreachable {
+        cluster: String,
+        server: String,
+        resource: String,
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the API server of {cluster} rejected the credentials (401 Unauthorized) listing {resource} in namespace `{namespace}`"
+    )]
+    Unauthorized {
+        cluster: String,
+        resource: String,
+        namespace: String,
+    },
+    #[error(
+        "{cluster} may not `list` {resource} in namespace `{namespace}` (403 Forbidden): {message}"
+    )]
+    Forbidden {
+        cluster: String,
+        resource: String,
+        namespace: String,
+        message: String,
+    },
+    #[error("the API server of {cluster} does not serve {resource} (404 Not Found)")]
+    NotServed { cluster: String, resource: String },
+    #[error(
+        "the API server of {cluster} answered {code} listing {resource} in namespace `{namespace}`: {message}"
+    )]
+    Api {
+        cluster: String,
+        resource: String,
+        namespace: String,
+        code: u16,
+        message: String,
+    },
+}
+
+impl ClusterError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            ClusterError::NoConfig { .. } => "set `KUBECONFIG` or write `~/.kube/config` (as for kubectl), or run kairo in a pod".into(),
+            ClusterError::Kubeconfig { .. } => "list the contexts with `kubectl config get-contexts`".into(),
+            ClusterError::Unreachable { .. } => "check that the cluster is up and that `kubectl --context ... get ns` works from here".into(),
+            ClusterError::Unauthorized { .. } => "the token or certificate is expired or wrong: log in again (refresh the kubeconfig's credentials)".into(),
+            ClusterError::Forbidden { resource, namespace, .. } => format!(
+                "grant the identity `get`, `list` and `watch` on `{resource}` in namespace `{namespace}` (see the README's RBAC section)"
+            ),
+            ClusterError::NotServed { resource, .. } if resource.starts_with("helmreleases") => {
+                "install Flux's helm-controller (it serves helm.toolkit.fluxcd.io/v2), or pick the right `--context`".into()
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// A connected, read-only client and the name it is known by in messages.
+pub struct Cluster {
+    client: kube::Client,
+    /// `context `prod``, or `in-cluster`.
+    pub label: String,
+    server: String,
+    page_size: u32,
+}
+
+/// The kinds kairo lists, as the dynamic API addresses them, with their RBAC resource names.
+fn resources() -> [(ApiResource, &'static str); 4] {
+    let helm = GroupVersionKind::gvk("helm.toolkit.fluxcd.io", "v2", "HelmRelease");
+    [
+        (
+            ApiResource::from_gvk_with_plural(&helm, "helmreleases"),
+            "helmreleases.helm.toolkit.fluxcd.io",
+        ),
+        (
+            ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+            "deployments.apps",
+        ),
+        (
+            ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&()),
+            "statefulsets.apps",
+        ),
+        (
+            ApiResource::erase::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(&()),
+            "horizontalpodautoscalers.autoscaling",
+        ),
+    ]
+}
+
+impl Cluster {
+    /// Resolves the configuration as kubectl does and builds a client (no request yet).
+    pub async fn connect(c: &Connection) -> Result<Cluster, ClusterError> {
+        let options = KubeConfigOptions {
+            context: c.context.clone(),
+            ..Default::default()
+        };
+        let (config, label) = match kube::Config::from_kubeconfig(&options).await {
+            Ok(config) => {
+                let name = c
+                    .context
+                    .clone()
+                    .or_else(|| Kubeconfig::read().ok().and_then(|k| k.current_context))
+                    .unwrap_or_default();
+                (config, format!("context `{name}`"))
+            }
+            Err(source) => match &c.context {
+                Some(context) => {
+                    return Err(ClusterError::Kubeconfig {
+                        context: context.clone(),
+                        reason: source.to_string(),
+                    });
+                }
+                None => match kube::Config::incluster() {
+                    Ok(config) => (config, "in-cluster".to_string()),
+                    Err(_) => {
+                        return Err(ClusterError::NoConfig {
+                            reason: source.to_string(),
+                        });
+                    }
+                },
+            },
+        };
+        let server = config.cluster_url.to_string();
+        let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
+            cluster: label.clone(),
+            source,
+        })?;
+        Ok(Cluster {
+            client,
+            label,
+            server,
+            page_size: c.page_size.max(1),
+        })
+    }
+
+    /// Lists what `desired`'s releases could own: HelmReleases in the environment's
+    /// namespace; Deployments, StatefulSets and HPAs in the namespaces services install into.
+    #[tracing::instrument(skip_all, fields(cluster = %self.label, environment = %desired.environment))]
+    pub async fn fetch(&self, desired: &Desired) -> Result<Live, ClusterError> {
+        let [helm, deployments, statefulsets, hpas] = resources();
+        let mut live = Live::default();
+        for item in self.list(&helm, &desired.namespace).await? {
+            live.push(item);
+        }
+        let namespaces: BTreeSet<&str> = desired
+            .releases
+            .iter()
+            .filter_map(|r| r.workload.as_ref().map(|w| w.namespace.as_str()))
+            .collect();
+        for ns in namespaces {
+            for resource in [&deployments, &statefulsets, &hpas] {
+                for item in self.list(resource, ns).await? {
+                    // Only what a Helm release installed can be one of ours.
+                    if item["metadata"]["annotations"][super::RELEASE_NAME].is_string() {
+                        live.push(item);
+                    }
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Every object of one kind in one namespace, page by page.
+    async fn list(
+        &self,
+        (resource, rbac_name): &(ApiResource, &'static str),
+        namespace: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, resource);
+        let mut restarted = false;
+        'restart: loop {
+            let mut out = Vec::new();
+            let mut params = ListParams::default().limit(self.page_size);
+            loop {
+                let page = match api.list(&params).await {
+                    Ok(page) => page,
+                    Err(kube::Error::Api(status))
+                        if status.code == 410 && params.continue_token.is_some() && !restarted =>
+                    {
+                        // The continue token expired (etcd compacted): start over, once.
+                        tracing::debug!(
+                            resource = rbac_name,
+                            namespace,
+                            "continue token expired; listing again"
+                        );
+                        restarted = true;
+                        continue 'restart;
+                    }
+                    Err(e) => return Err(self.error(e, rbac_name, namespace)),
+                };
+                tracing::debug!(
+                    resource = rbac_name,
+                    namespace,
+                    items = page.items.len(),
+                    "listed a page"
+                );
+                for item in page.items {
+                    let mut v = serde_json::to_value(&item).unwrap_or_default();
+                    // List items carry no apiVersion/kind for built-in types.
+                    v["apiVersion"] = Value::from(resource.api_version.clone());
+                    v["kind"] = Value::from(resource.kind.clone());
+                    out.push(v);
+                }
+                match page.metadata.continue_ {
+                    Some(token) if !token.is_empty() => {
+                        params = params.continue_token(&token);
+                    }
+                    _ => return Ok(out),
+                }
+            }
+        }
+    }
+
+    fn error(&self, e: kube::Error, resource: &str, namespace: &str) -> ClusterError {
+        let cluster = self.label.clone();
+        let (resource, namespace) = (resource.to_string(), namespace.to_string());
+        match e {
+            kube::Error::Api(status) => match status.code {
+                401 => ClusterError::Unauthorized {
+                    cluster,
+                    resource,
+                    namespace,
+                },
+                403 => ClusterError::Forbidden {
+                    cluster,
+                    resource,
+                    namespace,
+                    message: status.message.clone(),
+                },
+                404 => ClusterError::NotServed { cluster, resource },
+                code => ClusterError::Api {
+                    cluster,
+                    resource,
+                    namespace,
+                    code,
+                    message: status.message.clone(),
+                },
+            },
+            source => ClusterError::Unreachable {
+                cluster,
+                server: self.server.clone(),
+                resource,
+                namespace,
+                source,
+            },
+        }
+    }
+}

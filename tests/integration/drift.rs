@@ -1,0 +1,871 @@
+//! `kairo drift` and `kairo status` through the real kube client against a loopback API server
+//! (`kube_support`), and offline from a `kubectl get -o yaml` file.
+
+use serde_json::{Value, json};
+
+use crate::kube_support::{FakeApi, exec_kubeconfig, kubeconfig};
+use crate::support::{Output, Repo, commit_all, run_kairo_with_env};
+
+const TOKEN: &str = "kairo-test-token-3f9a";
+
+const CATALOG: &str = r#"apiVersion: kairo.dev/v1alpha1
+kind: ServiceCatalog
+metadata:
+  name: shop
+spec:
+  sources:
+    charts:
+      type: helm
+      url: https://charts.example.com
+  services:
+    api:
+      chart: {version: "1.2.0", source: charts}
+      image: {repository: ghcr.io/acme/api}
+      resources:
+        requests: {cpu: 250m, memory: 256Mi}
+        limits: {cpu: 1000m, memory: 1Gi}
+    web:
+      chart: {version: ">=2.0.0", source: charts}
+      image: {repository: ghcr.io/acme/web}
+      resources:
+        requests: {cpu: 100m, memory: 128Mi}
+      autoscaling: true
+"#;
+
+const PRODUCTION: &str = r#"apiVersion: kairo.dev/v1alpha1
+kind: Environment
+metadata:
+  name: production
+spec:
+  namespace: shop
+  branch: main
+  cluster: prod-eu
+  defaults:
+    replicas: 3
+    hpa: {minReplicas: 3, maxReplicas: 10}
+    pdb: {minAvailable: 1}
+  services:
+    api:
+      image: {tag: "1.4.2"}
+    web:
+      image: {tag: "2.0.0"}
+"#;
+
+/// A committed repository with the `production` environment rendered.
+fn repo_with(production: &str) -> Repo {
+    let repo = Repo::new();
+    repo.write("environments/services.yaml", CATALOG);
+    repo.write("environments/production.yaml", production);
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "production", 1_700_000_000);
+    repo
+}
+
+fn repo() -> Repo {
+    repo_with(PRODUCTION)
+}
+
+/// A rendered HelmRelease as the API server holds it once Flux applied it and
+/// helm-controller installed it: defaulted fields, extra labels, finalizer, Ready status.
+fn helm_release(repo: &Repo, name: &str, chart_version: &str) -> Value {
+    let text = repo.read(&format!("clusters/production/releases/{name}.yaml"));
+    let mut o: Value = kairo::yaml::from_str(&text).unwrap();
+    o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] = json!("flux-system");
+    o["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/namespace"] = json!("flux-system");
+    o["metadata"]["finalizers"] = json!(["finalizers.fluxcd.io"]);
+    o["metadata"]["generation"] = json!(2);
+    o["spec"]["chart"]["spec"]["reconcileStrategy"] = json!("ChartVersion");
+    o["status"] = json!({
+        "observedGeneration": 2,
+        "lastAttemptedGeneration": 2,
+        "lastAttemptedRevision": chart_version,
+        "lastAttemptedConfigDigest": "sha256:0b1c5e3f8a9d",
+        "lastAttemptedReleaseAction": "upgrade",
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "UpgradeSucceeded", "observedGeneration": 2,
+             "lastTransitionTime": "2026-11-02T09:15:00Z",
+             "message": format!("Helm upgrade succeeded for release shop/{name}.v3 with chart {name}@{chart_version}")},
+            {"type": "Released", "status": "True", "reason": "UpgradeSucceeded", "observedGeneration": 2,
+             "lastTransitionTime": "2026-11-02T09:15:00Z", "message": "Helm upgrade succeeded"}
+        ],
+        "history": [{
+            "name": name, "namespace": "shop", "version": 3, "status": "deployed",
+            "chartName": name, "chartVersion": chart_version,
+            "appVersion": "1.0", "configDigest": "sha256:0b1c5e3f8a9d",
+            "digest": "sha256:77aa", "firstDeployed": "2026-10-01T08:00:00Z",
+            "lastDeployed": "2026-11-02T09:15:00Z"
+        }],
+        "helmChart": format!("shop/shop-{name}"),
+        "storageNamespace": "shop"
+    });
+    o
+}
+
+/// A Deployment as a chart renders it and the API server defaults it, rolled out.
+fn deployment(name: &str, image: &str, replicas: i64, resources: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name, "namespace": "shop", "generation": 4,
+            "labels": {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "Helm", "helm.sh/chart": format!("{name}-1.2.0")},
+            "annotations": {"deployment.kubernetes.io/revision": "4", "meta.helm.sh/release-name": name, "meta.helm.sh/release-namespace": "shop"}
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "progressDeadlineSeconds": 600,
+            "revisionHistoryLimit": 10,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "template": {
+                "metadata": {"creationTimestamp": null, "labels": {"app.kubernetes.io/name": name}},
+                "spec": {
+                    "containers": [
+                        {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.0", "resources": {"requests": {"cpu": "10m"}},
+                         "imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"},
+                        {"name": name, "image": image, "resources": resources,
+                         "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                         "imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}
+                    ],
+                    "dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "schedulerName": "default-scheduler",
+                    "securityContext": {}, "terminationGracePeriodSeconds": 30
+                }
+            }
+        },
+        "status": {
+            "observedGeneration": 4, "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability.",
+                 "lastTransitionTime": "2026-11-02T09:15:30Z", "lastUpdateTime": "2026-11-02T09:15:30Z"},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{name}-7d9f8c6b5\" has successfully progressed."),
+                 "lastTransitionTime": "2026-11-02T09:14:07Z", "lastUpdateTime": "2026-11-02T09:15:30Z"}
+            ]
+        }
+    })
+}
+
+fn hpa(name: &str, min: i64, max: i64, current: i64) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": "shop",
+            "annotations": {"meta.helm.sh/release-name": name, "meta.helm.sh/release-namespace": "shop"}},
+        "spec": {
+            "minReplicas": min, "maxReplicas": max,
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+        },
+        "status": {"currentReplicas": current, "desiredReplicas": current,
+            "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 64, "averageValue": "64m"}}}]}
+    })
+}
+
+/// Everything of `production` running exactly as Git says; `web` autoscaled to 5 replicas.
+fn cluster(repo: &Repo) -> Vec<Value> {
+    vec![
+        helm_release(repo, "api", "1.2.0"),
+        helm_release(repo, "web", "2.3.1"),
+        deployment(
+            "api",
+            "ghcr.io/acme/api:1.4.2",
+            3,
+            // As written in a chart: `1000m` is `1` to the API server.
+            json!({"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}),
+        ),
+        deployment(
+            "web",
+            "ghcr.io/acme/web:2.0.0",
+            5,
+            json!({"requests": {"cpu": "100m", "memory": "128Mi"}}),
+        ),
+        hpa("web", 3, 10, 5),
+        // Not installed by a release of ours.
+        deployment(
+            "coredns-extra",
+            "registry.k8s.io/coredns:1.11",
+            1,
+            json!({}),
+        )
+        .as_object()
+        .map(|o| {
+            let mut o = Value::Object(o.clone());
+            o["metadata"]["annotations"]["meta.helm.sh/release-name"] = json!("dns");
+            o
+        })
+        .unwrap(),
+    ]
+}
+
+fn replace(objects: &mut [Value], kind: &str, name: &str, edit: impl Fn(&mut Value)) {
+    let o = objects
+        .iter_mut()
+        .find(|o| o["kind"] == json!(kind) && o["metadata"]["name"] == json!(name))
+        .unwrap_or_else(|| panic!("no {kind} {name}"));
+    edit(o);
+}
+
+/// Runs kairo with only the given kubeconfig (never the user's ~/.kube).
+fn kairo(repo: &Repo, kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+    let home = repo.path().join(".home");
+    std::fs::create_dir_all(&home).unwrap();
+    run_kairo_with_env(
+        repo.path(),
+        args,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("HOME", home.to_str().unwrap()),
+            ("KUBERNETES_SERVICE_HOST", ""),
+        ],
+    )
+}
+
+/// Starts a fake API server with `objects` and runs kairo against it.
+fn against(repo: &Repo, objects: Vec<Value>, args: &[&str]) -> (Output, FakeApi) {
+    let api = FakeApi::start(TOKEN, objects);
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    (kairo(repo, &config, args), api)
+}
+
+#[test]
+fn no_drift_when_the_cluster_runs_what_git_renders() {
+    let repo = repo();
+    let (out, api) = against(&repo, cluster(&repo), &["drift", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout,
+        "production at HEAD -> context `test`: 0 changed, 0 missing, 0 extra (5 objects compared)\n"
+    );
+    let targets = api.targets();
+    assert!(
+        targets.iter().any(|t| t
+            .starts_with("/apis/helm.toolkit.fluxcd.io/v2/namespaces/shop/helmreleases?")
+            && t.contains("limit=500")),
+        "{targets:?}"
+    );
+    for kind in ["deployments", "statefulsets"] {
+        assert!(
+            targets
+                .iter()
+                .any(|t| t.starts_with(&format!("/apis/apps/v1/namespaces/shop/{kind}?"))),
+            "{targets:?}"
+        );
+    }
+    assert!(
+        api.server.requests().iter().all(|r| r.method == "GET"),
+        "kairo only reads"
+    );
+}
+
+#[test]
+fn kubectl_scale_is_drift_without_an_hpa_and_not_with_one() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "Deployment", "api", |o| {
+        o["spec"]["replicas"] = json!(5)
+    });
+    replace(&mut objects, "Deployment", "web", |o| {
+        o["spec"]["replicas"] = json!(9)
+    });
+    let (out, _api) = against(&repo, objects, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("~ Deployment shop/api: spec.replicas 3 -> 5\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("-  replicas: 3\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("+  replicas: 5\n"), "{}", out.stdout);
+    assert!(!out.stdout.contains("shop/web"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("1 changed, 0 missing, 0 extra"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn an_image_changed_by_hand_is_drift_and_json_says_so() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "Deployment", "api", |o| {
+        o["spec"]["template"]["spec"]["containers"][1]["image"] =
+            json!("ghcr.io/acme/api:1.4.3-hotfix")
+    });
+    let (out, _api) = against(
+        &repo,
+        objects,
+        &["drift", "--env", "production", "--output", "json"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["environment"], "production");
+    assert_eq!(report["cluster"], "context `test`");
+    let objects = report["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 1, "{report:#}");
+    assert_eq!(objects[0]["state"], "changed");
+    assert_eq!(objects[0]["kind"], "Deployment");
+    assert_eq!(objects[0]["release"], "api");
+    assert_eq!(
+        objects[0]["fields"],
+        json!([{"path": "spec.template.spec.containers[0].image",
+                "before": "ghcr.io/acme/api:1.4.2", "after": "ghcr.io/acme/api:1.4.3-hotfix"}])
+    );
+}
+
+#[test]
+fn resources_changed_by_hand_are_drift_but_spelling_is_not() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "Deployment", "api", |o| {
+        // `0.25` is `250m`; the memory limit really changed.
+        o["spec"]["template"]["spec"]["containers"][1]["resources"] = json!(
+            {"requests": {"cpu": "0.25", "memory": "256Mi"}, "limits": {"cpu": "1000m", "memory": "2Gi"}}
+        )
+    });
+    let (out, _api) = against(
+        &repo,
+        objects,
+        &["drift", "--env", "production", "--summary"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "production at HEAD -> context `test`: 1 changed, 0 missing, 0 extra (5 objects compared)\n~ Deployment shop/api: spec.template.spec.containers[0].resources.limits.memory 1Gi -> 2Gi\n"
+    );
+}
+
+#[test]
+fn missing_and_extra_releases_and_values_edited_in_the_cluster() {
+    let repo = repo();
+    let mut objects: Vec<Value> = cluster(&repo)
+        .into_iter()
+        .filter(|o| !(o["kind"] == json!("HelmRelease") && o["metadata"]["name"] == json!("web")))
+        .collect();
+    // Left behind by kairo for this environment, no longer in Git.
+    let mut legacy = helm_release(&repo, "api", "1.2.0");
+    legacy["metadata"]["name"] = json!("legacy");
+    objects.push(legacy.clone());
+    // Someone else's HelmRelease in the namespace: not ours to report.
+    let mut foreign = legacy.clone();
+    foreign["metadata"]["name"] = json!("foreign");
+    foreign["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "team-x"});
+    objects.push(foreign);
+    replace(&mut objects, "HelmRelease", "api", |o| {
+        o["spec"]["values"]["replicaCount"] = json!(6);
+        o["spec"]["interval"] = json!("1h");
+    });
+    let (out, _api) = against(&repo, objects, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("    "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "production at HEAD -> context `test`: 1 changed, 1 missing, 1 extra (2 objects compared)",
+            "~ HelmRelease shop/api: spec.interval 5m -> 1h; spec.values.replicaCount 3 -> 6",
+            "+ HelmRelease shop/legacy: extra in cluster (not in Git)",
+            "- HelmRelease shop/web: missing in cluster",
+        ],
+        "{}",
+        out.stdout
+    );
+    // The Markdown report says the same.
+    let api = FakeApi::start(TOKEN, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let md = kairo(
+        &repo,
+        &config,
+        &["drift", "--env", "production", "--output", "markdown"],
+    );
+    assert_eq!(md.code, 1);
+    assert!(
+        md.stdout.starts_with("### kairo drift: `production`"),
+        "{}",
+        md.stdout
+    );
+    assert!(
+        md.stdout
+            .contains("- HelmRelease shop/api: missing in cluster\n"),
+        "{}",
+        md.stdout
+    );
+}
+
+#[test]
+fn ignore_rules_in_the_environment_silence_chosen_fields() {
+    let production = format!(
+        "{PRODUCTION}  drift:\n    ignore:\n      - paths: [/spec/values/replicaCount]\n        target: {{kind: HelmRelease, name: api}}\n      - paths: [/spec/replicas, /spec/template/spec/containers/0/resources/limits]\n        target: {{kind: Deployment}}\n"
+    );
+    let repo = repo_with(&production);
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "HelmRelease", "api", |o| {
+        o["spec"]["values"]["replicaCount"] = json!(6)
+    });
+    replace(&mut objects, "Deployment", "api", |o| {
+        o["spec"]["replicas"] = json!(6);
+        o["spec"]["template"]["spec"]["containers"][1]["resources"]["limits"]["memory"] =
+            json!("4Gi");
+    });
+    let (out, _api) = against(&repo, objects.clone(), &["drift", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // A field no rule names is still drift.
+    replace(&mut objects, "Deployment", "api", |o| {
+        o["spec"]["template"]["spec"]["containers"][1]["image"] = json!("ghcr.io/acme/api:9")
+    });
+    let (out, _api) = against(
+        &repo,
+        objects,
+        &["drift", "--env", "production", "--summary"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("containers[0].image ghcr.io/acme/api:1.4.2 -> ghcr.io/acme/api:9"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn bad_ignore_rules_name_the_file_line_and_allowed_keys() {
+    let production = format!(
+        "{PRODUCTION}  drift:\n    ignore:\n      - paths: [spec/replicas]\n        target: {{kind: Pod}}\n"
+    );
+    let repo = Repo::new();
+    repo.write("environments/services.yaml", CATALOG);
+    repo.write("environments/production.yaml", &production);
+    commit_all(repo.path(), "bad", 1_700_000_000);
+    let out = repo.kairo(&["drift", "--env", "production", "--live-file", "/dev/null"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    insta::assert_snapshot!("bad_ignore_rules", out.stderr);
+    let typo = format!("{PRODUCTION}  drift:\n    ignores: []\n");
+    repo.write("environments/production.yaml", &typo);
+    commit_all(repo.path(), "typo", 1_700_000_100);
+    let out = repo.kairo(&["drift", "--env", "production", "--live-file", "/dev/null"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    insta::assert_snapshot!("ignore_rules_typo", out.stderr);
+}
+
+#[test]
+fn drift_against_an_older_revision() {
+    let repo = repo();
+    let objects = cluster(&repo);
+    repo.write(
+        "environments/production.yaml",
+        &PRODUCTION.replace("tag: \"1.4.2\"", "tag: \"1.5.0\""),
+    );
+    assert_eq!(repo.kairo(&["render"]).code, 0);
+    commit_all(repo.path(), "bump api", 1_700_000_100);
+    let (out, _api) = against(
+        &repo,
+        objects.clone(),
+        &["drift", "--env", "production", "--summary"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("~ HelmRelease shop/api: spec.values.image.tag 1.5.0 -> 1.4.2"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("~ Deployment shop/api: spec.template.spec.containers[0].image ghcr.io/acme/api:1.5.0 -> ghcr.io/acme/api:1.4.2"), "{}", out.stdout);
+    let (out, _api) = against(
+        &repo,
+        objects,
+        &["drift", "--env", "production", "--revision", "HEAD~1"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.starts_with("production at HEAD~1 -> "),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn pages_are_followed_and_an_expired_continue_token_restarts_the_list() {
+    let repo = repo();
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    api.state.lock().unwrap().expire_continue = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(
+        &repo,
+        &config,
+        &["drift", "--env", "production", "--page-size", "1"],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("(5 objects compared)"),
+        "{}",
+        out.stdout
+    );
+    let hr: Vec<String> = api
+        .targets()
+        .into_iter()
+        .filter(|t| t.contains("/helmreleases?"))
+        .collect();
+    // Page 1, page 2 answered 410, then the whole list again: page 1 and page 2.
+    assert_eq!(hr.len(), 4, "{hr:?}");
+    assert!(hr[1].contains("continue=offset-1"), "{hr:?}");
+    assert!(!hr[2].contains("continue="), "{hr:?}");
+    assert!(hr[3].contains("continue=offset-1"), "{hr:?}");
+}
+
+#[test]
+fn an_exec_credential_plugin_provides_the_token() {
+    let repo = repo();
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let dir = tempfile::tempdir().unwrap();
+    let config = exec_kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("-> context `cloud`"), "{}", out.stdout);
+    assert!(
+        api.server
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some(&format!("Bearer {TOKEN}"))),
+    );
+}
+
+#[test]
+fn api_errors_name_the_context_and_the_missing_permission() {
+    let repo = repo();
+    // 401: the token is wrong.
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), "expired-token");
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr.contains("error: the API server of context `test` rejected the credentials (401 Unauthorized) listing helmreleases.helm.toolkit.fluxcd.io in namespace `shop`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: the token or certificate is expired"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("expired-token"),
+        "no secrets in output: {}",
+        out.stderr
+    );
+
+    // 403: no `list` on deployments.
+    api.state.lock().unwrap().forbidden = vec!["deployments".into()];
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(&repo, &config, &["status", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error: context `test` may not `list` deployments.apps in namespace `shop` (403 Forbidden)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: grant the identity `get`, `list` and `watch` on `deployments.apps` in namespace `shop`"),
+        "{}",
+        out.stderr
+    );
+
+    // 404: Flux is not installed.
+    {
+        let mut s = api.state.lock().unwrap();
+        s.forbidden.clear();
+        s.no_flux = true;
+    }
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("does not serve helmreleases.helm.toolkit.fluxcd.io (404 Not Found)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: install Flux's helm-controller"),
+        "{}",
+        out.stderr
+    );
+
+    // Nothing listens: unreachable.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let config = kubeconfig(dir.path(), &url, TOKEN);
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("from the API server of context `test`"),
+        "{}",
+        out.stderr
+    );
+
+    // No kubeconfig, and not in a pod.
+    let out = kairo(
+        &repo,
+        &dir.path().join("missing"),
+        &["drift", "--env", "production"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("error: no Kubernetes configuration: no usable kubeconfig"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.matches("No such file").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+
+    // An unknown context.
+    let out = kairo(
+        &repo,
+        &config,
+        &["drift", "--env", "production", "--context", "nope"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cannot use context `nope` of the kubeconfig"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn status_is_ready_when_every_release_rolled_out() {
+    let repo = repo();
+    let (out, _api) = against(&repo, cluster(&repo), &["status", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout,
+        "production at HEAD -> context `test`: 2/2 releases ready\napi ready chart 1.2.0 (attempted 1.2.0)\n    Deployment api: 3/3 ready, 3 updated\nweb ready chart >=2.0.0 (attempted 2.3.1)\n    Deployment web: 5/5 ready, 5 updated\n"
+    );
+}
+
+#[test]
+fn a_suspended_or_failed_release_fails_status() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "HelmRelease", "web", |o| {
+        o["spec"]["suspend"] = json!(true)
+    });
+    let (out, _api) = against(&repo, objects, &["status", "--env", "production", "--wait"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stdout.contains("web suspended chart"), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("error: failed: 1 of 2 release(s) not ready at HEAD: `web` (suspended)"),
+        "{}",
+        out.stderr
+    );
+
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "HelmRelease", "api", |o| {
+        o["status"]["conditions"] = json!([
+            {"type": "Ready", "status": "False", "reason": "UpgradeFailed", "observedGeneration": 2,
+             "lastTransitionTime": "2026-11-02T09:20:00Z",
+             "message": "Helm upgrade failed for release shop/api with chart api@1.2.0: context deadline exceeded"},
+            {"type": "Released", "status": "False", "reason": "UpgradeFailed", "observedGeneration": 2,
+             "lastTransitionTime": "2026-11-02T09:20:00Z", "message": "Helm upgrade failed"}
+        ]);
+        o["status"]["history"][0]["status"] = json!("failed");
+    });
+    let (out, api) = against(
+        &repo,
+        objects,
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "10m",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    // A failure ends the wait at once.
+    assert_eq!(api.state.lock().unwrap().helmrelease_lists, 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["releases"][0]["name"], "api");
+    assert_eq!(report["releases"][0]["phase"], "failed");
+    assert_eq!(report["releases"][0]["reason"], "UpgradeFailed");
+    assert_eq!(report["releases"][1]["phase"], "ready");
+}
+
+/// A release mid-upgrade: the new generation not yet reconciled, pods rolling.
+fn progressing(o: &mut Value) {
+    o["metadata"]["generation"] = json!(3);
+    o["status"]["conditions"] = json!([
+        {"type": "Reconciling", "status": "True", "reason": "Progressing", "observedGeneration": 3,
+         "lastTransitionTime": "2026-11-02T09:20:00Z", "message": "Running 'upgrade' action with timeout of 5m0s"},
+        {"type": "Ready", "status": "Unknown", "reason": "Progressing", "observedGeneration": 3,
+         "lastTransitionTime": "2026-11-02T09:20:00Z", "message": "Running 'upgrade' action with timeout of 5m0s"}
+    ]);
+}
+
+#[test]
+fn wait_succeeds_once_the_server_reports_the_release_ready() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    let mut ready = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == json!("api") && o["kind"] == json!("HelmRelease"))
+        .unwrap()
+        .clone();
+    ready["metadata"]["generation"] = json!(3);
+    ready["status"]["observedGeneration"] = json!(3);
+    replace(&mut objects, "HelmRelease", "api", progressing);
+    let api = FakeApi::start(TOKEN, objects);
+    // The third look at the HelmReleases finds it Ready.
+    api.state.lock().unwrap().flips.push((3, ready));
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(
+        &repo,
+        &config,
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "10m",
+            "--poll-interval",
+            "1ms",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(api.state.lock().unwrap().helmrelease_lists, 3);
+    assert!(out.stdout.contains("2/2 releases ready"), "{}", out.stdout);
+}
+
+#[test]
+fn wait_gives_up_at_the_timeout_and_without_wait_not_ready_is_exit_1() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "HelmRelease", "api", progressing);
+    let (out, api) = against(
+        &repo,
+        objects.clone(),
+        &["status", "--env", "production", "--wait", "--timeout", "0s"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(api.state.lock().unwrap().helmrelease_lists, 1);
+    assert!(
+        out.stdout.contains("api progressing chart 1.2.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("pending: generation 3 not yet reconciled (observed 2)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("error: timed out: 1 of 2 release(s) not ready"),
+        "{}",
+        out.stderr
+    );
+    let (out, _api) = against(&repo, objects, &["status", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("error: not ready: "), "{}", out.stderr);
+}
+
+#[test]
+fn a_live_file_round_trip() {
+    let repo = repo();
+    // What `kubectl get helmreleases,deploy,sts,hpa -n shop -o yaml` prints: a List, every
+    // item with its apiVersion and kind; a Secret in it is left out.
+    let mut items = cluster(&repo);
+    items.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "data": {"password": "aHVudGVyMg=="}}));
+    let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items});
+    let path = repo.path().join(".live.yaml");
+    std::fs::write(&path, kairo::yaml::to_string(&list).unwrap()).unwrap();
+    let out = repo.kairo(&[
+        "drift",
+        "--env",
+        "production",
+        "--live-file",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("(5 objects compared)"),
+        "{}",
+        out.stdout
+    );
+    let out = repo.kairo(&[
+        "status",
+        "--env",
+        "production",
+        "--live-file",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+
+    let mut items = cluster(&repo);
+    replace(&mut items, "Deployment", "api", |o| {
+        o["spec"]["replicas"] = json!(1)
+    });
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    std::fs::write(&path, serde_json::to_string(&list).unwrap()).unwrap();
+    let out = repo.kairo(&[
+        "drift",
+        "--env",
+        "production",
+        "--live-file",
+        path.to_str().unwrap(),
+        "--summary",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("-> `{}`: 1 changed", path.display())),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("~ Deployment shop/api: spec.replicas 3 -> 1"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("aHVudGVyMg"), "{}", out.stdout);
+
+    std::fs::write(&path, "items: [").unwrap();
+    let out = repo.kairo(&[
+        "drift",
+        "--env",
+        "production",
+        "--live-file",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("is not a `kubectl get -o yaml` listing"),
+        "{}",
+        out.stderr
+    );
+}
