@@ -5,7 +5,7 @@
 //! written anywhere. Objects of kind `Secret` have their `data`/`stringData` values masked after
 //! comparing, so a change is still reported without showing the values.
 
-mod output;
+pub mod output;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use anstyle::{AnsiColor, Style};
 use serde_json::Value;
 
-use super::{Change, ObjectDiff, Report};
+use super::{Change, FieldChange, ObjectDiff, Report};
 
 /// GitHub refuses comments over 65,536 characters; leave room for a bot's own wrapper.
 pub const MARKDOWN_LIMIT: usize = 60_000;
@@ -19,8 +19,8 @@ fn compact(v: &Option<Value>) -> String {
 }
 
 /// `spec.values.replicaCount 3 -> 4; spec.values.image.tag 1.4.2 -> 1.4.3`
-fn summary(o: &ObjectDiff, arrow: &str) -> String {
-    o.fields
+pub fn field_summary(fields: &[FieldChange], arrow: &str) -> String {
+    fields
         .iter()
         .map(|f| {
             format!(
@@ -32,6 +32,10 @@ fn summary(o: &ObjectDiff, arrow: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+fn summary(o: &ObjectDiff, arrow: &str) -> String {
+    field_summary(&o.fields, arrow)
 }
 
 fn sign(change: Change) -> char {

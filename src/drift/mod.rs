@@ -751,27 +751,8 @@ fn drift_of(
 
 // ---- output ---------------------------------------------------------------------------------
 
-fn compact(v: &Option<Value>) -> String {
-    match v {
-        None => "(none)".to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
-}
-
 fn summary(o: &ObjectDrift, arrow: &str) -> String {
-    o.fields
-        .iter()
-        .map(|f| {
-            format!(
-                "{} {} {arrow} {}",
-                f.path,
-                compact(&f.before),
-                compact(&f.after)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    crate::diff::output::field_summary(&o.fields, arrow)
 }
 
 fn title(o: &ObjectDrift, arrow: &str) -> String {
