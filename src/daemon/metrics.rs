@@ -134,11 +134,11 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// The text exposition format.
+    /// The Prometheus text exposition format (0.0.4), which `promtool check metrics` reads.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
 }

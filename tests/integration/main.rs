@@ -15,3 +15,4 @@ mod quantity;
 mod registry;
 mod render;
 mod validation;
+mod watch;

@@ -1,0 +1,677 @@
+//! `kairo watch`: `--once` end to end (a loopback `docker-registry`, a bare remote on disk, the
+//! real binary) and the daemon (readiness, webhooks, `/metrics` checked by `promtool`, registry
+//! failures, SIGTERM during a push).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use hmac::{KeyInit, Mac};
+
+use crate::registry_support::{Registry, Scripted, json, push};
+use crate::support::{HERMETIC_GIT, Repo, commit_all, git};
+
+const AUTHOR: &str = "kairo bot <bot@kairo.invalid>";
+
+/// `web` follows semver `^1.0`; `worker` follows the digest of `staging`. Each repository
+/// lives on its own registry host so that one can fail alone.
+fn catalog(web_host: &str, worker_host: &str) -> String {
+    format!(
+        r#"apiVersion: kairo.dev/v1alpha1
+kind: ServiceCatalog
+metadata:
+  name: test
+spec:
+  sources:
+    charts:
+      type: helm
+      url: https://charts.example.com
+  services:
+    web:
+      chart: {{version: ">=1.0.0", source: charts}}
+      image: {{repository: {web_host}/acme/web}}
+      update:
+        policy: {{semver: {{range: "^1.0"}}}}
+    worker:
+      chart: {{version: ">=1.0.0", source: charts}}
+      image: {{repository: {worker_host}/acme/worker}}
+      update:
+        policy: {{digest: {{tag: staging}}}}
+"#
+    )
+}
+
+fn staging(worker_digest: &str) -> String {
+    format!(
+        r#"apiVersion: kairo.dev/v1alpha1
+kind: Environment
+metadata:
+  name: staging
+spec:
+  namespace: acme-staging
+  branch: staging
+  cluster: acme-staging
+  defaults:
+    replicas: 1
+    hpa: {{}}
+    pdb: {{}}
+  services:
+    web:
+      image: {{tag: "1.0.0"}}
+    worker:
+      image: {{tag: staging, digest: "{worker_digest}"}}
+"#
+    )
+}
+
+/// A bare remote with the rendered repository on `main`, and a clone of it.
+struct Remote {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    clone: tempfile::TempDir,
+}
+
+impl Remote {
+    fn new(web_host: &str, worker_host: &str, worker_digest: &str) -> Remote {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("remote.git");
+        git2::Repository::init_bare(&path).unwrap();
+        let seed = Repo::new();
+        seed.write(
+            "environments/services.yaml",
+            &catalog(web_host, worker_host),
+        );
+        seed.write("environments/staging.yaml", &staging(worker_digest));
+        let out = seed.kairo(&["render"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        commit_all(seed.path(), "initial", 1_700_000_000);
+        git(
+            seed.path(),
+            &[
+                "push",
+                "--quiet",
+                path.to_str().unwrap(),
+                "HEAD:refs/heads/main",
+            ],
+        );
+        git2::Repository::open_bare(&path)
+            .unwrap()
+            .set_head("refs/heads/main")
+            .unwrap();
+        let clone = tempfile::tempdir().unwrap();
+        git2::Repository::clone(path.to_str().unwrap(), clone.path()).unwrap();
+        Remote {
+            _dir: dir,
+            path,
+            clone,
+        }
+    }
+
+    fn commits(&self) -> usize {
+        let repo = git2::Repository::open_bare(&self.path).unwrap();
+        let mut walk = repo.revwalk().unwrap();
+        walk.push_ref("refs/heads/main").unwrap();
+        walk.count()
+    }
+
+    /// Every file under `clusters/staging/` on the remote's `main`, concatenated.
+    fn rendered(&self) -> String {
+        let repo = git2::Repository::open_bare(&self.path).unwrap();
+        let tree = repo
+            .find_reference("refs/heads/main")
+            .unwrap()
+            .peel_to_tree()
+            .unwrap();
+        let mut out = String::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if dir.starts_with("clusters/staging/")
+                && let Ok(blob) = entry.to_object(&repo).and_then(|o| o.peel_to_blob())
+            {
+                out.push_str(&String::from_utf8_lossy(blob.content()));
+            }
+            git2::TreeWalkResult::Ok
+        })
+        .unwrap();
+        out
+    }
+
+    fn file(&self, path: &str) -> String {
+        let repo = git2::Repository::open_bare(&self.path).unwrap();
+        let tree = repo
+            .find_reference("refs/heads/main")
+            .unwrap()
+            .peel_to_tree()
+            .unwrap();
+        let entry = tree.get_path(Path::new(path)).unwrap();
+        let blob = repo.find_blob(entry.id()).unwrap();
+        String::from_utf8(blob.content().to_vec()).unwrap()
+    }
+}
+
+fn kairo(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kairo"));
+    cmd.arg("--root")
+        .arg(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("KAIRO_ROOT")
+        .env_remove("KAIRO_GIT_TOKEN")
+        .env_remove("KAIRO_GIT_AUTHOR_NAME")
+        .env_remove("KAIRO_GIT_AUTHOR_EMAIL")
+        .env_remove("KAIRO_FAILPOINT")
+        .env_remove("KAIRO_FAILPOINT_RUN")
+        .env_remove("KAIRO_WEBHOOK_SECRET")
+        .env_remove("KAIRO_WEBHOOK_TOKEN")
+        .env("DOCKER_CONFIG", dir.join(".no-docker-config"))
+        .envs(HERMETIC_GIT.iter().copied());
+    cmd
+}
+
+fn once(dir: &Path) -> crate::support::Output {
+    let out = kairo(dir)
+        .args(["watch", "--once", "--author", AUTHOR])
+        .output()
+        .unwrap();
+    crate::support::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn once_commits_all_bumps_of_a_scan_in_one_commit_and_never_twice() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let (d1, _) = rt.block_on(async {
+        let d1 = push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await;
+        let w = push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.0.0",
+            "2026-01-01T00:00:00Z",
+            "1.0.0",
+        )
+        .await;
+        (d1, w)
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let clone = remote.clone.path();
+
+    let out = once(clone);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("staging/web"), "{}", out.stdout);
+    assert_eq!(remote.commits(), 1, "nothing new: no commit");
+
+    // CI pushes a release and re-pushes `staging` with new content.
+    let (d110, d2) = rt.block_on(async {
+        let w = push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.1.0",
+            "2026-01-02T00:00:00Z",
+            "1.1.0",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "2.0.0",
+            "2026-01-03T00:00:00Z",
+            "2.0.0",
+        )
+        .await;
+        let d2 = push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-02T00:00:00Z",
+            "b",
+        )
+        .await;
+        (w, d2)
+    });
+    assert_ne!(d1, d2);
+    // The user's uncommitted edit of the very file the bump changes.
+    let env_file = clone.join("environments/staging.yaml");
+    let mine = format!("{}# my note\n", std::fs::read_to_string(&env_file).unwrap());
+    std::fs::write(&env_file, &mine).unwrap();
+    let head = git(clone, &["rev-parse", "HEAD"]);
+
+    let out = once(clone);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        remote.commits(),
+        2,
+        "one commit for both bumps: {}",
+        out.stdout
+    );
+    let env = remote.file("environments/staging.yaml");
+    assert!(env.contains("tag: \"1.1.0\""), "{env}");
+    assert!(env.contains(&d2), "{env}");
+    assert!(!env.contains(&d1), "{env}");
+    let rendered = remote.rendered();
+    assert!(rendered.contains("1.1.0"), "{rendered}");
+    assert!(rendered.contains(&d2), "{rendered}");
+    assert!(!rendered.contains("2.0.0"), "outside the range");
+    let _ = d110;
+    // The user's work and branch are as they were.
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), mine);
+    assert_eq!(git(clone, &["rev-parse", "HEAD"]), head);
+
+    // Git is the state: a second run (or a second replica) finds the bumps there.
+    let out = once(clone);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(remote.commits(), 2);
+    let fresh = tempfile::tempdir().unwrap();
+    git2::Repository::clone(remote.path.to_str().unwrap(), fresh.path()).unwrap();
+    let out = once(fresh.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(remote.commits(), 2);
+}
+
+#[test]
+fn a_failing_registry_is_unavailable_never_a_bump_and_the_others_continue() {
+    let reg = Registry::start(None);
+    let broken = Scripted::start(|_| json(500, r#"{"errors":[{"code":"UNKNOWN"}]}"#));
+    let rt = rt();
+    rt.block_on(async {
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.0.0",
+            "2026-01-01T00:00:00Z",
+            "1",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.2.0",
+            "2026-01-02T00:00:00Z",
+            "2",
+        )
+        .await;
+    });
+    let d = format!("sha256:{}", "a".repeat(64));
+    let remote = Remote::new(&reg.host, &broken.host(), &d);
+    let out = once(remote.clone.path());
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("unavailable (500)"), "{}", out.stdout);
+    assert!(out.stderr.contains("left as it is"), "{}", out.stderr);
+    assert_eq!(remote.commits(), 2, "web is still bumped");
+    let env = remote.file("environments/staging.yaml");
+    assert!(env.contains("tag: \"1.2.0\""), "{env}");
+    assert!(env.contains(&d), "worker untouched: {env}");
+
+    // Every registry down: no commit, exit 1.
+    drop(reg);
+    let out = once(remote.clone.path());
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(remote.commits(), 2);
+}
+
+// ---- the daemon ------------------------------------------------------------------------
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.1 request; (status, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let _ = s.write_all(req.as_bytes());
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `check` until it holds: a readiness signal, never a timed assertion. The bound only
+/// turns a hang into a failure.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if check() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("never happened: {what}");
+}
+
+/// A `kairo watch --listen` we started; killed by its pid if a test fails midway.
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = kairo(dir)
+            .args([
+                "watch",
+                "--listen",
+                &addr,
+                "--interval",
+                "1h",
+                "--author",
+                AUTHOR,
+            ])
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, addr };
+        wait_for("/readyz answers 200", || {
+            http(&d.addr, "GET", "/readyz", &[], b"").0 == 200
+        });
+        d
+    }
+
+    fn metrics(&self) -> String {
+        http(&self.addr, "GET", "/metrics", &[], b"").1
+    }
+
+    /// The value of one sample line (`name{labels}`), 0 when absent.
+    fn sample(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    fn terminate(mut self) -> i32 {
+        // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        status.code().unwrap_or(-1)
+    }
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("`promtool` is needed: `cargo xtask test` installs Debian's `prometheus` package");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn daemon_webhooks_metrics_and_a_registry_going_down() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.0.0",
+            "2026-01-01T00:00:00Z",
+            "1",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let daemon = Daemon::start(
+        remote.clone.path(),
+        &[],
+        &[("KAIRO_WEBHOOK_SECRET", "s3cret")],
+    );
+    let tick_ok = r#"kairo_scans_total{trigger="tick",result="ok"}"#;
+    wait_for("the first scan", || daemon.sample(tick_ok) == 1.0);
+    assert_eq!(remote.commits(), 1);
+    assert_eq!(http(&daemon.addr, "GET", "/healthz", &[], b"").0, 200);
+
+    rt.block_on(push(
+        &reg.host,
+        None,
+        "acme/web",
+        "1.1.0",
+        "2026-01-02T00:00:00Z",
+        "2",
+    ));
+    let body = format!(r#"{{"image": "{}/acme/web:1.1.0"}}"#, reg.host);
+    let bad = sign("wrong", body.as_bytes());
+    let (status, _) = http(
+        &daemon.addr,
+        "POST",
+        "/webhook",
+        &[("x-hub-signature-256", &bad)],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 401);
+    let (status, _) = http(&daemon.addr, "POST", "/webhook", &[], body.as_bytes());
+    assert_eq!(status, 401, "unsigned");
+    let good = sign("s3cret", body.as_bytes());
+    let (status, text) = http(
+        &daemon.addr,
+        "POST",
+        "/webhook",
+        &[("x-hub-signature-256", &good)],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 202, "{text}");
+    let webhook_ok = r#"kairo_scans_total{trigger="webhook",result="ok"}"#;
+    wait_for("the webhook's scan", || daemon.sample(webhook_ok) >= 1.0);
+    let metrics = daemon.metrics();
+    assert_eq!(
+        daemon.sample(webhook_ok),
+        1.0,
+        "one scan: the unauthorized webhooks scanned nothing\n{metrics}"
+    );
+    assert_eq!(remote.commits(), 2);
+    assert!(
+        remote
+            .file("environments/staging.yaml")
+            .contains("tag: \"1.1.0\"")
+    );
+    assert_eq!(
+        daemon.sample(r#"kairo_bumps_committed_total{environment="staging"}"#),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        daemon.sample(r#"kairo_webhooks_total{result="unauthorized"}"#),
+        2.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            r#"kairo_image_last_success_timestamp_seconds{{image="{}/acme/web"}}"#,
+            reg.host
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kairo_scan_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    promtool_check(&metrics);
+
+    // The registry goes away: the daemon keeps running and says so.
+    let host = reg.host.clone();
+    drop(reg);
+    let (status, _) = http(
+        &daemon.addr,
+        "POST",
+        "/webhook",
+        &[("x-hub-signature-256", &good)],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 202);
+    let partial = r#"kairo_scans_total{trigger="webhook",result="partial"}"#;
+    wait_for("the failing scan", || daemon.sample(partial) == 1.0);
+    let metrics = daemon.metrics();
+    let errors = format!(r#"kairo_registry_errors_total{{registry="{host}",code="transport"}}"#);
+    assert_eq!(daemon.sample(&errors), 1.0, "{metrics}");
+    assert_eq!(remote.commits(), 2, "no commit, no revert");
+    assert_eq!(http(&daemon.addr, "GET", "/healthz", &[], b"").0, 200);
+    promtool_check(&metrics);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+#[test]
+fn sigterm_during_a_push_finishes_the_push() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.0.0",
+            "2026-01-01T00:00:00Z",
+            "1",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.3.0",
+            "2026-01-02T00:00:00Z",
+            "3",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    // SIGTERM reaches kairo between its commit and its push (`$PPID` of the fail point's
+    // shell is kairo): the push must still happen, then kairo exits 0.
+    let out = kairo(remote.clone.path())
+        .args([
+            "watch",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--interval",
+            "1h",
+            "--author",
+            AUTHOR,
+        ])
+        .env("KAIRO_FAILPOINT_RUN", "before-push:kill -TERM $PPID")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert_eq!(remote.commits(), 2, "{stderr}");
+    assert!(
+        remote
+            .file("environments/staging.yaml")
+            .contains("tag: \"1.3.0\"")
+    );
+}
