@@ -1,6 +1,7 @@
 #![allow(clippy::disallowed_methods)] // tests drive real processes: not kairo code
 //! kairo's integration tests: one binary, one module per capability.
 
+mod lease_support;
 mod registry_support;
 mod support;
 
@@ -9,6 +10,7 @@ mod cli;
 mod diff;
 mod golden;
 mod hostile;
+mod lease;
 mod platform;
 mod policy;
 mod quantity;

@@ -675,3 +675,101 @@ fn sigterm_during_a_push_finishes_the_push() {
             .contains("tag: \"1.3.0\"")
     );
 }
+
+#[test]
+fn with_leader_election_only_the_holder_scans_and_a_follower_takes_over() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.0.0",
+            "2026-01-01T00:00:00Z",
+            "1",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let second = tempfile::tempdir().unwrap();
+    git2::Repository::clone(remote.path.to_str().unwrap(), second.path()).unwrap();
+    let api = crate::lease_support::FakeApi::start();
+    let kube_dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(kube_dir.path());
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let replica = |dir: &Path, id: &str| {
+        Daemon::start(
+            dir,
+            &[
+                "--leader-elect",
+                "--lease-duration",
+                "2s",
+                "--lease-identity",
+                id,
+            ],
+            &[("KUBECONFIG", kubeconfig), ("KAIRO_WEBHOOK_TOKEN", "tok")],
+        )
+    };
+    let a = replica(remote.clone.path(), "a");
+    wait_for("a leads", || a.sample("kairo_leader ") == 1.0);
+    let b = replica(second.path(), "b");
+    assert_eq!(api.holder("gitops", "kairo-watch").as_deref(), Some("a"));
+    wait_for("a scans", || {
+        a.sample(r#"kairo_scans_total{trigger="tick",result="ok"}"#) == 1.0
+    });
+    // The follower answers webhooks with 503 (the sender retries; a Service routes to the leader).
+    let body = format!(r#"{{"image": "{}/acme/web"}}"#, reg.host);
+    let (status, _) = http(
+        &b.addr,
+        "POST",
+        "/webhook",
+        &[("authorization", "Bearer tok")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 503);
+    assert_eq!(b.sample("kairo_leader "), 0.0);
+    assert!(
+        !b.metrics().contains("kairo_scans_total{"),
+        "{}",
+        b.metrics()
+    );
+
+    // `a` dies without giving the Lease up: `b` takes over once it has seen no renewal for a
+    // whole lease duration.
+    drop(a);
+    wait_for("b leads", || b.sample("kairo_leader ") == 1.0);
+    assert_eq!(api.holder("gitops", "kairo-watch").as_deref(), Some("b"));
+    rt.block_on(push(
+        &reg.host,
+        None,
+        "acme/web",
+        "1.1.0",
+        "2026-01-02T00:00:00Z",
+        "2",
+    ));
+    let (status, _) = http(
+        &b.addr,
+        "POST",
+        "/webhook",
+        &[("authorization", "Bearer tok")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 202);
+    wait_for("b's webhook scan", || {
+        b.sample(r#"kairo_scans_total{trigger="webhook",result="ok"}"#) == 1.0
+    });
+    assert_eq!(remote.commits(), 2);
+    // SIGTERM gives the Lease up for the next replica.
+    assert_eq!(b.terminate(), 0);
+    assert_eq!(api.holder("gitops", "kairo-watch"), None);
+}
