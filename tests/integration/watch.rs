@@ -773,3 +773,51 @@ fn with_leader_election_only_the_holder_scans_and_a_follower_takes_over() {
     assert_eq!(b.terminate(), 0);
     assert_eq!(api.holder("gitops", "kairo-watch"), None);
 }
+
+/// The manifests in deploy/ are valid YAML, each object has what the API server requires, and
+/// the only cluster permission is the Lease.
+#[test]
+fn deploy_manifests_parse() {
+    let dir = crate::support::manifest_dir().join("deploy");
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for d in docs {
+            let kind = d["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: no kind", path.display()));
+            assert!(d["apiVersion"].is_string(), "{}", path.display());
+            if kind != "Kustomization" {
+                assert!(d["metadata"]["name"].is_string(), "{}", path.display());
+            }
+            if kind == "Role" {
+                for rule in d["rules"].as_array().unwrap() {
+                    assert_eq!(
+                        rule["apiGroups"],
+                        serde_json::json!(["coordination.k8s.io"])
+                    );
+                    assert_eq!(rule["resources"], serde_json::json!(["leases"]));
+                }
+            }
+            kinds.push(kind.to_string());
+        }
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "Deployment",
+            "Kustomization",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+}
