@@ -162,7 +162,8 @@ fn kairo(dir: &Path) -> Command {
         .env_remove("KAIRO_FAILPOINT_RUN")
         .env_remove("KAIRO_WEBHOOK_SECRET")
         .env_remove("KAIRO_WEBHOOK_TOKEN")
-        .env("DOCKER_CONFIG", dir.join(".no-docker-config"))
+        // Registry credentials only from a docker config the test writes (none by default).
+        .env("DOCKER_CONFIG", dir.join(".docker-test"))
         .envs(HERMETIC_GIT.iter().copied());
     cmd
 }
@@ -819,5 +820,195 @@ fn deploy_manifests_parse() {
             "Service",
             "ServiceAccount"
         ]
+    );
+}
+
+/// A token server for `docker-registry`'s `auth: token`: it checks docker's Basic credentials
+/// and answers with an RS256 JWT signed by a key whose certificate the registry trusts
+/// (`rootcertbundle`), carrying the certificate in `x5c` as the registry expects.
+struct TokenServer {
+    server: Scripted,
+    _dir: tempfile::TempDir,
+    cert: PathBuf,
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(Ok(b)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16))
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+impl TokenServer {
+    fn start(user: &'static str, password: &'static str) -> TokenServer {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=kairo-test-token-issuer", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let server = Scripted::start(move |seen| {
+            if seen.header("authorization") != Some(basic.as_str()) {
+                return json(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#);
+            }
+            let query = seen.target.split_once('?').map_or("", |(_, q)| q);
+            let access: Vec<serde_json::Value> = query
+                .split('&')
+                .filter_map(|kv| kv.strip_prefix("scope="))
+                .map(percent_decode)
+                .filter_map(|scope| {
+                    let mut parts = scope.splitn(3, ':');
+                    let (t, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                    Some(serde_json::json!({"type": t, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                })
+                .collect();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let b64 = |v: &serde_json::Value| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+            };
+            let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+            let claims = serde_json::json!({
+                "iss": "kairo-test-issuer", "sub": user, "aud": "kairo-test",
+                "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+                "access": access,
+            });
+            let input = format!("{}.{}", b64(&header), b64(&claims));
+            let mut sign = Command::new("openssl")
+                .args(["dgst", "-sha256", "-sign"])
+                .arg(&key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            sign.stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let signature = sign.wait_with_output().unwrap().stdout;
+            let jwt = format!(
+                "{input}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+            );
+            json(
+                200,
+                &serde_json::json!({"token": jwt, "expires_in": 300}).to_string(),
+            )
+        });
+        TokenServer {
+            server,
+            _dir: dir,
+            cert,
+        }
+    }
+
+    fn auth_yaml(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://{}/token\n    service: kairo-test\n    issuer: kairo-test-issuer\n    rootcertbundle: {}\n",
+            self.server.host(),
+            self.cert.display()
+        )
+    }
+}
+
+#[test]
+fn once_through_bearer_token_auth_of_a_real_registry() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.0.0",
+            "2026-01-01T00:00:00Z",
+            "1",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.4.0",
+            "2026-01-02T00:00:00Z",
+            "4",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    // The same images, now behind token auth.
+    let tokens = TokenServer::start("bot", "pa55");
+    let reg = reg.restart_with_auth(&tokens.auth_yaml());
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let clone = remote.clone.path();
+    // Without credentials: the registry refuses, the image is unavailable, nothing changes.
+    let out = once(clone);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(remote.commits(), 1);
+    crate::registry_support::docker_config(&clone.join(".docker-test"), &reg.host, "bot", "pa55");
+    let out = once(clone);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(remote.commits(), 2);
+    assert!(
+        remote
+            .file("environments/staging.yaml")
+            .contains("tag: \"1.4.0\"")
+    );
+    let asked: Vec<String> = tokens
+        .server
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert!(
+        asked
+            .iter()
+            .any(|t| percent_decode(t).contains("scope=repository:acme/web:pull")),
+        "{asked:?}"
     );
 }
