@@ -609,18 +609,19 @@ pub fn candidates(policy: &UpdatePolicy, tags: &[String]) -> (Vec<Candidate>, Ex
         }
         let value = match &policy.filter {
             None => tag.to_string(),
-            Some(f) => match f.pattern.captures(tag) {
-                None => {
-                    explanation.filtered_out.push(tag.to_string());
-                    continue;
-                }
-                Some(_) if f.extract.is_empty() => tag.to_string(),
-                Some(caps) => {
-                    expanded.clear();
-                    caps.expand(&f.extract, &mut expanded);
-                    expanded.clone()
-                }
-            },
+            // `is_match` runs on the lazy DFA; captures need a slower engine, so they are
+            // taken only for tags that match, and only when something is extracted.
+            Some(f) if !f.pattern.is_match(tag) => {
+                explanation.filtered_out.push(tag.to_string());
+                continue;
+            }
+            Some(f) if f.extract.is_empty() => tag.to_string(),
+            Some(f) => {
+                let caps = f.pattern.captures(tag).expect("is_match said it matches");
+                expanded.clear();
+                caps.expand(&f.extract, &mut expanded);
+                expanded.clone()
+            }
         };
         out.push(Candidate {
             tag: tag.to_string(),
