@@ -276,7 +276,7 @@ pub struct WatchArgs {
     )]
     pub webhook_token: Option<String>,
     /// Only the holder of a coordination.k8s.io Lease scans and writes.
-    #[arg(long)]
+    #[arg(long, requires = "listen")]
     pub leader_elect: bool,
     /// The Lease's name.
     #[arg(long, default_value = "kairo-watch", value_name = "NAME")]

@@ -333,3 +333,72 @@ pub fn write(
 pub fn matching<'a>(images: &'a [Watched], image: &ImageName) -> Vec<&'a Watched> {
     images.iter().filter(|w| &w.image == image).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tagpolicy::{Explanation, Range};
+
+    fn watched(policy: Policy, tag: &str, digest: Option<&str>) -> Watched {
+        Watched {
+            environment: "staging".into(),
+            service: "api".into(),
+            image: ImageName::parse("ghcr.io/acme/api").unwrap(),
+            policy: UpdatePolicy::new(policy),
+            current_tag: tag.into(),
+            current_digest: digest.map(str::to_string),
+        }
+    }
+
+    fn latest(tag: &str, digest: &str) -> Latest {
+        Latest {
+            tag: tag.into(),
+            digest: digest.into(),
+            tags_seen: 3,
+            explanation: Explanation::default(),
+        }
+    }
+
+    #[test]
+    fn decides_bumps_and_pins_digests_only_where_due() {
+        let semver = || Policy::Semver(Range::parse("^1.0").unwrap());
+        let w = watched(semver(), "1.0.0", None);
+        assert_eq!(decide(&w, &latest("1.0.0", "sha256:a")), None);
+        let spec = decide(&w, &latest("1.1.0", "sha256:b")).unwrap();
+        assert_eq!((spec.tag.as_str(), spec.digest), ("1.1.0", None));
+        // A pinned digest is kept current, or the bump would leave a stale one.
+        let w = watched(semver(), "1.0.0", Some("sha256:a"));
+        assert_eq!(decide(&w, &latest("1.0.0", "sha256:a")), None);
+        let spec = decide(&w, &latest("1.0.0", "sha256:c")).unwrap();
+        assert_eq!(spec.digest.as_deref(), Some("sha256:c"));
+        // `digest` follows a moving tag: a new digest under the same tag is a bump.
+        let digest = || Policy::Digest {
+            tag: "staging".into(),
+        };
+        let w = watched(digest(), "staging", None);
+        let spec = decide(&w, &latest("staging", "sha256:a")).unwrap();
+        assert_eq!(spec.digest.as_deref(), Some("sha256:a"));
+        let w = watched(digest(), "staging", Some("sha256:a"));
+        assert_eq!(decide(&w, &latest("staging", "sha256:a")), None);
+        assert!(decide(&w, &latest("staging", "sha256:b")).is_some());
+    }
+
+    #[test]
+    fn an_unavailable_image_is_never_a_bump() {
+        let w = watched(
+            Policy::Alphabetical(crate::model::tagpolicy::Order::Asc),
+            "a",
+            None,
+        );
+        let mut bumps = BTreeMap::new();
+        let err = ScanError::Registry(crate::registry::RegistryError::Status {
+            registry: "ghcr.io".into(),
+            what: "tags/list".into(),
+            status: 503,
+            code: None,
+        });
+        let r = report(&w, Err(err), &mut bumps);
+        assert!(bumps.is_empty());
+        assert!(matches!(r.found, Found::Unavailable { ref code, .. } if code == "503"));
+    }
+}
