@@ -436,6 +436,10 @@ async fn lead(
         let leader = elector.is_leader(Instant::now());
         if shared.leader.swap(leader, Ordering::SeqCst) != leader {
             tracing::info!(identity = elector.identity(), leader, "leadership changed");
+            if leader {
+                // A new leader scans what is due at once rather than at the next tick.
+                let _ = shared.events.send(Event::Tick).await;
+            }
         }
         shared.metrics.leader.set(i64::from(leader));
         tokio::select! {
