@@ -6,18 +6,19 @@
 # Stage 1 builds a release binary; stage 2 carries it with git (the write path pushes with the
 # real `git`, so that credentials helpers, SSH and signing behave as git's own) and CA roots.
 
-FROM rust:1.89-bookworm AS build
+FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 COPY xtask/Cargo.toml xtask/Cargo.toml
-RUN mkdir -p src xtask/src benches \
+RUN mkdir -p src xtask/src benches tests/integration \
     && echo 'fn main() {}' > src/main.rs \
+    && echo 'fn main() {}' > tests/integration/main.rs \
     && echo '' > src/lib.rs \
     && echo 'fn main() {}' > xtask/src/main.rs \
     && echo 'fn main() {}' > benches/registry.rs \
     && cargo build --release --locked --bin kairo \
-    && rm -rf src xtask/src benches
+    && rm -rf src xtask/src benches tests
 COPY . .
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin kairo \
