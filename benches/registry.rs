@@ -328,12 +328,14 @@ fn bench_daemon_rss(host: &str) -> (f64, f64, f64) {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    let mut scanned = false;
+    let mut scanned = None;
     for _ in 0..6000 {
-        if http_get(&addr, "/metrics")
-            .is_some_and(|m| m.contains("kairo_scans_total{trigger=\"tick\",result=\"ok\"} 1"))
+        if let Some(m) = http_get(&addr, "/metrics")
+            && let Some(line) = m
+                .lines()
+                .find(|l| l.starts_with("kairo_scans_total{trigger=\"tick\""))
         {
-            scanned = true;
+            scanned = Some(line.to_string());
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -342,7 +344,11 @@ fn bench_daemon_rss(host: &str) -> (f64, f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(scanned, "the daemon's first scan did not finish");
+    let scanned = scanned.expect("the daemon's first scan did not finish");
+    assert!(
+        scanned.contains("result=\"ok\""),
+        "the scan failed: {scanned}"
+    );
     let kb = |key: &str| -> f64 {
         status
             .lines()

@@ -259,6 +259,10 @@ pub struct WatchArgs {
     /// Registries spoken to over plain HTTP (loopback registries always are).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Requests per second to one registry (`unlimited` for none), instead of the default
+    /// budget (20/s; Docker Hub 2/s). Repeatable.
+    #[arg(long = "registry-rate", value_name = "HOST=RATE", value_parser = parse_registry_rate)]
+    pub registry_rates: Vec<(String, f64)>,
     /// Webhooks: the HMAC-SHA256 secret signing request bodies (`X-Hub-Signature-256`).
     #[arg(
         long,
@@ -293,6 +297,23 @@ pub struct WatchArgs {
     /// Output format of `--once` on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+fn parse_registry_rate(s: &str) -> Result<(String, f64), String> {
+    let (host, rate) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not `HOST=RATE`"))?;
+    let rate = match rate {
+        "unlimited" => f64::INFINITY,
+        r => r
+            .parse::<f64>()
+            .ok()
+            .filter(|r| *r > 0.0 && r.is_finite())
+            .ok_or_else(|| {
+                format!("`{r}` is not a positive number of requests per second, or `unlimited`")
+            })?,
+    };
+    Ok((host.to_string(), rate))
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use crate::bump::RetryPolicy;
 use crate::cli::{OutputFormat, WatchArgs};
 use crate::git::{WriteError, Writer};
 use crate::pipeline::PipelineError;
-use crate::registry::{Client, ClientConfig, DockerConfig};
+use crate::registry::{Client, ClientConfig, DockerConfig, Rate};
 
 /// What `kairo watch` needs from the process environment.
 pub struct Env {
@@ -79,9 +79,26 @@ pub fn client(args: &WatchArgs) -> Result<Client, Outcome> {
             Some("fix docker's config.json (DOCKER_CONFIG)"),
         )
     })?;
+    let rates = args
+        .registry_rates
+        .iter()
+        .map(|(host, per_second)| {
+            let rate = if per_second.is_infinite() {
+                Rate::UNLIMITED
+            } else {
+                Rate {
+                    per_second: *per_second,
+                    // A burst of two seconds' worth, at least one request.
+                    burst: (per_second * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32,
+                }
+            };
+            (host.clone(), rate)
+        })
+        .collect();
     Client::new(ClientConfig {
         docker_config,
         plain_http: args.insecure_registries.clone(),
+        rates,
         ..ClientConfig::default()
     })
     .map_err(|e| fail(&e.to_string(), None))
