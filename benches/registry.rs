@@ -268,7 +268,17 @@ fn watched_repository(host: &str, dir: &std::path::Path) -> std::path::PathBuf {
         ],
     );
     let remote = dir.join("remote.git");
-    git(dir, &["init", "-q", "--bare", remote.to_str().unwrap()]);
+    git(
+        dir,
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            remote.to_str().unwrap(),
+        ],
+    );
     git(&seed, &["push", "-q", remote.to_str().unwrap(), "main"]);
     let clone = dir.join("clone");
     git(
