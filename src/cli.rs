@@ -14,6 +14,8 @@ Examples:
   kairo bump api-server 1a2b3c4 --env staging --push   CI: bump, commit, push safely
   kairo promote --from staging --to production --commit
   kairo tags api-server --env staging   which tag the update policy picks, and why
+  kairo watch --once                one scan of every watched image; bumps committed and pushed
+  kairo watch --listen 0.0.0.0:8080 the daemon: scans, webhooks, /metrics, /healthz, /readyz
   kairo diff --base origin/main     what a branch changes, object by object
   kairo diff --base origin/main --output markdown > comment.md
   kairo init --dir my-gitops        a new repository that renders as is
@@ -76,6 +78,8 @@ pub enum Command {
     Drift(DriftArgs),
     /// Report (or wait for) every release of an environment Ready at the state Git renders.
     Status(StatusArgs),
+    /// Watch registries and commit the bumps update policies call for (`--once`, or a daemon).
+    Watch(WatchArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -208,6 +212,112 @@ pub struct TagsArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kairo watch --once --author \"kairo <kairo@example.com>\"
+  kairo watch --listen 0.0.0.0:8080 --log-format json
+  kairo watch --listen 0.0.0.0:8080 --leader-elect --lease-namespace gitops
+
+Exit codes (--once): 0 nothing to do or every bump landed, 1 a registry or image was
+unavailable or a push gave up, 2 usage or input error.")]
+pub struct WatchArgs {
+    /// One scan of every watched image, then exit.
+    #[arg(long, conflicts_with = "listen", required_unless_present = "listen")]
+    pub once: bool,
+    /// Run the daemon, serving /metrics, /healthz, /readyz and /webhook on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Scan every image this often, instead of each policy's `interval` (default 5m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub interval: Option<std::time::Duration>,
+    /// Images looked up at once.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// Scans (interval or webhook) running at once in the daemon; more are coalesced.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_scans: u32,
+    /// The remote read and pushed to.
+    #[arg(long, default_value = "origin")]
+    pub remote: String,
+    /// The remote branch read and pushed to. Default: the current branch's upstream.
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+    /// Commit author, `Name <email>`. Default: KAIRO_GIT_AUTHOR_NAME and KAIRO_GIT_AUTHOR_EMAIL
+    /// (both), then git config.
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Sign commits (as git does).
+    #[arg(long)]
+    pub sign: bool,
+    /// How long one environment's push keeps retrying rejections.
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retry_timeout: std::time::Duration,
+    /// Do not evaluate policies/ on the bumped environments.
+    #[arg(long)]
+    pub no_check: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Registries spoken to over plain HTTP (loopback registries always are).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Requests per second to one registry (`unlimited` for none), instead of the default
+    /// budget (20/s; Docker Hub 2/s). Repeatable.
+    #[arg(long = "registry-rate", value_name = "HOST=RATE", value_parser = parse_registry_rate)]
+    pub registry_rates: Vec<(String, f64)>,
+    /// Webhooks: the HMAC-SHA256 secret signing request bodies (`X-Hub-Signature-256`).
+    #[arg(
+        long,
+        env = "KAIRO_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub webhook_secret: Option<String>,
+    /// Webhooks: a shared token (`Authorization: Bearer`, Harbor's auth header, or `?token=`).
+    #[arg(
+        long,
+        env = "KAIRO_WEBHOOK_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub webhook_token: Option<String>,
+    /// Only the holder of a coordination.k8s.io Lease scans and writes.
+    #[arg(long, requires = "listen")]
+    pub leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "kairo-watch", value_name = "NAME")]
+    pub lease_name: String,
+    /// The Lease's namespace. Default: POD_NAMESPACE, then the kubeconfig's namespace.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease. Default: POD_NAME, then HOSTNAME.
+    #[arg(long, value_name = "ID")]
+    pub lease_identity: Option<String>,
+    /// How long a Lease holds without renewal before another replica may take it.
+    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lease_duration: std::time::Duration,
+    /// Output format of `--once` on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+fn parse_registry_rate(s: &str) -> Result<(String, f64), String> {
+    let (host, rate) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not `HOST=RATE`"))?;
+    let rate = match rate {
+        "unlimited" => f64::INFINITY,
+        r => r
+            .parse::<f64>()
+            .ok()
+            .filter(|r| *r > 0.0 && r.is_finite())
+            .ok_or_else(|| {
+                format!("`{r}` is not a positive number of requests per second, or `unlimited`")
+            })?,
+    };
+    Ok((host.to_string(), rate))
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ pub fn dispatch(cli: Cli) -> Outcome {
         Command::Tags(args) => Ok(crate::tags::run(&cli.root, &args)),
         Command::Drift(args) => Ok(crate::drift::command::drift_command(&cli.root, &args)),
         Command::Status(args) => Ok(crate::drift::command::status_command(&cli.root, &args)),
+        Command::Watch(args) => Ok(watch_command(&cli.root, &args)),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
@@ -544,6 +545,29 @@ fn writer(root: &Path, args: &PublishArgs) -> std::result::Result<Writer, WriteE
         home.as_deref(),
         credentials,
     )
+}
+
+/// `kairo watch`: what it needs from the environment, read here, then `watch::command`.
+fn watch_command(root: &Path, args: &crate::cli::WatchArgs) -> Outcome {
+    let credentials = Credentials {
+        token: std::env::var("KAIRO_GIT_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        username: std::env::var("KAIRO_GIT_USERNAME")
+            .ok()
+            .filter(|u| !u.is_empty()),
+    };
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let writer = identity(args.author.as_deref())
+        .and_then(|id| Writer::open(root, id, args.sign, home.as_deref(), credentials));
+    let nonempty = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let env = crate::watch::command::Env {
+        writer,
+        policy: check_options(root, &args.policy),
+        pod_namespace: nonempty("POD_NAMESPACE"),
+        pod_name: nonempty("POD_NAME").or_else(|| nonempty("HOSTNAME")),
+    };
+    crate::watch::command::run(root, args, env)
 }
 
 /// Runs a bump or a promotion and prints what it did.

@@ -8,6 +8,7 @@ pub mod bump;
 pub mod cli;
 mod commands;
 mod commands_ext;
+pub mod daemon;
 pub mod diff;
 pub mod drift;
 pub mod explain;
@@ -26,6 +27,7 @@ pub mod registry;
 pub mod render;
 pub mod stamp;
 mod tags;
+pub mod watch;
 pub mod yaml;
 
 use std::ffi::OsString;
@@ -63,7 +65,9 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
         }
     };
     output::init(cli.color);
-    init_logging(cli.verbose, cli.log_format);
+    // The daemon reports its work at info level by default; commands stay quiet.
+    let daemon = matches!(&cli.command, cli::Command::Watch(w) if w.listen.is_some());
+    init_logging(cli.verbose, cli.log_format, daemon);
     limits::set(limits::Limits {
         yaml_alias_events: cli.yaml_alias_limit,
         template_fuel: cli.template_fuel,
@@ -71,9 +75,10 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
     commands::dispatch(cli).into()
 }
 
-fn init_logging(verbose: u8, format: cli::LogFormat) {
+fn init_logging(verbose: u8, format: cli::LogFormat, daemon: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
+        0 if daemon => "kairo=info",
         0 => "warn",
         1 => "kairo=debug",
         _ => "kairo=trace",

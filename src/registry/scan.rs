@@ -42,6 +42,17 @@ pub async fn latest(
     image: &ImageName,
     policy: &UpdatePolicy,
 ) -> Result<Latest, ScanError> {
+    lookup(client, image, policy, true).await
+}
+
+/// `latest`, with an explanation only when `explain` (or when the policy fails): a scan of
+/// many images needs only the choice (`tagpolicy::choose`, no sorting, little memory).
+async fn lookup(
+    client: &Client,
+    image: &ImageName,
+    policy: &UpdatePolicy,
+    explain: bool,
+) -> Result<Latest, ScanError> {
     let tags = client.list_tags(image).await?;
     let mut times = BuildTimes::new();
     if let Policy::NewestBuild { max_candidates } = policy.policy {
@@ -66,7 +77,14 @@ pub async fn latest(
             }
         }
     }
-    let (explanation, chosen) = tagpolicy::evaluate(policy, &tags, &times);
+    let (explanation, chosen) = if explain {
+        tagpolicy::evaluate(policy, &tags, &times)
+    } else {
+        match tagpolicy::choose(policy, &tags, &times) {
+            Ok(tag) => (Explanation::default(), Ok(tag)),
+            Err(_) => tagpolicy::evaluate(policy, &tags, &times),
+        }
+    };
     let tag = chosen.map_err(|error| ScanError::Policy {
         error,
         explanation: Box::new(explanation.clone()),
@@ -81,7 +99,8 @@ pub async fn latest(
     })
 }
 
-/// Scans every image with at most `concurrency` at a time; results in input order.
+/// Scans every image with at most `concurrency` at a time; results in input order. Results
+/// carry an explanation only for images whose policy failed.
 pub async fn scan(
     client: &Client,
     images: &[(ImageName, UpdatePolicy)],
@@ -94,7 +113,7 @@ pub async fn scan(
             (client.clone(), image.clone(), policy.clone(), sem.clone());
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            (i, latest(&client, &image, &policy).await)
+            (i, lookup(&client, &image, &policy, false).await)
         });
     }
     let mut out: Vec<Option<Result<Latest, ScanError>>> = images.iter().map(|_| None).collect();

@@ -2,6 +2,7 @@
 //! kairo's integration tests: one binary, one module per capability.
 
 mod kube_support;
+mod lease_support;
 mod registry_support;
 mod support;
 
@@ -11,9 +12,11 @@ mod diff;
 mod drift;
 mod golden;
 mod hostile;
+mod lease;
 mod platform;
 mod policy;
 mod quantity;
 mod registry;
 mod render;
 mod validation;
+mod watch;

@@ -66,6 +66,18 @@ impl Registry {
                 dir.path().join("htpasswd").display()
             );
         }
+        Registry::spawn(dir, &auth)
+    }
+
+    /// The same storage served again, on a new port, with `auth` (a YAML `auth:` block).
+    pub fn restart_with_auth(mut self, auth: &str) -> Registry {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        Registry::spawn(dir, auth)
+    }
+
+    fn spawn(dir: tempfile::TempDir, auth: &str) -> Registry {
         let port = free_port();
         let config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",

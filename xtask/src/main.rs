@@ -96,13 +96,17 @@ fn test() -> Result {
     }
     // The integration tests drive the real `git` (pushes, a bare remote, `git verify-commit`),
     // `ssh-keygen` (signed commits), `python3` (a git smart-HTTP server on loopback), and
-    // Debian's `docker-registry` (distribution 2.8) with `htpasswd` for Basic auth.
+    // Debian's `docker-registry` (distribution 2.8) with `htpasswd` for Basic auth, and
+    // `promtool` (Debian's `prometheus`) to check the daemon's `/metrics`, and `openssl` for
+    // the registry token server's signing key.
     let tools = [
         ("git", "git"),
         ("ssh-keygen", "openssh-client"),
         ("python3", "python3"),
         ("docker-registry", "docker-registry"),
         ("htpasswd", "apache2-utils"),
+        ("promtool", "prometheus"),
+        ("openssl", "openssl"),
     ];
     let missing: Vec<&str> = tools
         .iter()

@@ -609,18 +609,19 @@ pub fn candidates(policy: &UpdatePolicy, tags: &[String]) -> (Vec<Candidate>, Ex
         }
         let value = match &policy.filter {
             None => tag.to_string(),
-            Some(f) => match f.pattern.captures(tag) {
-                None => {
-                    explanation.filtered_out.push(tag.to_string());
-                    continue;
-                }
-                Some(_) if f.extract.is_empty() => tag.to_string(),
-                Some(caps) => {
-                    expanded.clear();
-                    caps.expand(&f.extract, &mut expanded);
-                    expanded.clone()
-                }
-            },
+            // `is_match` runs on the lazy DFA; captures need a slower engine, so they are
+            // taken only for tags that match, and only when something is extracted.
+            Some(f) if !f.pattern.is_match(tag) => {
+                explanation.filtered_out.push(tag.to_string());
+                continue;
+            }
+            Some(f) if f.extract.is_empty() => tag.to_string(),
+            Some(f) => {
+                let caps = f.pattern.captures(tag).expect("is_match said it matches");
+                expanded.clear();
+                caps.expand(&f.extract, &mut expanded);
+                expanded.clone()
+            }
         };
         out.push(Candidate {
             tag: tag.to_string(),
@@ -760,6 +761,106 @@ pub fn evaluate(
         },
     });
     (explanation, result)
+}
+
+/// The tag `policy` picks, without an explanation: one pass over `tags`, no sorting, and no
+/// allocation but the answer. This is what a watcher scanning many repositories calls; `kairo
+/// tags` calls `evaluate` to show why. Always the same answer as `evaluate` (a property test
+/// checks it): on any error, `evaluate` itself produces it.
+pub fn choose(
+    policy: &UpdatePolicy,
+    tags: &[String],
+    build_times: &BuildTimes,
+) -> Result<String, PolicyError> {
+    let slow = || evaluate(policy, tags, build_times).1;
+    if tags.is_empty() || matches!(policy.policy, Policy::NewestBuild { .. }) {
+        return slow();
+    }
+    let set = regex::RegexSet::new(policy.exclusions.iter().map(|e| e.0.as_str()))
+        .expect("each exclusion compiled alone");
+    let mut expanded = String::new();
+    // The best so far: its tag, and its value where the policy compares one.
+    let mut best_tag: Option<&str> = None;
+    let mut best_value = String::new();
+    let mut best_version: Option<semver::Version> = None;
+    let mut best_number = 0f64;
+    for tag in tags {
+        let tag = tag.as_str();
+        if set.is_match(tag) {
+            continue;
+        }
+        let value: &str = match &policy.filter {
+            None => tag,
+            Some(f) if !f.pattern.is_match(tag) => continue,
+            Some(f) if f.extract.is_empty() => tag,
+            Some(f) => {
+                let caps = f.pattern.captures(tag).expect("is_match said it matches");
+                expanded.clear();
+                caps.expand(&f.extract, &mut expanded);
+                &expanded
+            }
+        };
+        // Ties go to the byte-wise greatest tag, as in `evaluate`.
+        let wins_tie = |best: Option<&str>| best.is_none_or(|b| tag > b);
+        match &policy.policy {
+            Policy::Semver(range) => {
+                let Some(v) = parse_tag(value) else { continue };
+                if !range.matches(&v) {
+                    continue;
+                }
+                let better = match &best_version {
+                    None => true,
+                    Some(b) => match range::compare(&v, b) {
+                        Ordering::Greater => true,
+                        Ordering::Equal => wins_tie(best_tag),
+                        Ordering::Less => false,
+                    },
+                };
+                if better {
+                    best_version = Some(v);
+                    best_tag = Some(tag);
+                }
+            }
+            Policy::Alphabetical(order) => {
+                let o = value.as_bytes().cmp(best_value.as_bytes());
+                let o = if *order == Order::Asc { o } else { o.reverse() };
+                if best_tag.is_none()
+                    || o == Ordering::Greater
+                    || (o == Ordering::Equal && wins_tie(best_tag))
+                {
+                    best_value.clear();
+                    best_value.push_str(value);
+                    best_tag = Some(tag);
+                }
+            }
+            Policy::Numerical(order) => {
+                let n = match value.parse::<f64>() {
+                    Ok(n) if !n.is_nan() => n,
+                    // The policy fails on any tag that is not a number.
+                    _ => return slow(),
+                };
+                let o = n.partial_cmp(&best_number).unwrap_or(Ordering::Equal);
+                let o = if *order == Order::Asc { o } else { o.reverse() };
+                if best_tag.is_none()
+                    || o == Ordering::Greater
+                    || (o == Ordering::Equal && wins_tie(best_tag))
+                {
+                    best_number = n;
+                    best_tag = Some(tag);
+                }
+            }
+            Policy::Digest { tag: followed } => {
+                if tag == followed {
+                    return Ok(tag.to_string());
+                }
+            }
+            Policy::NewestBuild { .. } => unreachable!("handled by `evaluate`"),
+        }
+    }
+    match best_tag {
+        Some(t) => Ok(t.to_string()),
+        None => slow(),
+    }
 }
 
 /// The tag `policy` picks from `tags`. `newestBuild` needs build times: use `evaluate`.

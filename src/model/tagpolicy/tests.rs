@@ -307,6 +307,31 @@ fn policies() -> impl Strategy<Value = UpdatePolicy> {
     })
 }
 
+/// `policies()`, plus `digest`, sometimes with a filter that extracts part of the tag.
+fn policies_with_filters() -> impl Strategy<Value = UpdatePolicy> {
+    let digest = Just({
+        let mut up = UpdatePolicy::new(Policy::Digest {
+            tag: "1.0.0".into(),
+        });
+        up.exclusions.push(Exclusion(Regex::new("^9").unwrap()));
+        up
+    });
+    (prop_oneof![policies(), digest], 0..3u8).prop_map(|(mut up, f)| {
+        up.filter = match f {
+            0 => None,
+            1 => Some(TagFilter {
+                pattern: Regex::new("[0-9]+").unwrap(),
+                extract: String::new(),
+            }),
+            _ => Some(TagFilter {
+                pattern: Regex::new("(?P<n>[0-9]+)(\\.|$)").unwrap(),
+                extract: "${n}".into(),
+            }),
+        };
+        up
+    })
+}
+
 fn tag_lists() -> impl Strategy<Value = Vec<String>> {
     let tag = prop_oneof![
         "v?[0-9]{1,2}\\.[0-9]{1,2}\\.[0-9]{1,2}(-rc\\.[0-9])?(\\+b[0-9])?",
@@ -335,6 +360,13 @@ proptest! {
         let a = evaluate(&policy, &list, &BuildTimes::new());
         let b = evaluate(&policy, &shuffled, &BuildTimes::new());
         prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn choose_agrees_with_evaluate(policy in policies_with_filters(), list in tag_lists()) {
+        let fast = choose(&policy, &list, &BuildTimes::new());
+        let full = evaluate(&policy, &list, &BuildTimes::new()).1;
+        prop_assert_eq!(fast, full);
     }
 
     #[test]

@@ -1,0 +1,144 @@
+//! The daemon's Prometheus metrics (prometheus-client), rendered as the text exposition format
+//! on `/metrics`. Label values are registry hosts, images, environments and error codes: never
+//! credentials.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScanLabels {
+    /// `tick` or `webhook`.
+    pub trigger: String,
+    /// `ok` (every image answered), `partial` (some were unavailable), `error` (no scan).
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabels {
+    pub registry: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvLabels {
+    pub environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImageLabels {
+    pub image: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `accepted`, `unauthorized`, `invalid`.
+    pub result: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub scans: Family<ScanLabels, Counter>,
+    pub tags_seen: Counter,
+    pub bumps_committed: Family<EnvLabels, Counter>,
+    pub push_retries: Counter,
+    pub push_failures: Family<EnvLabels, Counter>,
+    pub registry_errors: Family<RegistryLabels, Counter>,
+    pub scan_duration: Histogram,
+    pub last_success: Family<ImageLabels, Gauge<f64, AtomicU64>>,
+    pub webhooks: Family<WebhookLabels, Counter>,
+    pub leader: Gauge,
+    pub watched: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kairo");
+        let m = Metrics {
+            scans: Family::default(),
+            tags_seen: Counter::default(),
+            bumps_committed: Family::default(),
+            push_retries: Counter::default(),
+            push_failures: Family::default(),
+            registry_errors: Family::default(),
+            scan_duration: Histogram::new([
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ]),
+            last_success: Family::default(),
+            webhooks: Family::default(),
+            leader: Gauge::default(),
+            watched: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("scans", "Scans run, by trigger and result", m.scans.clone());
+        registry.register(
+            "tags_seen",
+            "Tags listed by registries across all scans",
+            m.tags_seen.clone(),
+        );
+        registry.register(
+            "bumps_committed",
+            "Image bumps committed and pushed, by environment",
+            m.bumps_committed.clone(),
+        );
+        registry.register(
+            "push_retries",
+            "Rejected pushes planned again on the new remote tip",
+            m.push_retries.clone(),
+        );
+        registry.register(
+            "push_failures",
+            "Environments whose bumps could not be written in a scan",
+            m.push_failures.clone(),
+        );
+        registry.register(
+            "registry_errors",
+            "Failed image lookups, by registry and error code",
+            m.registry_errors.clone(),
+        );
+        registry.register(
+            "scan_duration_seconds",
+            "Duration of a scan: reading the watched set, registry lookups and writes",
+            m.scan_duration.clone(),
+        );
+        registry.register(
+            "image_last_success_timestamp_seconds",
+            "When the image was last looked up successfully (Unix time)",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "Webhook requests, by result",
+            m.webhooks.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 when this replica may scan and write (always 1 without leader election)",
+            m.leader.clone(),
+        );
+        registry.register(
+            "watched_images",
+            "Images with an update policy, over all environments",
+            m.watched.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition format (0.0.4), which `promtool check metrics` reads.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}

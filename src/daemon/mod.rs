@@ -1,0 +1,623 @@
+//! The registry watcher as a daemon (`kairo watch --listen ADDR`).
+//!
+//! One tokio loop reacts to a closed set of events (`Event`: tick, webhook, shutdown). A scan
+//! reads the watched set from the remote branch's tip, looks images up concurrently (bounded),
+//! and hands its bumps, one commit per environment, to the one writer thread: git and the
+//! write path are synchronous and must never run two at once. At most `--max-scans` scans run
+//! at once; ticks beyond that are dropped (the next tick covers them) and webhook images wait
+//! for a free slot. An HTTP server (axum) serves `/metrics`, `/healthz`, `/readyz` and
+//! `/webhook`. With `--leader-elect`, only the holder of a Lease (`lease`) scans and writes.
+//!
+//! Architecture Invariant: only the writer thread touches the repository; the loop and the
+//! HTTP handlers never block on git. SIGTERM stops new work, lets the write in flight finish
+//! (its push included), skips writes not yet started (the next run redoes them: Git is the
+//! state), gives the Lease up, and exits 0.
+
+pub mod lease;
+pub mod metrics;
+pub mod webhook;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Outcome;
+use crate::bump::ImageSpec;
+use crate::cli::WatchArgs;
+use crate::git::Writer;
+use crate::registry::{Client, ImageName};
+use crate::watch::command::Env;
+use crate::watch::{self, Found, Watched, WriteSettings};
+use metrics::{EnvLabels, ImageLabels, Metrics, RegistryLabels, ScanLabels, WebhookLabels};
+
+/// Without `--interval`, how often the loop wakes to scan the images whose own interval has
+/// passed.
+const TICK: Duration = Duration::from_secs(30);
+
+/// Everything the loop reacts to. Issue 10's periodic drift check belongs here as one more
+/// variant (`DriftTick`), with its own timer in `run`'s `select!` and its own arm in `handle`.
+#[derive(Debug)]
+enum Event {
+    /// Time to scan the images that are due.
+    Tick,
+    /// A push webhook named these images: scan them now.
+    Webhook(Vec<ImageName>),
+    /// SIGTERM or SIGINT.
+    Shutdown,
+}
+
+#[derive(Debug, Clone)]
+enum Trigger {
+    Tick,
+    Webhook(Vec<ImageName>),
+}
+
+impl Trigger {
+    fn label(&self) -> &'static str {
+        match self {
+            Trigger::Tick => "tick",
+            Trigger::Webhook(_) => "webhook",
+        }
+    }
+}
+
+/// Work for the writer thread.
+enum Job {
+    Load(oneshot::Sender<Result<Vec<Watched>, String>>),
+    Write(
+        BTreeMap<String, Vec<ImageSpec>>,
+        oneshot::Sender<Vec<WriteSummary>>,
+    ),
+    Stop,
+}
+
+#[derive(Debug)]
+struct WriteSummary {
+    environment: String,
+    /// Images moved by a pushed commit.
+    pushed_moves: usize,
+    retries: u32,
+    failed: bool,
+}
+
+/// State shared by the loop, the scans and the HTTP handlers.
+struct Shared {
+    metrics: Metrics,
+    client: Client,
+    concurrency: usize,
+    interval: Option<Duration>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    events: mpsc::Sender<Event>,
+    webhook: webhook::Auth,
+    /// The watched set was read at least once.
+    ready: AtomicBool,
+    leader: AtomicBool,
+    /// When each image (`env/service`) was last looked up.
+    last_scanned: Mutex<BTreeMap<String, Instant>>,
+}
+
+impl Shared {
+    async fn load(&self) -> Result<Vec<Watched>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Load(tx))
+            .map_err(|_| "the writer thread has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the writer thread has stopped".to_string())?
+    }
+
+    async fn write(&self, bumps: BTreeMap<String, Vec<ImageSpec>>) -> Vec<WriteSummary> {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Write(bumps, tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// Settings for `--leader-elect`.
+struct LeaderConfig {
+    name: String,
+    namespace: Option<String>,
+    identity: String,
+    duration: Duration,
+}
+
+fn fail(message: &str, hint: Option<&str>) -> Outcome {
+    let mut text = format!("{}: {message}", crate::output::error_prefix());
+    if let Some(h) = hint {
+        text.push_str(&format!("\n  hint: {h}"));
+    }
+    crate::output::message(&text);
+    Outcome::Failed
+}
+
+/// `kairo watch --listen ADDR`.
+pub fn command(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
+    let writer = match env.writer {
+        Ok(w) => w,
+        Err(e) => return crate::watch::command::load_failed(&e.into()),
+    };
+    let client = match crate::watch::command::client(args) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let leader = if args.leader_elect {
+        let Some(identity) = args.lease_identity.clone().or(env.pod_name) else {
+            return fail(
+                "`--leader-elect` needs this replica's identity",
+                Some("pass `--lease-identity`, or set POD_NAME (the Deployment in deploy/ does)"),
+            );
+        };
+        Some(LeaderConfig {
+            name: args.lease_name.clone(),
+            namespace: args.lease_namespace.clone().or(env.pod_namespace),
+            identity,
+            duration: args.lease_duration.max(Duration::from_secs(1)),
+        })
+    } else {
+        None
+    };
+    let auth = webhook::Auth {
+        hmac_secret: args
+            .webhook_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(String::into_bytes),
+        token: args.webhook_token.clone().filter(|s| !s.is_empty()),
+    };
+    let settings = crate::watch::command::settings(args, env.policy);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}"), None),
+    };
+    let config = Config {
+        listen: args.listen.expect("--listen"),
+        interval: args.interval,
+        concurrency: args.concurrency as usize,
+        max_scans: args.max_scans as usize,
+        auth,
+        leader,
+    };
+    runtime.block_on(run(root.to_path_buf(), writer, settings, client, config))
+}
+
+struct Config {
+    listen: SocketAddr,
+    interval: Option<Duration>,
+    concurrency: usize,
+    max_scans: usize,
+    auth: webhook::Auth,
+    leader: Option<LeaderConfig>,
+}
+
+/// The writer thread: owns the repository handle, runs one job at a time.
+fn writer_thread(
+    root: PathBuf,
+    writer: Writer,
+    settings: WriteSettings,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    stopping: Arc<AtomicBool>,
+) {
+    while let Ok(job) = jobs.recv() {
+        if stopping.load(Ordering::SeqCst) {
+            // Queued work is dropped on shutdown; the next run finds it again in Git.
+            break;
+        }
+        match job {
+            Job::Stop => break,
+            Job::Load(reply) => {
+                let result = watch::load(&writer, &settings)
+                    .map(|m| {
+                        let (w, bad) = watch::watched(&m);
+                        for b in bad {
+                            tracing::error!(environment = %b.environment, service = %b.service, error = %b.message, "not watched");
+                        }
+                        w
+                    })
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+            Job::Write(bumps, reply) => {
+                let written =
+                    watch::write(&root, &writer, &bumps, &settings, &mut std::thread::sleep);
+                let summary = written
+                    .into_iter()
+                    .map(|w| WriteSummary {
+                        pushed_moves: match &w.result {
+                            Ok(o) if o.pushed.is_some() => o.moves.len(),
+                            _ => 0,
+                        },
+                        failed: w.result.is_err(),
+                        retries: w.retries,
+                        environment: w.environment,
+                    })
+                    .collect();
+                let _ = reply.send(summary);
+            }
+        }
+    }
+}
+
+async fn run(
+    root: PathBuf,
+    writer: Writer,
+    settings: WriteSettings,
+    client: Client,
+    config: Config,
+) -> Outcome {
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                &format!("cannot listen on `{}`: {e}", config.listen),
+                Some("pass a free address to `--listen`"),
+            );
+        }
+    };
+    let elector = match &config.leader {
+        Some(l) => match elector(l).await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                return fail(
+                    &format!("cannot reach the Kubernetes API for leader election: {e}"),
+                    Some(
+                        "run in a cluster (in-cluster config) or set KUBECONFIG; or drop `--leader-elect`",
+                    ),
+                );
+            }
+        },
+        None => None,
+    };
+
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
+    let writer_handle = {
+        let stopping = stopping.clone();
+        std::thread::Builder::new()
+            .name("kairo-writer".into())
+            .spawn(move || writer_thread(root, writer, settings, jobs_rx, stopping))
+            .expect("spawn the writer thread")
+    };
+    let (events_tx, mut events) = mpsc::channel(64);
+    let shared = Arc::new(Shared {
+        metrics: Metrics::new(),
+        client,
+        concurrency: config.concurrency,
+        interval: config.interval,
+        jobs: jobs_tx,
+        events: events_tx.clone(),
+        webhook: config.auth,
+        ready: AtomicBool::new(false),
+        leader: AtomicBool::new(elector.is_none()),
+        last_scanned: Mutex::new(BTreeMap::new()),
+    });
+    shared.metrics.leader.set(i64::from(elector.is_none()));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let app = Router::new()
+            .route("/metrics", get(metrics_handler))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz_handler))
+            .route("/webhook", post(webhook_handler))
+            .with_state(shared.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        })
+    };
+    tracing::info!(listen = %config.listen, "kairo watch is listening");
+    tokio::spawn(signals(events_tx));
+    let leading = elector.map(|e| tokio::spawn(lead(shared.clone(), e, stop_rx.clone())));
+
+    // The watched set once at start, leader or not: `/readyz` says whether Git is readable.
+    match shared.load().await {
+        Ok(w) => {
+            shared.metrics.watched.set(w.len() as i64);
+            shared.ready.store(true, Ordering::SeqCst);
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read the watched images"),
+    }
+
+    let mut ticker = tokio::time::interval(config.interval.unwrap_or(TICK));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scans = tokio::task::JoinSet::new();
+    // Images named by webhooks while every scan slot was busy.
+    let mut waiting: BTreeSet<ImageName> = BTreeSet::new();
+    loop {
+        let event = tokio::select! {
+            _ = ticker.tick() => Event::Tick,
+            Some(e) = events.recv() => e,
+            Some(_) = scans.join_next(), if !scans.is_empty() => {
+                if !waiting.is_empty() && shared.leader.load(Ordering::SeqCst) {
+                    let images = std::mem::take(&mut waiting).into_iter().collect();
+                    scans.spawn(scan(shared.clone(), Trigger::Webhook(images)));
+                }
+                continue;
+            }
+        };
+        tracing::debug!(?event, "event");
+        let leader = shared.leader.load(Ordering::SeqCst);
+        match event {
+            Event::Tick if !leader => {}
+            Event::Tick if scans.len() >= config.max_scans => {
+                tracing::info!("every scan slot is busy; this tick is skipped");
+            }
+            Event::Tick => {
+                scans.spawn(scan(shared.clone(), Trigger::Tick));
+            }
+            Event::Webhook(_) if !leader => {}
+            Event::Webhook(images) if scans.len() >= config.max_scans => waiting.extend(images),
+            Event::Webhook(images) => {
+                scans.spawn(scan(shared.clone(), Trigger::Webhook(images)));
+            }
+            Event::Shutdown => break,
+        }
+    }
+
+    tracing::info!("shutting down: finishing the write in flight");
+    stopping.store(true, Ordering::SeqCst);
+    let _ = shared.jobs.send(Job::Stop);
+    // Scans still looking images up are dropped; a write the writer thread has begun is not
+    // interrupted by this (it runs on its own thread), and joining waits for it.
+    scans.abort_all();
+    let _ = tokio::task::spawn_blocking(move || writer_handle.join()).await;
+    let _ = stop_tx.send(true);
+    if let Some(l) = leading {
+        let _ = l.await;
+    }
+    let _ = server.await;
+    tracing::info!("stopped");
+    Outcome::Clean
+}
+
+async fn signals(events: mpsc::Sender<Event>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    let _ = events.send(Event::Shutdown).await;
+}
+
+async fn elector(l: &LeaderConfig) -> Result<lease::Elector, kube::Error> {
+    let client = kube::Client::try_default().await?;
+    let namespace = l
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    Ok(lease::Elector::new(
+        kube::Api::namespaced(client, &namespace),
+        &l.name,
+        &l.identity,
+        l.duration,
+    ))
+}
+
+/// Keeps the Lease (or watches for it to expire) until shutdown, then gives it up.
+async fn lead(
+    shared: Arc<Shared>,
+    mut elector: lease::Elector,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // client-go renews well inside the lease duration; a third of it leaves two retries.
+    let period = (elector.duration() / 3).max(Duration::from_millis(100));
+    loop {
+        if let Err(e) = elector.step(Instant::now()).await {
+            tracing::warn!(error = %e, "leader election: the Lease could not be read or written");
+        }
+        let leader = elector.is_leader(Instant::now());
+        if shared.leader.swap(leader, Ordering::SeqCst) != leader {
+            tracing::info!(identity = elector.identity(), leader, "leadership changed");
+            if leader {
+                // A new leader scans what is due at once rather than at the next tick.
+                let _ = shared.events.send(Event::Tick).await;
+            }
+        }
+        shared.metrics.leader.set(i64::from(leader));
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    shared.leader.store(false, Ordering::SeqCst);
+    if let Err(e) = elector.release().await {
+        tracing::warn!(error = %e, "leader election: the Lease could not be given up");
+    }
+}
+
+/// One scan: read the watched set, look the due (or named) images up, write the bumps.
+async fn scan(shared: Arc<Shared>, trigger: Trigger) {
+    let started = Instant::now();
+    let m = &shared.metrics;
+    let labels = |result: &str| ScanLabels {
+        trigger: trigger.label().into(),
+        result: result.into(),
+    };
+    let watched = match shared.load().await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the watched images; nothing scanned");
+            m.scans.get_or_create(&labels("error")).inc();
+            return;
+        }
+    };
+    m.watched.set(watched.len() as i64);
+    shared.ready.store(true, Ordering::SeqCst);
+    let now = Instant::now();
+    let selected: Vec<Watched> = {
+        let last = shared.last_scanned.lock().expect("not poisoned");
+        watched
+            .into_iter()
+            .filter(|w| match &trigger {
+                Trigger::Webhook(images) => images.contains(&w.image),
+                Trigger::Tick => {
+                    shared.interval.is_some()
+                        || last
+                            .get(&w.key())
+                            .is_none_or(|t| now.duration_since(*t) >= w.policy.interval)
+                }
+            })
+            .collect()
+    };
+    {
+        let mut last = shared.last_scanned.lock().expect("not poisoned");
+        for w in &selected {
+            last.insert(w.key(), now);
+        }
+    }
+    let found = watch::scan(&shared.client, &selected, shared.concurrency).await;
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    for r in &found.images {
+        match &r.found {
+            Found::UpToDate { tags_seen, .. } | Found::Bump { tags_seen, .. } => {
+                m.tags_seen.inc_by(*tags_seen as u64);
+                m.last_success
+                    .get_or_create(&ImageLabels {
+                        image: r.image.clone(),
+                    })
+                    .set(unix);
+            }
+            Found::PolicyError { tags_seen, .. } => {
+                m.tags_seen.inc_by(*tags_seen as u64);
+            }
+            Found::Unavailable { registry, code, .. } => {
+                m.registry_errors
+                    .get_or_create(&RegistryLabels {
+                        registry: registry.clone(),
+                        code: code.clone(),
+                    })
+                    .inc();
+            }
+        }
+    }
+    let mut failed = found.unavailable() > 0;
+    if !found.bumps.is_empty() {
+        for w in shared.write(found.bumps).await {
+            let env = EnvLabels {
+                environment: w.environment,
+            };
+            m.push_retries.inc_by(u64::from(w.retries));
+            m.bumps_committed
+                .get_or_create(&env)
+                .inc_by(w.pushed_moves as u64);
+            if w.failed {
+                failed = true;
+                m.push_failures.get_or_create(&env).inc();
+            }
+        }
+    }
+    m.scan_duration.observe(started.elapsed().as_secs_f64());
+    m.scans
+        .get_or_create(&labels(if failed { "partial" } else { "ok" }))
+        .inc();
+    tracing::info!(trigger = trigger.label(), images = found.images.len(), elapsed = ?started.elapsed(), "scan done");
+}
+
+async fn metrics_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn readyz_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    if s.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the watched images have not been read from Git yet\n",
+        )
+    }
+}
+
+async fn webhook_handler(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> impl IntoResponse {
+    let count = |result: &str| {
+        s.metrics
+            .webhooks
+            .get_or_create(&WebhookLabels {
+                result: result.into(),
+            })
+            .inc();
+    };
+    if !s.webhook.enabled() {
+        count("disabled");
+        return (
+            StatusCode::NOT_FOUND,
+            "webhooks are off: start kairo with `--webhook-secret` or `--webhook-token`\n"
+                .to_string(),
+        );
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if !s.webhook.check(header, query.as_deref(), &body) {
+        count("unauthorized");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "the signature or token does not match\n".to_string(),
+        );
+    }
+    let images = match webhook::images(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            count("invalid");
+            return (StatusCode::BAD_REQUEST, format!("{e}\n"));
+        }
+    };
+    if !s.leader.load(Ordering::SeqCst) {
+        count("not_leader");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this replica is not the leader\n".to_string(),
+        );
+    }
+    let names: Vec<String> = images.iter().map(ToString::to_string).collect();
+    if s.events.send(Event::Webhook(images)).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_string(),
+        );
+    }
+    count("accepted");
+    (
+        StatusCode::ACCEPTED,
+        format!("scanning {}\n", names.join(", ")),
+    )
+}
