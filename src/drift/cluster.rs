@@ -70,6 +70,13 @@ pub enum ClusterError {
         namespace: String,
         message: String,
     },
+    #[error("the API server of {cluster} returned {kind} `{namespace}/{name}` twice")]
+    Duplicate {
+        cluster: String,
+        kind: String,
+        namespace: String,
+        name: String,
+    },
     #[error("the API server of {cluster} does not serve {resource} (404 Not Found)")]
     NotServed { cluster: String, resource: String },
     #[error(
@@ -94,6 +101,7 @@ impl ClusterError {
             ClusterError::Forbidden { resource, namespace, .. } => format!(
                 "grant the identity `get`, `list` and `watch` on `{resource}` in namespace `{namespace}` (see the README's RBAC section)"
             ),
+            ClusterError::Duplicate { .. } => "the API server or a proxy in front of it is misbehaving: check with `kubectl get` whether it lists the object twice".into(),
             ClusterError::NotServed { resource, .. } if resource.starts_with("helmreleases") => {
                 "install Flux's helm-controller (it serves helm.toolkit.fluxcd.io/v2), or pick the right `--context`".into()
             }
@@ -187,7 +195,7 @@ impl Cluster {
         let [helm, deployments, statefulsets, hpas] = resources();
         let mut live = Live::default();
         for item in self.list(&helm, &desired.namespace).await? {
-            live.push(item);
+            live.push(item).map_err(|d| self.duplicate(d))?;
         }
         let namespaces: BTreeSet<&str> = desired
             .releases
@@ -199,7 +207,7 @@ impl Cluster {
                 for item in self.list(resource, ns).await? {
                     // Only what a Helm release installed can be one of ours.
                     if item["metadata"]["annotations"][super::RELEASE_NAME].is_string() {
-                        live.push(item);
+                        live.push(item).map_err(|d| self.duplicate(d))?;
                     }
                 }
             }
@@ -256,6 +264,15 @@ impl Cluster {
                     _ => return Ok(out),
                 }
             }
+        }
+    }
+
+    fn duplicate(&self, d: super::Duplicate) -> ClusterError {
+        ClusterError::Duplicate {
+            cluster: self.label.clone(),
+            kind: d.kind,
+            namespace: d.namespace,
+            name: d.name,
         }
     }
 

@@ -75,12 +75,15 @@ fn read_live_file(path: &Path) -> Result<(Live, String), Outcome> {
     })?;
     let label = format!("`{}`", path.display());
     let live = Live::from_yaml(&path.display().to_string(), &text).map_err(|e| {
-        fail(
-            &e,
-            Some(
-                "pass the output of `kubectl get helmreleases,deploy,sts,hpa -n NAMESPACE -o yaml`",
-            ),
-        )
+        let hint = match e {
+            super::DriftError::Duplicate { .. } => {
+                "keep one copy of each object: list one namespace per `kubectl get`, and do not concatenate listings that overlap"
+            }
+            _ => {
+                "pass the output of `kubectl get helmreleases,deploy,sts,hpa -n NAMESPACE -o yaml`"
+            }
+        };
+        fail(&e, Some(hint))
     })?;
     Ok((live, label))
 }

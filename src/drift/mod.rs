@@ -53,6 +53,22 @@ pub enum DriftError {
     },
     #[error("`{path}` is not a `kubectl get -o yaml` listing: {message}")]
     LiveFile { path: String, message: String },
+    #[error("`{path}` holds {kind} `{namespace}/{name}` twice")]
+    Duplicate {
+        path: String,
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+}
+
+/// The same object (kind, namespace, name) read twice: which copy counts would depend on
+/// order, and a drifted copy could hide behind a clean one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
 }
 
 /// Objects read from a cluster (or a file), as the API server returned them.
@@ -62,6 +78,8 @@ pub struct Live {
     /// Deployments and StatefulSets.
     pub workloads: Vec<Value>,
     pub autoscalers: Vec<Value>,
+    /// (kind, namespace, name) of every object kept, to refuse a second copy.
+    seen: BTreeSet<(String, String, String)>,
 }
 
 impl Live {
@@ -96,19 +114,41 @@ impl Live {
         };
         let mut live = Live::default();
         for item in items {
-            live.push(item);
+            live.push(item).map_err(|d| DriftError::Duplicate {
+                path: path.to_string(),
+                kind: d.kind,
+                namespace: d.namespace,
+                name: d.name,
+            })?;
         }
         Ok(live)
     }
 
-    /// Files an object under its kind; other kinds are dropped.
-    pub fn push(&mut self, item: Value) {
-        match kind(&item) {
-            "HelmRelease" => self.helm_releases.push(item),
-            "Deployment" | "StatefulSet" => self.workloads.push(item),
-            "HorizontalPodAutoscaler" => self.autoscalers.push(item),
-            _ => {}
+    /// Files an object under its kind; other kinds are dropped. A second object of the same
+    /// kind, namespace and name is refused.
+    pub fn push(&mut self, item: Value) -> Result<(), Duplicate> {
+        let list = match kind(&item) {
+            "HelmRelease" => &mut self.helm_releases,
+            "Deployment" | "StatefulSet" => &mut self.workloads,
+            "HorizontalPodAutoscaler" => &mut self.autoscalers,
+            _ => return Ok(()),
+        };
+        let key = (
+            kind(&item).to_string(),
+            namespace(&item).to_string(),
+            name(&item).to_string(),
+        );
+        if self.seen.contains(&key) {
+            let (kind, namespace, name) = key;
+            return Err(Duplicate {
+                kind,
+                namespace,
+                name,
+            });
         }
+        self.seen.insert(key);
+        list.push(item);
+        Ok(())
     }
 
     /// The objects each Helm release installed, indexed once (a lookup per release would

@@ -869,3 +869,56 @@ fn a_live_file_round_trip() {
         out.stderr
     );
 }
+
+#[test]
+fn a_duplicated_object_is_an_input_error_not_a_coin_toss() {
+    let repo = repo();
+    // A clean copy of `api` and a drifted one: which one counts must not depend on order.
+    let mut items = cluster(&repo);
+    let mut drifted = items
+        .iter()
+        .find(|o| o["kind"] == json!("Deployment") && o["metadata"]["name"] == json!("api"))
+        .unwrap()
+        .clone();
+    drifted["spec"]["replicas"] = json!(1);
+    items.insert(0, drifted.clone());
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let path = repo.path().join(".live.yaml");
+    std::fs::write(&path, kairo::yaml::to_string(&list).unwrap()).unwrap();
+    let out = repo.kairo(&[
+        "drift",
+        "--env",
+        "production",
+        "--live-file",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("holds Deployment `shop/api` twice"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+
+    // The same from the API server.
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    {
+        let mut state = api.state.lock().unwrap();
+        let key = (
+            "/apis/apps/v1".to_string(),
+            "shop".to_string(),
+            "deployments".to_string(),
+        );
+        state.objects.get_mut(&key).unwrap().push(drifted);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("the API server of context `test` returned Deployment `shop/api` twice"),
+        "{}",
+        out.stderr
+    );
+}
