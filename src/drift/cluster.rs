@@ -10,6 +10,7 @@
 //! deployments, statefulsets and horizontalpodautoscalers.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -24,6 +25,8 @@ pub struct Connection {
     pub context: Option<String>,
     /// Objects per page (`limit`).
     pub page_size: u32,
+    /// The most one request may take, from connecting to the last byte of the answer.
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,21 @@ pub enum ClusterError {
         namespace: String,
         name: String,
     },
+    #[error(
+        "the API server of {cluster} (`{server}`) did not answer listing {resource} in namespace `{namespace}` within {after}"
+    )]
+    TimedOut {
+        cluster: String,
+        server: String,
+        resource: String,
+        namespace: String,
+        /// `--request-timeout 30s`, or the like.
+        after: String,
+    },
+    #[error(
+        "the API server of {cluster} did not answer before `--timeout {timeout}` passed, with a check still in flight"
+    )]
+    WaitTimedOut { cluster: String, timeout: String },
     #[error("the API server of {cluster} does not serve {resource} (404 Not Found)")]
     NotServed { cluster: String, resource: String },
     #[error(
@@ -101,6 +119,8 @@ impl ClusterError {
             ClusterError::Forbidden { resource, namespace, .. } => format!(
                 "grant the identity `get`, `list` and `watch` on `{resource}` in namespace `{namespace}` (see the README's RBAC section)"
             ),
+            ClusterError::TimedOut { .. } => "check that the cluster is up and that `kubectl --context ... get ns` answers from here; a slow API server may need a longer `--request-timeout`".into(),
+            ClusterError::WaitTimedOut { .. } => "check that the cluster is up and that `kubectl --context ... get ns` answers from here, or wait longer with `--timeout`".into(),
             ClusterError::Duplicate { .. } => "the API server or a proxy in front of it is misbehaving: check with `kubectl get` whether it lists the object twice".into(),
             ClusterError::NotServed { resource, .. } if resource.starts_with("helmreleases") => {
                 "install Flux's helm-controller (it serves helm.toolkit.fluxcd.io/v2), or pick the right `--context`".into()
@@ -117,6 +137,7 @@ pub struct Cluster {
     pub label: String,
     server: String,
     page_size: u32,
+    request_timeout: Duration,
 }
 
 /// The kinds kairo lists, as the dynamic API addresses them, with their RBAC resource names.
@@ -175,6 +196,16 @@ impl Cluster {
                 },
             },
         };
+        let (mut config, label) = (config, label);
+        // kube leaves reads unbounded: a server that accepts and never answers would hang
+        // kairo. The per-read bound catches silence; `list` bounds each whole request too,
+        // which also catches a server trickling a byte at a time.
+        let timeout = c.request_timeout.max(Duration::from_millis(1));
+        config.connect_timeout = Some(timeout);
+        config.read_timeout = Some(timeout);
+        config.write_timeout = Some(timeout);
+        // Count from sending the request, not from when a pooled connection went idle.
+        config.reset_reader_on_write = true;
         let server = config.cluster_url.to_string();
         let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
             cluster: label.clone(),
@@ -185,6 +216,7 @@ impl Cluster {
             label,
             server,
             page_size: c.page_size.max(1),
+            request_timeout: timeout,
         })
     }
 
@@ -228,7 +260,10 @@ impl Cluster {
             let mut out = Vec::new();
             let mut params = ListParams::default().limit(self.page_size);
             loop {
-                let page = match api.list(&params).await {
+                let answer = tokio::time::timeout(self.request_timeout, api.list(&params))
+                    .await
+                    .map_err(|_| self.timed_out(rbac_name, namespace))?;
+                let page = match answer {
                     Ok(page) => page,
                     Err(kube::Error::Api(status))
                         if status.code == 410 && params.continue_token.is_some() && !restarted =>
@@ -267,6 +302,19 @@ impl Cluster {
         }
     }
 
+    fn timed_out(&self, resource: &str, namespace: &str) -> ClusterError {
+        ClusterError::TimedOut {
+            cluster: self.label.clone(),
+            server: self.server.clone(),
+            resource: resource.to_string(),
+            namespace: namespace.to_string(),
+            after: format!(
+                "`--request-timeout {}`",
+                humantime::format_duration(self.request_timeout)
+            ),
+        }
+    }
+
     fn duplicate(&self, d: super::Duplicate) -> ClusterError {
         ClusterError::Duplicate {
             cluster: self.label.clone(),
@@ -301,6 +349,7 @@ impl Cluster {
                     message: status.message.clone(),
                 },
             },
+            source if timed_out(&source) => self.timed_out(&resource, &namespace),
             source => ClusterError::Unreachable {
                 cluster,
                 server: self.server.clone(),
@@ -310,4 +359,19 @@ impl Cluster {
             },
         }
     }
+}
+
+/// Whether a transport error is a connect or read timeout (an `io::Error` of kind `TimedOut`
+/// somewhere in its causes).
+fn timed_out(e: &kube::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }

@@ -92,6 +92,7 @@ fn connection(args: &ClusterArgs) -> Connection {
     Connection {
         context: args.context.clone(),
         page_size: args.page_size,
+        request_timeout: args.request_timeout,
     }
 }
 
@@ -198,11 +199,27 @@ async fn wait(desired: &Desired, args: &StatusArgs) -> Result<StatusReport, Outc
         .await
         .map_err(|e| cluster_failed(&e))?;
     let deadline = Instant::now() + args.timeout;
+    let mut first = true;
     loop {
-        let live = cluster
-            .fetch(desired)
-            .await
-            .map_err(|e| cluster_failed(&e))?;
+        let fetch = cluster.fetch(desired);
+        let left = deadline.saturating_duration_since(Instant::now());
+        // `--timeout` bounds the whole wait, a request in flight included; with `--timeout 0s`
+        // the one check still runs, bounded by `--request-timeout` only.
+        let live = if args.wait && !(first && left.is_zero()) {
+            match tokio::time::timeout(left, fetch).await {
+                Ok(live) => live,
+                Err(_) => {
+                    return Err(cluster_failed(&ClusterError::WaitTimedOut {
+                        cluster: cluster.label.clone(),
+                        timeout: humantime::format_duration(args.timeout).to_string(),
+                    }));
+                }
+            }
+        } else {
+            fetch.await
+        }
+        .map_err(|e| cluster_failed(&e))?;
+        first = false;
         let report = status::evaluate(desired, &live, &cluster.label);
         if !args.wait || report.all_ready() || report.any_terminal() {
             return Ok(report);

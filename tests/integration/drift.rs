@@ -922,3 +922,50 @@ fn a_duplicated_object_is_an_input_error_not_a_coin_toss() {
         out.stderr
     );
 }
+
+/// A kubeconfig for an API server that accepts connections and never answers.
+fn silent_api(dir: &std::path::Path) -> (crate::registry_support::Scripted, std::path::PathBuf) {
+    use crate::registry_support::{Answer, Scripted};
+    let server = Scripted::start(|_| Answer::Stall);
+    let config = kubeconfig(dir, &format!("http://{}", server.host()), TOKEN);
+    (server, config)
+}
+
+#[test]
+fn a_silent_api_server_is_an_error_naming_the_context_not_a_hang() {
+    let repo = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, config) = silent_api(dir.path());
+    let out = kairo(
+        &repo,
+        &config,
+        &["drift", "--env", "production", "--request-timeout", "1s"],
+    );
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("error: the API server of context `test` (`http://")
+            && out.stderr.contains(
+                "did not answer listing helmreleases.helm.toolkit.fluxcd.io in namespace `shop` within `--request-timeout 1s`"
+            ),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("hint: "), "{}", out.stderr);
+    assert!(!server.requests().is_empty());
+
+    // `--wait --timeout` bounds the whole wait, a request in flight included, whatever the
+    // (default, 30 s) request timeout.
+    let out = kairo(
+        &repo,
+        &config,
+        &["status", "--env", "production", "--wait", "--timeout", "1s"],
+    );
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "error: the API server of context `test` did not answer before `--timeout 1s` passed"
+        ),
+        "{}",
+        out.stderr
+    );
+}
