@@ -98,22 +98,62 @@ impl Live {
                 message: format!("{}:{}: {}", e.line, e.column, e.message),
             })?
         };
-        let items = match value.get("kind").and_then(Value::as_str) {
-            Some(kind) if kind == "List" || kind.ends_with("List") => value
-                .get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-            Some(_) => vec![value],
-            None => {
-                return Err(DriftError::LiveFile {
-                    path: path.to_string(),
-                    message: "it has no `kind`".into(),
-                });
-            }
+        let bad = |message: String| DriftError::LiveFile {
+            path: path.to_string(),
+            message,
         };
+        let list_kind = match value.get("kind").and_then(Value::as_str) {
+            Some(kind) => kind.to_string(),
+            None => return Err(bad("it has no `kind`".into())),
+        };
+        let items = if list_kind.ends_with("List") {
+            match value.get("items") {
+                Some(Value::Array(items)) => items.clone(),
+                Some(Value::Null) | None => {
+                    return Err(bad(format!("its `{list_kind}` has no `items` list")));
+                }
+                Some(_) => return Err(bad(format!("`items` of its `{list_kind}` is not a list"))),
+            }
+        } else {
+            vec![value.clone()]
+        };
+        // A raw API list (`HelmReleaseList`, from `kubectl get --raw` or `curl`) leaves its
+        // items' kind out: it is the list's. A `List` of anything must say.
+        let item_kind = list_kind.strip_suffix("List").filter(|k| !k.is_empty());
+        let mut checked = Vec::with_capacity(items.len());
+        for (i, mut item) in items.into_iter().enumerate() {
+            let Value::Object(map) = &mut item else {
+                return Err(bad(format!("item {i} is not a mapping (`{item}`)")));
+            };
+            if !map.get("kind").is_some_and(Value::is_string) {
+                match item_kind {
+                    Some(k) => {
+                        map.insert("kind".into(), Value::from(k));
+                        if !map.contains_key("apiVersion") {
+                            map.insert("apiVersion".into(), value["apiVersion"].clone());
+                        }
+                    }
+                    None => return Err(bad(format!("item {i} has no `kind`"))),
+                }
+            }
+            let kept = matches!(
+                kind(&item),
+                "HelmRelease" | "Deployment" | "StatefulSet" | "HorizontalPodAutoscaler"
+            );
+            if kept
+                && !item["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| !n.is_empty())
+            {
+                return Err(bad(format!(
+                    "item {i} ({}) has no `metadata.name`",
+                    kind(&item)
+                )));
+            }
+            checked.push(item);
+        }
         let mut live = Live::default();
-        for item in items {
+        for item in checked {
             live.push(item).map_err(|d| DriftError::Duplicate {
                 path: path.to_string(),
                 kind: d.kind,

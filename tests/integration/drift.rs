@@ -969,3 +969,85 @@ fn a_silent_api_server_is_an_error_naming_the_context_not_a_hang() {
         out.stderr
     );
 }
+
+#[test]
+fn a_malformed_live_file_is_an_input_error_naming_the_item() {
+    let repo = repo();
+    let path = repo.path().join(".live.yaml");
+    let drift = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        repo.kairo(&[
+            "drift",
+            "--env",
+            "production",
+            "--live-file",
+            path.to_str().unwrap(),
+        ])
+    };
+    let release = serde_json::to_string(&helm_release(&repo, "api", "1.2.0")).unwrap();
+    let mut nameless = helm_release(&repo, "web", "2.3.1");
+    nameless["metadata"].as_object_mut().unwrap().remove("name");
+    let nameless = serde_json::to_string(&nameless).unwrap();
+    for (text, message) in [
+        (
+            r#"{"apiVersion": "v1", "kind": "List", "items": {"a": 1}}"#.to_string(),
+            "`items` of its `List` is not a list".to_string(),
+        ),
+        (
+            r#"{"apiVersion": "v1", "kind": "List"}"#.to_string(),
+            "its `List` has no `items` list".to_string(),
+        ),
+        (
+            format!(r#"{{"apiVersion": "v1", "kind": "List", "items": [{release}, 42]}}"#),
+            "item 1 is not a mapping (`42`)".to_string(),
+        ),
+        (
+            r#"{"apiVersion": "v1", "kind": "List", "items": [null]}"#.to_string(),
+            "item 0 is not a mapping (`null`)".to_string(),
+        ),
+        (
+            "apiVersion: v1\nkind: List\nitems:\n- str\n".to_string(),
+            "item 0 is not a mapping (`\"str\"`)".to_string(),
+        ),
+        (
+            format!(r#"{{"apiVersion": "v1", "kind": "List", "items": [{release}, {nameless}]}}"#),
+            "item 1 (HelmRelease) has no `metadata.name`".to_string(),
+        ),
+        (
+            r#"{"apiVersion": "v1", "kind": "List", "items": [{"metadata": {"name": "api"}}]}"#
+                .to_string(),
+            "item 0 has no `kind`".to_string(),
+        ),
+    ] {
+        let out = drift(&text);
+        assert_eq!(out.code, 2, "{text}\n{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "is not a `kubectl get -o yaml` listing: {message}\n"
+            )),
+            "{text}\n{}",
+            out.stderr
+        );
+    }
+
+    // A raw API list (`kubectl get --raw .../helmreleases`) leaves the items' kind out: it is
+    // the list's. Here only the HelmReleases are listed, both as Git renders them.
+    let mut items = vec![
+        helm_release(&repo, "api", "1.2.0"),
+        helm_release(&repo, "web", "2.3.1"),
+    ];
+    for o in &mut items {
+        let m = o.as_object_mut().unwrap();
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    let list = json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmReleaseList", "metadata": {}, "items": items});
+    let out = drift(&list.to_string());
+    assert_ne!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("production at HEAD -> `") && !out.stdout.contains("HelmRelease"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
