@@ -13,9 +13,12 @@
 //!   stripped first.
 //! - Deployments and StatefulSets a service's release owns (Helm's `meta.helm.sh/release-*`
 //!   annotations): `spec.replicas` (not when the service has an HPA in the model), and of the
-//!   container running the service's image repository, `image` and `resources`. They are shown
-//!   as a projection holding only those fields, which is also what ignore rules address.
-//! - HorizontalPodAutoscalers the release owns: `spec.minReplicas`/`spec.maxReplicas`.
+//!   container running the service's image repository (else the one named after the service),
+//!   `image` and `resources`. Every owned workload with such a container is compared. They are
+//!   shown as a projection holding only those fields, which is also what ignore rules address.
+//!   A service release owning no Deployment or StatefulSet is a missing `Deployment`.
+//! - HorizontalPodAutoscalers the release owns: `spec.minReplicas`/`spec.maxReplicas`; none
+//!   for a service that autoscales in Git is a missing HPA.
 //!
 //! Architecture Invariant: nothing here writes to a cluster, and Secret values never reach a
 //! report: kairo neither lists Secrets nor keeps Secret objects from a live file.
@@ -295,6 +298,8 @@ pub struct DesiredRelease {
 /// Deployments/StatefulSets the chart creates from them.
 #[derive(Debug, Clone)]
 pub struct DesiredWorkload {
+    /// The service's container name (the service's name, as kairo's charts name it).
+    pub container: String,
     /// The namespace the chart installs into (`targetNamespace`).
     pub namespace: String,
     /// `values.image.repository`.
@@ -385,6 +390,7 @@ pub fn desired(
                 (
                     r.chart.version.clone(),
                     Some(DesiredWorkload {
+                        container: r.name.clone(),
                         namespace: env.namespace.clone(),
                         repository: r.image.repository.clone(),
                         tag: r.image.tag.clone(),
@@ -513,7 +519,8 @@ pub fn remove_pointer(v: &mut Value, pointer: &str) {
 }
 
 /// A workload as compared: only the fields kairo renders values for. The container is the one
-/// running the service's image repository (the first container when none does).
+/// running the service's image repository, else the one named after the service (its image
+/// was changed), else the first.
 pub fn project_workload(o: &Value, want: &DesiredWorkload) -> Value {
     let containers: &[Value] = o["spec"]["template"]["spec"]["containers"]
         .as_array()
@@ -521,6 +528,11 @@ pub fn project_workload(o: &Value, want: &DesiredWorkload) -> Value {
     let main = containers
         .iter()
         .find(|c| image_repository(c["image"].as_str().unwrap_or_default()) == want.repository)
+        .or_else(|| {
+            containers
+                .iter()
+                .find(|c| c["name"].as_str() == Some(want.container.as_str()))
+        })
         .or(containers.first());
     let container = main.map_or_else(
         || json!({}),
@@ -697,11 +709,29 @@ pub fn check(desired: &Desired, live: &Live, cluster: &str) -> Report {
         }
         let Some(want) = &r.workload else { continue };
         let workloads = owners.workloads(&r.name, &want.namespace);
-        // Only the workloads running the service's image; if none does, the first one.
+        if workloads.is_empty() {
+            // The chart's workload, named after the release as charts name it.
+            let stand_in = json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": r.name, "namespace": want.namespace},
+                "spec": {"template": {"spec": {"containers": [{"name": want.container, "image": want.image()}]}}},
+            });
+            let mut before = desired_workload(&stand_in, want);
+            ignore(desired, &mut before);
+            objects.push(drift_of(
+                desired,
+                State::Missing,
+                &r.name,
+                Some(&before),
+                None,
+            ));
+        }
+        // The workloads running the service's image, or a container named after the service
+        // (whose image was changed); if none does, the first one.
         let mut running: Vec<&Value> = workloads
             .iter()
             .copied()
-            .filter(|w| runs(w, &want.repository))
+            .filter(|w| runs(w, want))
             .collect();
         if running.is_empty() {
             running.extend(workloads.first());
@@ -715,7 +745,22 @@ pub fn check(desired: &Desired, live: &Live, cluster: &str) -> Report {
             }
         }
         if let Some((min, max)) = want.autoscaling {
-            for h in owners.autoscalers(&r.name, &want.namespace) {
+            let autoscalers = owners.autoscalers(&r.name, &want.namespace);
+            if autoscalers.is_empty() {
+                let before = json!({
+                    "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                    "metadata": {"name": r.name, "namespace": want.namespace},
+                    "spec": {"minReplicas": min, "maxReplicas": max},
+                });
+                objects.push(drift_of(
+                    desired,
+                    State::Missing,
+                    &r.name,
+                    Some(&before),
+                    None,
+                ));
+            }
+            for h in autoscalers {
                 compared += 1;
                 let after = project_autoscaler(h);
                 let mut before = after.clone();
@@ -744,12 +789,16 @@ pub fn check(desired: &Desired, live: &Live, cluster: &str) -> Report {
     }
 }
 
-fn runs(workload: &Value, repository: &str) -> bool {
+/// Whether a workload runs the service: a container with its image repository, or named
+/// after it.
+fn runs(workload: &Value, want: &DesiredWorkload) -> bool {
     workload["spec"]["template"]["spec"]["containers"]
         .as_array()
         .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| image_repository(c["image"].as_str().unwrap_or_default()) == repository)
+            cs.iter().any(|c| {
+                image_repository(c["image"].as_str().unwrap_or_default()) == want.repository
+                    || c["name"].as_str() == Some(want.container.as_str())
+            })
         })
 }
 
@@ -976,6 +1025,7 @@ mod tests {
     #[test]
     fn a_digest_pinned_image_matches_either_spelling() {
         let w = DesiredWorkload {
+            container: "a".into(),
             namespace: "n".into(),
             repository: "ghcr.io/a".into(),
             tag: "1.0".into(),

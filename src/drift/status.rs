@@ -197,7 +197,14 @@ fn release_status(
         ));
     }
     if let Some(w) = &r.workload {
-        for o in owners.workloads(&r.name, &w.namespace) {
+        let workloads = owners.workloads(&r.name, &w.namespace);
+        if workloads.is_empty() {
+            status.pending.push(format!(
+                "no Deployment or StatefulSet of release `{}` in namespace `{}`",
+                r.name, w.namespace
+            ));
+        }
+        for o in workloads {
             let replicas = o["spec"].get("replicas").map_or(1, int);
             let updated = int(&o["status"]["updatedReplicas"]);
             let ready = int(&o["status"]["readyReplicas"]);

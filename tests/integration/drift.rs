@@ -1051,3 +1051,102 @@ fn a_malformed_live_file_is_an_input_error_naming_the_item() {
         out.stderr
     );
 }
+
+#[test]
+fn missing_workloads_and_autoscalers_are_drift_and_not_ready() {
+    let repo = repo();
+    // `web` autoscales in Git, but its HPA was deleted; `api`'s Deployment is gone.
+    let objects: Vec<Value> = cluster(&repo)
+        .into_iter()
+        .filter(|o| {
+            o["kind"] != json!("HorizontalPodAutoscaler")
+                && !(o["kind"] == json!("Deployment") && o["metadata"]["name"] == json!("api"))
+        })
+        .collect();
+    let (out, _api) = against(&repo, objects.clone(), &["drift", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("- Deployment shop/api: missing in cluster\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("- HorizontalPodAutoscaler shop/web: missing in cluster\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("0 changed, 2 missing, 0 extra"),
+        "{}",
+        out.stdout
+    );
+
+    let (out, _api) = against(&repo, objects, &["status", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("api progressing chart 1.2.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("pending: no Deployment or StatefulSet of release `api` in namespace `shop`"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn every_workload_of_a_release_running_the_service_is_compared() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    let resources = json!({"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}});
+    let owned_by_api = |mut o: Value| {
+        o["metadata"]["annotations"]["meta.helm.sh/release-name"] = json!("api");
+        o
+    };
+    // A second Deployment running an older tag of the service's image.
+    objects.push(owned_by_api(deployment(
+        "api-canary",
+        "ghcr.io/acme/api:1.4.1",
+        3,
+        resources.clone(),
+    )));
+    // A third whose service container (named `api`) was pointed at another repository.
+    let mut swapped = owned_by_api(deployment(
+        "api-worker",
+        "ghcr.io/evil/api:6.6.6",
+        3,
+        resources,
+    ));
+    swapped["spec"]["template"]["spec"]["containers"][1]["name"] = json!("api");
+    objects.push(swapped);
+    let (out, _api) = against(
+        &repo,
+        objects,
+        &["drift", "--env", "production", "--summary"],
+    );
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "~ Deployment shop/api-canary: spec.template.spec.containers[0].image ghcr.io/acme/api:1.4.2 -> ghcr.io/acme/api:1.4.1\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "~ Deployment shop/api-worker: spec.template.spec.containers[0].image ghcr.io/acme/api:1.4.2 -> ghcr.io/evil/api:6.6.6\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("shop/api:"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("2 changed, 0 missing, 0 extra"),
+        "{}",
+        out.stdout
+    );
+}
