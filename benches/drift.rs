@@ -141,7 +141,7 @@ fn main() {
     assert_eq!(items.len(), 10_000);
     let mut live = Live::default();
     for o in items.iter().cloned() {
-        live.push(o);
+        live.push(o).expect("no object twice");
     }
 
     // The comparison alone, in process.

@@ -143,11 +143,7 @@ impl Live {
                 kind(&item),
                 "HelmRelease" | "Deployment" | "StatefulSet" | "HorizontalPodAutoscaler"
             );
-            if kept
-                && !item["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| !n.is_empty())
-            {
+            if kept && item["metadata"]["name"].as_str().is_none_or(str::is_empty) {
                 return Err(bad(format!(
                     "item {i} ({}) has no `metadata.name`",
                     kind(&item)
