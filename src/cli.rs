@@ -233,6 +233,10 @@ pub struct WatchArgs {
     /// Scan every image this often, instead of each policy's `interval` (default 5m).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub interval: Option<std::time::Duration>,
+    /// Daemon: compare the cluster (kubeconfig's current context, or in-cluster) with the
+    /// remote tip this often, exporting drift and release readiness metrics. Off by default.
+    #[arg(long, requires = "listen", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub drift_interval: Option<std::time::Duration>,
     /// Images looked up at once.
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,

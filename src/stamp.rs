@@ -10,7 +10,11 @@
 //! build) means the full render. Racy entries are handled as git handles its index: an entry
 //! whose change time is not strictly older than the run's start, read from the filesystem's own
 //! clock, is never recorded, so a change made in the same clock tick as the read cannot hide.
-//! The stamp is a cache: failing to read or write it is never an error.
+//! The same rule covers the inputs: a run records nothing when an input changed after it
+//! started (it may have read the old bytes and hashed the new ones). Inputs that are symbolic
+//! links, and policies that call a non-deterministic builtin, are never stamped.
+//! The stamp is a cache: failing to read or write it is never an error, and it is read and
+//! written without following links.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,10 +55,14 @@ fn dir(root: &Path) -> Option<PathBuf> {
 /// A run of the renderer, started: the filesystem's clock at its start and the inputs' digest.
 pub struct Run {
     key: String,
+    options: Vec<String>,
     /// Change time of a file written when the run started, on the filesystem's clock.
     started: (i64, i64),
     dir: PathBuf,
 }
+
+/// The largest stamp read; a real one is about 100 bytes per generated file.
+const MAX_STAMP: u64 = 256 << 20;
 
 /// Starts a run: `None` outside a git repository, or when an input cannot be read (the full
 /// render then reports it). `options` are the flags that change a render's result.
@@ -62,12 +70,32 @@ pub fn start(root: &Path, options: &[String]) -> Option<Run> {
     let dir = dir(root)?;
     std::fs::create_dir_all(&dir).ok()?;
     let started = {
-        let mut f = std::fs::File::create(dir.join(CLOCK)).ok()?;
+        let mut f = open_nofollow(&dir.join(CLOCK), true)?;
         f.write_all(b"x").ok()?;
         ctime(&f.metadata().ok()?)
     };
-    let key = key(root, options)?;
-    Some(Run { key, started, dir })
+    let (key, _) = key(root, options)?;
+    crate::failpoint::hit("stamp-keyed");
+    Some(Run {
+        key,
+        options: options.to_vec(),
+        started,
+        dir,
+    })
+}
+
+/// Opens a regular file without following a link (and without blocking on a FIFO).
+fn open_nofollow(path: &Path, write: bool) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    if write {
+        options.write(true).create(true).truncate(true);
+    } else {
+        options.read(true);
+    }
+    options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let file = options.open(path).ok()?;
+    file.metadata().ok()?.is_file().then_some(file)
 }
 
 fn ctime(m: &std::fs::Metadata) -> (i64, i64) {
@@ -75,9 +103,11 @@ fn ctime(m: &std::fs::Metadata) -> (i64, i64) {
     (m.ctime(), m.ctime_nsec())
 }
 
-/// The digest of the build, the options and every input file.
-fn key(root: &Path, options: &[String]) -> Option<String> {
+/// The digest of the build, the options and every input file, and the newest change time among
+/// the inputs. `None` when an input cannot be stamped.
+fn key(root: &Path, options: &[String]) -> Option<(String, (i64, i64))> {
     let mut h = Sha256::new();
+    let mut newest = (i64::MIN, 0);
     let mut add = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
@@ -105,25 +135,27 @@ fn key(root: &Path, options: &[String]) -> Option<String> {
             let entry = entry.ok()?;
             let rel = entry.path().strip_prefix(root).ok()?;
             add(rel.as_os_str().as_encoded_bytes());
+            newest = newest.max(ctime(&entry.metadata().ok()?));
             let t = entry.file_type();
             if t.is_file() {
                 add(b"f");
-                add(&std::fs::read(entry.path()).ok()?);
-            } else if t.is_symlink() {
-                add(b"l");
-                add(std::fs::read_link(entry.path())
-                    .ok()?
-                    .as_os_str()
-                    .as_encoded_bytes());
+                let bytes = std::fs::read(entry.path()).ok()?;
+                if top == crate::policy::POLICIES_DIR
+                    && !crate::policy::is_deterministic(&String::from_utf8_lossy(&bytes))
+                {
+                    return None;
+                }
+                add(&bytes);
             } else if t.is_dir() {
                 add(b"d");
             } else {
-                add(b"?");
+                // A link is read through by the render: its target is an input too.
+                return None;
             }
         }
     }
     let digest = h.finalize();
-    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+    Some((digest.iter().map(|b| format!("{b:02x}")).collect(), newest))
 }
 
 /// Every entry under `clusters/`, sorted by path.
@@ -157,7 +189,15 @@ fn snapshot(root: &Path) -> Option<Vec<Entry>> {
 impl Run {
     /// The clean no-op this run is known to be, when the stamp proves it.
     pub fn fresh(&self, root: &Path) -> Option<Hit> {
-        let text = std::fs::read_to_string(self.dir.join(FILE)).ok()?;
+        let text = {
+            use std::io::Read;
+            let mut text = String::new();
+            open_nofollow(&self.dir.join(FILE), false)?
+                .take(MAX_STAMP)
+                .read_to_string(&mut text)
+                .ok()?;
+            text
+        };
         let mut lines = text.lines();
         if lines.next()? != MAGIC || lines.next()?.strip_prefix("key ")? != self.key {
             return None;
@@ -187,6 +227,11 @@ impl Run {
         };
         if entries.iter().any(|e| e.ctime >= self.started) {
             return;
+        }
+        // The inputs must be what the run hashed before it read them, untouched since.
+        match key(root, &self.options) {
+            Some((key, newest)) if key == self.key && newest < self.started => {}
+            _ => return,
         }
         let mut text = format!(
             "{MAGIC}\nkey {}\nenvironments {}\nunchanged {}\n",

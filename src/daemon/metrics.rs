@@ -40,6 +40,24 @@ pub struct WebhookLabels {
     pub result: String,
 }
 
+/// Drift metrics use `env`, as `kairo_drift_objects{env,kind}` is documented.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftEnvLabels {
+    pub env: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftKindLabels {
+    pub env: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReleaseLabels {
+    pub env: String,
+    pub release: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub scans: Family<ScanLabels, Counter>,
@@ -53,6 +71,10 @@ pub struct Metrics {
     pub webhooks: Family<WebhookLabels, Counter>,
     pub leader: Gauge,
     pub watched: Gauge,
+    pub drift_objects: Family<DriftKindLabels, Gauge>,
+    pub release_ready: Family<ReleaseLabels, Gauge>,
+    pub drift_last_check: Family<DriftEnvLabels, Gauge<f64, AtomicU64>>,
+    pub drift_errors: Family<DriftEnvLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -78,6 +100,10 @@ impl Metrics {
             webhooks: Family::default(),
             leader: Gauge::default(),
             watched: Gauge::default(),
+            drift_objects: Family::default(),
+            release_ready: Family::default(),
+            drift_last_check: Family::default(),
+            drift_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register("scans", "Scans run, by trigger and result", m.scans.clone());
@@ -130,6 +156,26 @@ impl Metrics {
             "watched_images",
             "Images with an update policy, over all environments",
             m.watched.clone(),
+        );
+        registry.register(
+            "drift_objects",
+            "Objects whose live state differs from Git at the last drift check, by kind",
+            m.drift_objects.clone(),
+        );
+        registry.register(
+            "release_ready",
+            "1 when the release was Ready at the last drift check, else 0",
+            m.release_ready.clone(),
+        );
+        registry.register(
+            "drift_last_check_timestamp_seconds",
+            "When the environment's last successful drift check ended (Unix time)",
+            m.drift_last_check.clone(),
+        );
+        registry.register(
+            "drift_errors",
+            "Drift checks that failed (rendering, or the Kubernetes API), by environment",
+            m.drift_errors.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -7,6 +7,9 @@
 //! at once; ticks beyond that are dropped (the next tick covers them) and webhook images wait
 //! for a free slot. An HTTP server (axum) serves `/metrics`, `/healthz`, `/readyz` and
 //! `/webhook`. With `--leader-elect`, only the holder of a Lease (`lease`) scans and writes.
+//! With `--drift-interval`, a `DriftTick` compares each environment at the remote tip with the
+//! cluster (`drift`, read-only) and exports the result; the writer thread renders, the loop
+//! only lists.
 //!
 //! Architecture Invariant: only the writer thread touches the repository; the loop and the
 //! HTTP handlers never block on git. SIGTERM stops new work, lets the write in flight finish
@@ -35,22 +38,33 @@ use tokio::sync::{mpsc, oneshot};
 use crate::Outcome;
 use crate::bump::ImageSpec;
 use crate::cli::WatchArgs;
+use crate::drift;
 use crate::git::Writer;
+use crate::model::ENVIRONMENTS_DIR;
+use crate::pipeline::Inputs;
 use crate::registry::{Client, ImageName};
+use crate::render::{CLUSTERS_DIR, TEMPLATES_DIR};
 use crate::watch::command::Env;
 use crate::watch::{self, Found, Watched, WriteSettings};
-use metrics::{EnvLabels, ImageLabels, Metrics, RegistryLabels, ScanLabels, WebhookLabels};
+use metrics::{
+    DriftEnvLabels, DriftKindLabels, EnvLabels, ImageLabels, Metrics, RegistryLabels,
+    ReleaseLabels, ScanLabels, WebhookLabels,
+};
 
 /// Without `--interval`, how often the loop wakes to scan the images whose own interval has
 /// passed.
 const TICK: Duration = Duration::from_secs(30);
 
-/// Everything the loop reacts to. Issue 10's periodic drift check belongs here as one more
-/// variant (`DriftTick`), with its own timer in `run`'s `select!` and its own arm in `handle`.
+/// The page size of the daemon's list requests (as `kairo drift --page-size` defaults to).
+const DRIFT_PAGE_SIZE: u32 = 500;
+
+/// Everything the loop reacts to.
 #[derive(Debug)]
 enum Event {
     /// Time to scan the images that are due.
     Tick,
+    /// Time to compare the cluster with Git (`--drift-interval`).
+    DriftTick,
     /// A push webhook named these images: scan them now.
     Webhook(Vec<ImageName>),
     /// SIGTERM or SIGINT.
@@ -75,6 +89,8 @@ impl Trigger {
 /// Work for the writer thread.
 enum Job {
     Load(oneshot::Sender<Result<Vec<Watched>, String>>),
+    /// Render every environment at the remote tip into its desired state.
+    Desired(oneshot::Sender<Result<Vec<drift::Desired>, String>>),
     Write(
         BTreeMap<String, Vec<ImageSpec>>,
         oneshot::Sender<Vec<WriteSummary>>,
@@ -112,6 +128,15 @@ impl Shared {
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Job::Load(tx))
+            .map_err(|_| "the writer thread has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the writer thread has stopped".to_string())?
+    }
+
+    async fn desired(&self) -> Result<Vec<drift::Desired>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Desired(tx))
             .map_err(|_| "the writer thread has stopped".to_string())?;
         rx.await
             .map_err(|_| "the writer thread has stopped".to_string())?
@@ -189,6 +214,7 @@ pub fn command(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
     let config = Config {
         listen: args.listen.expect("--listen"),
         interval: args.interval,
+        drift_interval: args.drift_interval.map(|d| d.max(Duration::from_secs(1))),
         concurrency: args.concurrency as usize,
         max_scans: args.max_scans as usize,
         auth,
@@ -200,6 +226,7 @@ pub fn command(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
 struct Config {
     listen: SocketAddr,
     interval: Option<Duration>,
+    drift_interval: Option<Duration>,
     concurrency: usize,
     max_scans: usize,
     auth: webhook::Auth,
@@ -231,6 +258,24 @@ fn writer_thread(
                         w
                     })
                     .map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+            Job::Desired(reply) => {
+                let result = watch::tip_files(
+                    &writer,
+                    &settings,
+                    &[ENVIRONMENTS_DIR, TEMPLATES_DIR, CLUSTERS_DIR],
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|(tip, files)| {
+                    let revision = tip.to_string();
+                    let inputs = Inputs::Files {
+                        label: revision.clone(),
+                        files,
+                        bootstrapped: None,
+                    };
+                    drift::render_desired(&inputs, &[], &revision).map_err(|e| e.to_string())
+                });
                 let _ = reply.send(result);
             }
             Job::Write(bumps, reply) => {
@@ -282,6 +327,26 @@ async fn run(
                 );
             }
         },
+        None => None,
+    };
+    let cluster = match config.drift_interval {
+        Some(_) => {
+            let connection = drift::Connection {
+                context: None,
+                page_size: DRIFT_PAGE_SIZE,
+            };
+            match drift::Cluster::connect(&connection).await {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    return fail(
+                        &format!("cannot set up the Kubernetes client for drift checks: {e}"),
+                        e.hint()
+                            .as_deref()
+                            .or(Some("set KUBECONFIG, or drop `--drift-interval`")),
+                    );
+                }
+            }
+        }
         None => None,
     };
 
@@ -342,11 +407,20 @@ async fn run(
     let mut ticker = tokio::time::interval(config.interval.unwrap_or(TICK));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut scans = tokio::task::JoinSet::new();
+    let mut drift_ticker = config.drift_interval.map(|d| {
+        let mut t = tokio::time::interval(d);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    // At most one drift check at a time: a slow API server skips ticks rather than piling up.
+    let mut drift_checks = tokio::task::JoinSet::new();
     // Images named by webhooks while every scan slot was busy.
     let mut waiting: BTreeSet<ImageName> = BTreeSet::new();
     loop {
         let event = tokio::select! {
             _ = ticker.tick() => Event::Tick,
+            Some(_) = async { Some(drift_ticker.as_mut()?.tick().await) } => Event::DriftTick,
+            Some(_) = drift_checks.join_next(), if !drift_checks.is_empty() => continue,
             Some(e) = events.recv() => e,
             Some(_) = scans.join_next(), if !scans.is_empty() => {
                 if !waiting.is_empty() && shared.leader.load(Ordering::SeqCst) {
@@ -371,6 +445,15 @@ async fn run(
             Event::Webhook(images) => {
                 scans.spawn(scan(shared.clone(), Trigger::Webhook(images)));
             }
+            Event::DriftTick if !leader => {}
+            Event::DriftTick if !drift_checks.is_empty() => {
+                tracing::info!("the last drift check is still running; this one is skipped");
+            }
+            Event::DriftTick => {
+                if let Some(c) = &cluster {
+                    drift_checks.spawn(drift_check(shared.clone(), c.clone()));
+                }
+            }
             Event::Shutdown => break,
         }
     }
@@ -381,6 +464,7 @@ async fn run(
     // Scans still looking images up are dropped; a write the writer thread has begun is not
     // interrupted by this (it runs on its own thread), and joining waits for it.
     scans.abort_all();
+    drift_checks.abort_all();
     let _ = tokio::task::spawn_blocking(move || writer_handle.join()).await;
     let _ = stop_tx.send(true);
     if let Some(l) = leading {
@@ -542,6 +626,76 @@ async fn scan(shared: Arc<Shared>, trigger: Trigger) {
         .inc();
     tracing::info!(trigger = trigger.label(), images = found.images.len(), elapsed = ?started.elapsed(), "scan done");
 }
+
+/// One drift check: render each environment at the remote tip (on the writer thread), list its
+/// objects, compare, export. A failure is logged and counted; the next tick tries again.
+async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
+    let m = &shared.metrics;
+    let desired = match shared.desired().await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "drift check: cannot render the remote tip");
+            // No environment is known when the model does not load; count under `env=""`.
+            m.drift_errors
+                .get_or_create(&DriftEnvLabels { env: String::new() })
+                .inc();
+            return;
+        }
+    };
+    for d in &desired {
+        let env = DriftEnvLabels {
+            env: d.environment.clone(),
+        };
+        let live = match cluster.fetch(d).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(environment = %d.environment, error = %e, "drift check failed");
+                m.drift_errors.get_or_create(&env).inc();
+                continue;
+            }
+        };
+        let report = drift::check(d, &live, &cluster.label);
+        drift::log_report(&report);
+        let by_kind = report.by_kind();
+        // Every compared kind gets a value, so a kind that stops drifting drops to 0.
+        let kinds = DRIFT_KINDS
+            .iter()
+            .map(|k| k.to_string())
+            .chain(by_kind.keys().cloned())
+            .collect::<BTreeSet<_>>();
+        for kind in kinds {
+            let n = by_kind.get(&kind).copied().unwrap_or(0);
+            m.drift_objects
+                .get_or_create(&DriftKindLabels {
+                    env: d.environment.clone(),
+                    kind,
+                })
+                .set(n as i64);
+        }
+        let status = drift::status::evaluate(d, &live, &cluster.label);
+        for r in &status.releases {
+            m.release_ready
+                .get_or_create(&ReleaseLabels {
+                    env: d.environment.clone(),
+                    release: r.name.clone(),
+                })
+                .set(i64::from(r.phase == drift::status::Phase::Ready));
+        }
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        m.drift_last_check.get_or_create(&env).set(unix);
+        tracing::info!(environment = %d.environment, drifted = report.objects.len(), releases = status.releases.len(), "drift check done");
+    }
+}
+
+/// The kinds `drift::check` compares.
+const DRIFT_KINDS: [&str; 4] = [
+    "HelmRelease",
+    "Deployment",
+    "StatefulSet",
+    "HorizontalPodAutoscaler",
+];
 
 async fn metrics_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     (

@@ -8,13 +8,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::status::{self, StatusReport};
-use super::{Cluster, ClusterError, Connection, Desired, Live};
+use super::{Cluster, ClusterError, Connection, Desired, DesiredError, Live};
 use crate::Outcome;
 use crate::cli::{ClusterArgs, DiffFormat, DriftArgs, OutputFormat, StatusArgs};
 use crate::commands::{fail, pipeline_failed, usage};
 use crate::model::ENVIRONMENTS_DIR;
 use crate::output;
-use crate::pipeline::{self, Inputs, Options, PipelineError};
+use crate::pipeline::Inputs;
 use crate::render::{CLUSTERS_DIR, TEMPLATES_DIR};
 
 /// The desired state of `args.env` at `args.revision`, through the one pipeline (no policies).
@@ -40,18 +40,14 @@ fn desired(root: &Path, args: &ClusterArgs) -> Result<Desired, Outcome> {
         files,
         bootstrapped: None,
     };
-    let options = Options {
-        only: vec![args.env.clone()],
-        policies: None,
-        check: Default::default(),
-    };
-    let out = pipeline::run(&inputs, &options)
-        .map_err(|e: PipelineError| pipeline_failed(&e, false, "nothing was compared"))?;
-    let env = out
-        .model
-        .environment(&args.env)
-        .expect("the pipeline checked that the environment exists");
-    super::desired(env, &out.rendered, &args.revision).map_err(|e| fail(&e, None))
+    let mut all = super::render_desired(&inputs, std::slice::from_ref(&args.env), &args.revision)
+        .map_err(|e| match e {
+        DesiredError::Pipeline(e) => pipeline_failed(&e, false, "nothing was compared"),
+        DesiredError::Drift(e) => fail(&e, None),
+    })?;
+    Ok(all
+        .pop()
+        .expect("the pipeline checked that the environment exists"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Outcome> {
@@ -119,9 +115,7 @@ fn run_drift(root: &Path, args: &DriftArgs) -> Result<Outcome, Outcome> {
         }
     };
     let report = super::check(&desired, &live, &label);
-    for o in &report.objects {
-        tracing::info!(environment = %report.environment, kind = %o.kind, namespace = %o.namespace, name = %o.name, state = ?o.state, "drift");
-    }
+    super::log_report(&report);
     let text = match args.output {
         DiffFormat::Text => super::render_text(&report, args.summary),
         DiffFormat::Markdown => super::render_markdown(&report, args.summary),

@@ -422,6 +422,45 @@ pub fn desired(
     })
 }
 
+/// Why [`render_desired`] failed: the pipeline (model, templates), or a rendered file.
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
+    Drift(#[from] DriftError),
+}
+
+/// Renders `inputs` through the one pipeline (policies off) and returns the desired state of
+/// each environment in `only` (every environment when empty), in model order. `revision` labels
+/// the reports. Shared by `kairo drift`/`kairo status` and the daemon's periodic check.
+pub fn render_desired(
+    inputs: &crate::pipeline::Inputs,
+    only: &[String],
+    revision: &str,
+) -> Result<Vec<Desired>, DesiredError> {
+    let options = crate::pipeline::Options {
+        only: only.to_vec(),
+        policies: None,
+        check: Default::default(),
+    };
+    let out = crate::pipeline::run(inputs, &options)?;
+    let mut all = Vec::new();
+    for env in &out.model.environments {
+        if only.is_empty() || only.contains(&env.name) {
+            all.push(desired(env, &out.rendered, revision)?);
+        }
+    }
+    Ok(all)
+}
+
+/// One `info` line per drifted object (the CLI and the daemon log the same way).
+pub fn log_report(report: &Report) {
+    for o in &report.objects {
+        tracing::info!(environment = %report.environment, kind = %o.kind, namespace = %o.namespace, name = %o.name, state = ?o.state, "drift");
+    }
+}
+
 /// Whether a live HelmRelease was put there by kairo for this environment.
 pub fn kairo_release(o: &Value, environment: &str) -> bool {
     let labels = &o["metadata"]["labels"];

@@ -99,6 +99,22 @@ fn environment(path: &str, text: &str) -> Result<Box<raw::EnvironmentSpec>, Edit
     })?;
     match file.spec {
         Some(AnySpec::Environment(spec)) => Ok(spec),
+        // `spec` came before `kind`: read the file again with the schema now known.
+        Some(AnySpec::Skipped)
+            if file
+                .kind
+                .as_ref()
+                .is_some_and(|k| k.value == raw::KIND_ENVIRONMENT) =>
+        {
+            crate::yaml::from_str::<raw::Document<raw::EnvironmentSpec>>(text)
+                .map(|doc| Box::new(doc.spec))
+                .map_err(|e| {
+                    unreadable(format!(
+                        "{} (line {}, column {})",
+                        e.message, e.line, e.column
+                    ))
+                })
+        }
         _ => Err(unreadable(
             "it is not a `kind: Environment` file with a `spec`".into(),
         )),

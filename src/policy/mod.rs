@@ -181,6 +181,11 @@ pub struct Policies {
     deterministic: bool,
 }
 
+/// Whether a policy file's results can be reused: one calling `rand.intn` differs between runs.
+pub fn is_deterministic(text: &str) -> bool {
+    !text.contains("rand.intn")
+}
+
 fn is_rule(name: &str) -> Option<Severity> {
     let (head, rest) = name.split_once('_').unwrap_or((name, ""));
     let severity = match head {
@@ -355,7 +360,7 @@ impl Policies {
         }
         Ok(Policies {
             files,
-            deterministic: !sources.iter().any(|s| s.text.contains("rand.intn")),
+            deterministic: sources.iter().all(|s| is_deterministic(&s.text)),
             set,
         })
     }

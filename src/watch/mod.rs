@@ -250,9 +250,13 @@ pub fn remote_branch(writer: &Writer, settings: &WriteSettings) -> Result<String
     Ok(writer.upstream_branch(&branch))
 }
 
-/// Fetches the remote branch and loads the model at its tip: the watched set is what Git says
-/// now, not what a possibly stale working tree says.
-pub fn load(writer: &Writer, settings: &WriteSettings) -> Result<Model, WatchError> {
+/// Fetches the remote branch and reads `dirs` at its tip: what Git says now, not what a
+/// possibly stale working tree says. Returns the tip too.
+pub fn tip_files(
+    writer: &Writer,
+    settings: &WriteSettings,
+    dirs: &[&str],
+) -> Result<(git2::Oid, BTreeMap<String, Vec<u8>>), WatchError> {
     let branch = remote_branch(writer, settings)?;
     let tip =
         writer
@@ -261,10 +265,15 @@ pub fn load(writer: &Writer, settings: &WriteSettings) -> Result<Model, WatchErr
                 remote: settings.remote.clone(),
                 branch: branch.clone(),
             })?;
-    let snapshot = writer.files_at(tip, &[ENVIRONMENTS_DIR])?;
+    Ok((tip, writer.files_at(tip, dirs)?.files))
+}
+
+/// Fetches the remote branch and loads the model at its tip (the watched set).
+pub fn load(writer: &Writer, settings: &WriteSettings) -> Result<Model, WatchError> {
+    let (tip, files) = tip_files(writer, settings, &[ENVIRONMENTS_DIR])?;
     let inputs = Inputs::Files {
         label: tip.to_string(),
-        files: snapshot.files,
+        files,
         bootstrapped: None,
     };
     Ok(inputs.model()?)

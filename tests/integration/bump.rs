@@ -993,3 +993,23 @@ fn promote_to_the_same_environment_is_refused() {
     );
     assert_eq!(git(clone.path(), &["rev-parse", "HEAD"]), head);
 }
+
+/// YAML allows `spec` before `kind`; render reads such a file, so bump must too.
+#[test]
+fn a_bump_reads_an_environment_whose_spec_comes_first() {
+    let repo = Repo::with_staging();
+    let (head, spec) = STAGING.split_at(STAGING.find("spec:").unwrap());
+    repo.write("environments/staging.yaml", &format!("{spec}{head}"));
+    assert_eq!(repo.kairo(&["render"]).code, 0);
+    let out = repo.kairo(&["bump", "web", "2.0.0", "--env", "staging"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        repo.read("environments/staging.yaml")
+            .contains("tag: \"2.0.0\"")
+    );
+    assert!(
+        repo.read("clusters/staging/releases/web.yaml")
+            .contains("2.0.0")
+    );
+    assert_eq!(repo.kairo(&["render", "--check"]).code, 0);
+}

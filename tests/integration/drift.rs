@@ -1149,4 +1149,98 @@ fn every_workload_of_a_release_running_the_service_is_compared() {
         "{}",
         out.stdout
     );
+
+/// `kairo watch --listen --drift-interval`: the daemon renders the remote tip, lists the
+/// cluster and exports what drifted and which releases are ready. No timing is asserted:
+/// `/metrics` is polled until the first check has been exported.
+#[test]
+fn the_daemon_exports_drift_and_readiness_metrics() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "Deployment", "api", |o| {
+        o["spec"]["replicas"] = json!(5)
+    });
+    let api = FakeApi::start(TOKEN, objects);
+    let remote = tempfile::tempdir().unwrap();
+    let bare = remote.path().join("remote.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    crate::support::git(
+        repo.path(),
+        &[
+            "push",
+            "--quiet",
+            bare.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    git2::Repository::open_bare(&bare)
+        .unwrap()
+        .set_head("refs/heads/main")
+        .unwrap();
+    let clone = tempfile::tempdir().unwrap();
+    git2::Repository::clone(bare.to_str().unwrap(), clone.path()).unwrap();
+    let kube = tempfile::tempdir().unwrap();
+    let config = kubeconfig(kube.path(), &api.url(), TOKEN);
+    let home = kube.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let d = crate::watch::Daemon::start(
+        clone.path(),
+        &["--drift-interval", "1s"],
+        &[
+            ("KUBECONFIG", config.to_str().unwrap()),
+            ("HOME", home.to_str().unwrap()),
+            ("KUBERNETES_SERVICE_HOST", ""),
+        ],
+    );
+    crate::watch::wait_for("a drift check is exported", || {
+        d.metrics().contains("kairo_drift_objects{")
+    });
+    let metrics = d.metrics();
+    let lines: Vec<&str> = metrics.lines().collect();
+    assert!(
+        lines.contains(&r#"kairo_drift_objects{env="production",kind="Deployment"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        lines.contains(&r#"kairo_drift_objects{env="production",kind="HelmRelease"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        lines.contains(&r#"kairo_release_ready{env="production",release="web"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(r#"kairo_release_ready{env="production",release="api"} "#)),
+        "{metrics}"
+    );
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with(r#"kairo_drift_last_check_timestamp_seconds{env="production"} "#)
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("kairo_drift_errors_total{"), "{metrics}");
+    crate::watch::promtool_check(&metrics);
+    assert!(
+        api.server.requests().iter().all(|r| r.method == "GET"),
+        "drift only reads"
+    );
+
+    // The API server starts refusing: the check fails, is counted, and the daemon lives on.
+    api.state
+        .lock()
+        .unwrap()
+        .forbidden
+        .push("deployments".into());
+    crate::watch::wait_for("a failed drift check is counted", || {
+        d.sample(r#"kairo_drift_errors_total{env="production"} "#) >= 1.0
+    });
+    assert_eq!(
+        crate::watch::http(&d.addr, "GET", "/healthz", &[], b"").0,
+        200
+    );
+    crate::watch::promtool_check(&d.metrics());
+    assert_eq!(d.terminate(), 0);
 }

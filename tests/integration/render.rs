@@ -709,3 +709,82 @@ fn a_stamp_never_hides_a_change() {
         assert!(!out.stderr.contains(STAMPED), "{args:?}: {}", out.stderr);
     }
 }
+
+/// Found by attacking the stamp: inputs read through links, inputs swapped between hashing and
+/// reading, non-deterministic policies and hostile stamp files never make a stamp lie.
+#[test]
+fn a_stamp_is_never_recorded_for_what_it_cannot_prove() {
+    let stamp = ".git/kairo/render-stamp";
+    let stamped = |repo: &Repo| {
+        let_the_filesystem_clock_pass(repo);
+        render_ok(repo, &[]);
+        repo.exists(stamp)
+    };
+    // An input that is a link (inside the repository) to the file the render reads.
+    let repo = Repo::with_staging();
+    crate::support::git(repo.path(), &["init", "-q"]);
+    repo.write("shared/staging.yaml", STAGING);
+    std::fs::remove_file(repo.path().join("environments/staging.yaml")).unwrap();
+    std::os::unix::fs::symlink(
+        "../shared/staging.yaml",
+        repo.path().join("environments/staging.yaml"),
+    )
+    .unwrap();
+    render_ok(&repo, &[]);
+    assert!(!stamped(&repo), "a linked input was stamped");
+
+    // An input swapped after it was hashed and before it was read.
+    let repo = Repo::with_staging();
+    crate::support::git(repo.path(), &["init", "-q"]);
+    render_ok(&repo, &[]);
+    let changed = STAGING.replace("replicas: 2", "replicas: 3");
+    repo.write("changed.yaml", &changed);
+    repo.write("original.yaml", STAGING);
+    repo.write("environments/staging.yaml", &changed);
+    let_the_filesystem_clock_pass(&repo);
+    let swap = format!(
+        "stamp-keyed:cp {0}/original.yaml {0}/environments/staging.yaml",
+        repo.path().display()
+    );
+    let out = crate::support::run_kairo_with_env(
+        repo.path(),
+        &["render", "--check"],
+        &[("KAIRO_FAILPOINT_RUN", swap.as_str())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!repo.exists(stamp), "a swapped input was stamped");
+    repo.write("environments/staging.yaml", &changed);
+    assert_eq!(render_debug(&repo, &["--check"]).code, 1);
+
+    // A policy whose results differ between runs.
+    let repo = Repo::with_staging();
+    crate::support::git(repo.path(), &["init", "-q"]);
+    repo.write(
+        "policies/coin.rego",
+        "package main\n\nwarn contains msg if {\n  rand.intn(\"coin\", 2) == 7\n  msg := \"never\"\n}\n",
+    );
+    render_ok(&repo, &[]);
+    assert!(!stamped(&repo), "a non-deterministic policy was stamped");
+
+    // Hostile stamp files: a link from the clock file to an input, a FIFO as the stamp.
+    let repo = Repo::with_staging();
+    crate::support::git(repo.path(), &["init", "-q"]);
+    render_ok(&repo, &[]);
+    for f in [".git/kairo/render-stamp.clock", stamp] {
+        let _ = std::fs::remove_file(repo.path().join(f));
+    }
+    std::os::unix::fs::symlink(
+        "../../environments/staging.yaml",
+        repo.path().join(".git/kairo/render-stamp.clock"),
+    )
+    .unwrap();
+    let fifo = repo.path().join(stamp);
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = repo.kairo(&["render", "--check"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(repo.read("environments/staging.yaml"), STAGING);
+}

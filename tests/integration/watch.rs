@@ -344,7 +344,7 @@ fn free_port() -> u16 {
 }
 
 /// A plain HTTP/1.1 request; (status, body).
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -381,7 +381,7 @@ fn http(
 
 /// Polls `check` until it holds: a readiness signal, never a timed assertion. The bound only
 /// turns a hang into a failure.
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..1200 {
         if check() {
             return;
@@ -392,9 +392,9 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// A `kairo watch --listen` we started; killed by its pid if a test fails midway.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Drop for Daemon {
@@ -405,7 +405,7 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = kairo(dir)
             .args([
@@ -430,19 +430,19 @@ impl Daemon {
         d
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         http(&self.addr, "GET", "/metrics", &[], b"").1
     }
 
     /// The value of one sample line (`name{labels}`), 0 when absent.
-    fn sample(&self, series: &str) -> f64 {
+    pub(crate) fn sample(&self, series: &str) -> f64 {
         self.metrics()
             .lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0.0)
     }
 
-    fn terminate(mut self) -> i32 {
+    pub(crate) fn terminate(mut self) -> i32 {
         // SAFETY: kill(2) on the pid of a child we started and have not reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
@@ -462,7 +462,7 @@ fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-fn promtool_check(text: &str) {
+pub(crate) fn promtool_check(text: &str) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
