@@ -1149,6 +1149,7 @@ fn every_workload_of_a_release_running_the_service_is_compared() {
         "{}",
         out.stdout
     );
+}
 
 /// `kairo watch --listen --drift-interval`: the daemon renders the remote tip, lists the
 /// cluster and exports what drifted and which releases are ready. No timing is asserted:
