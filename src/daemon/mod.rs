@@ -334,6 +334,9 @@ async fn run(
             let connection = drift::Connection {
                 context: None,
                 page_size: DRIFT_PAGE_SIZE,
+                // As `kairo drift`'s default `--request-timeout`: a stalled API server fails
+                // one check instead of holding the drift loop.
+                request_timeout: std::time::Duration::from_secs(30),
             };
             match drift::Cluster::connect(&connection).await {
                 Ok(c) => Some(Arc::new(c)),
