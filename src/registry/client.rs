@@ -38,6 +38,9 @@ pub struct ClientConfig {
     pub page_size: u32,
     /// Tag-list pages followed at most, so a registry linking in circles ends.
     pub max_pages: usize,
+    /// The most one image's lookup (every page, the digest) may take: a registry answering
+    /// each page just inside `timeout` must not hold a scan for hours.
+    pub lookup_deadline: Duration,
     /// Request budgets by registry host; others get `default_rate` (Docker Hub
     /// `Rate::DOCKER_HUB`).
     pub rates: BTreeMap<String, Rate>,
@@ -55,6 +58,7 @@ impl Default for ClientConfig {
             max_body: 16 << 20,
             page_size: 1000,
             max_pages: 1000,
+            lookup_deadline: Duration::from_secs(120),
             rates: BTreeMap::new(),
             default_rate: Rate::DEFAULT,
             plain_http: Vec::new(),
@@ -229,6 +233,11 @@ impl Client {
         })
     }
 
+    /// The most one image's lookup may take (`ClientConfig::lookup_deadline`).
+    pub fn lookup_deadline(&self) -> Duration {
+        self.inner.config.lookup_deadline
+    }
+
     fn base(&self, image: &ImageName) -> String {
         let plain = image.is_loopback()
             || self
@@ -249,7 +258,15 @@ impl Client {
             image.repository, self.inner.config.page_size
         );
         let mut tags = Vec::new();
+        let mut fetched = std::collections::BTreeSet::new();
         for _ in 0..self.inner.config.max_pages {
+            if !fetched.insert(url.clone()) {
+                return Err(RegistryError::Invalid {
+                    registry: image.registry.clone(),
+                    what: format!("{}/tags/list", image.repository),
+                    message: "the pages link in a circle (`Link: rel=\"next\"` names a page already read)".into(),
+                });
+            }
             let reply = self
                 .send(image, Method::GET, &url, "application/json", "tags/list")
                 .await?;
@@ -405,7 +422,11 @@ impl Client {
     }
 
     fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
-        let mut cache = self.inner.credentials.lock().expect("credentials lock");
+        let mut cache = self
+            .inner
+            .credentials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = cache.get(registry) {
             return Ok(c.clone());
         }
@@ -415,7 +436,11 @@ impl Client {
     }
 
     fn cached_auth(&self, registry: &str, scope: &str) -> Option<String> {
-        let mut tokens = self.inner.tokens.lock().expect("token lock");
+        let mut tokens = self
+            .inner
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (registry.to_string(), scope.to_string());
         match tokens.get(&key) {
             Some((value, None)) => Some(value.clone()),
@@ -683,10 +708,14 @@ impl Client {
                 .saturating_sub(Duration::from_secs(5))
                 .max(Duration::from_secs(1));
         let value = format!("Bearer {token}");
-        self.inner.tokens.lock().expect("token lock").insert(
-            (registry.clone(), scope.to_string()),
-            (value.clone(), Some(expiry)),
-        );
+        self.inner
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                (registry.clone(), scope.to_string()),
+                (value.clone(), Some(expiry)),
+            );
         Ok(value)
     }
 }

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// The longest pause a registry can ask for (Docker Hub's pull window is six hours).
+pub const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
+
 /// A sustained request rate and a burst.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -56,7 +59,10 @@ impl Limiter {
         let rate = (self.rates)(registry);
         loop {
             let wait = {
-                let mut buckets = self.buckets.lock().expect("limiter lock");
+                let mut buckets = self
+                    .buckets
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let now = Instant::now();
                 let b = buckets.entry(registry.to_string()).or_insert(Bucket {
                     tokens: f64::from(rate.burst),
@@ -85,9 +91,12 @@ impl Limiter {
         }
     }
 
-    /// Sends nothing more to `registry` for `d`.
+    /// Sends nothing more to `registry` for `d` (at most [`MAX_PAUSE`]).
     pub fn pause(&self, registry: &str, d: Duration) {
-        let mut buckets = self.buckets.lock().expect("limiter lock");
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let rate = (self.rates)(registry);
         let b = buckets.entry(registry.to_string()).or_insert(Bucket {
@@ -95,7 +104,9 @@ impl Limiter {
             last: now,
             paused_until: None,
         });
-        let until = now + d;
+        // A registry's `Retry-After` is untrusted: a day at most, and never an overflow.
+        let d = d.min(MAX_PAUSE);
+        let until = now.checked_add(d).unwrap_or(now);
         b.paused_until = Some(b.paused_until.map_or(until, |u| u.max(until)));
     }
 }

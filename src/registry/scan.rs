@@ -113,7 +113,17 @@ pub async fn scan(
             (client.clone(), image.clone(), policy.clone(), sem.clone());
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            (i, lookup(&client, &image, &policy, false).await)
+            let deadline = client.lookup_deadline();
+            let result = tokio::time::timeout(deadline, lookup(&client, &image, &policy, false))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ScanError::Registry(RegistryError::Timeout {
+                        registry: image.registry.clone(),
+                        what: format!("{} (the whole lookup)", image.repository),
+                        timeout: deadline,
+                    }))
+                });
+            (i, result)
         });
     }
     let mut out: Vec<Option<Result<Latest, ScanError>>> = images.iter().map(|_| None).collect();

@@ -501,3 +501,52 @@ fn update_policy_errors_point_at_the_value() {
         out.stderr
     );
 }
+
+/// Found by attacking the watcher: a page linking to itself ends at once, and a `Retry-After`
+/// no clock can add (or a date decades away) neither panics nor poisons the limiter for the
+/// other registries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_pages_and_retry_after_are_errors_not_hangs_or_panics() {
+    let server = Scripted::start(|req| {
+        if req.target.contains("/circle/") {
+            return Answer::Full(
+                200,
+                vec![
+                    ("content-type".into(), "application/json".into()),
+                    (
+                        "link".into(),
+                        "</v2/acme/circle/tags/list?n=1000>; rel=\"next\"".into(),
+                    ),
+                ],
+                br#"{"tags": ["a"]}"#.to_vec(),
+            );
+        }
+        if req.target.contains("/forever/") {
+            return Answer::Full(
+                429,
+                vec![("retry-after".into(), "18446744073709551615".into())],
+                vec![],
+            );
+        }
+        json(200, r#"{"tags": ["1.0.0"]}"#)
+    });
+    let c = client();
+    let err = c
+        .list_tags(&image(&server.host(), "acme/circle"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("link in a circle"), "{err}");
+    assert!(server.requests().len() <= 2, "{}", server.requests().len());
+
+    let err = c
+        .list_tags(&image(&server.host(), "acme/forever"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("429"), "{err}");
+    // The limiter still works: another registry (the same server under another name) answers.
+    let other = server.host().replace("127.0.0.1", "localhost");
+    assert_eq!(
+        c.list_tags(&image(&other, "acme/fine")).await.unwrap(),
+        ["1.0.0"]
+    );
+}
