@@ -710,6 +710,24 @@ pub(super) struct Edge<'a> {
     pub file: &'a SourceFile,
 }
 
+impl<'a> Edge<'a> {
+    /// `from`'s `dependsOn` edges from each layer (the catalog's, the environment's), each
+    /// with the file that declares it.
+    pub(super) fn extend(
+        edges: &mut Vec<Edge<'a>>,
+        from: &str,
+        layers: [(&'a [Spanned<String>], &'a SourceFile); 2],
+    ) {
+        for (targets, file) in layers {
+            edges.extend(targets.iter().map(|to| Edge {
+                from: from.to_string(),
+                to,
+                file,
+            }));
+        }
+    }
+}
+
 /// Validates an environment's `dependsOn` edges against the releases that run there and finds
 /// cycles. Returns each release's sorted, de-duplicated dependencies.
 pub(super) fn resolve_order(

@@ -1396,20 +1396,14 @@ fn resolve_environment(
             }
             service["ports"] = serde_json::to_value(&svc.ports).expect("ports serialize");
         }
-        for to in &raw_svc.depends_on {
-            edges.push(rel::Edge {
-                from: svc.name.clone(),
-                to,
-                file: catalog.file,
-            });
-        }
-        for to in &over.depends_on {
-            edges.push(rel::Edge {
-                from: svc.name.clone(),
-                to,
-                file,
-            });
-        }
+        rel::Edge::extend(
+            &mut edges,
+            &svc.name,
+            [
+                (&raw_svc.depends_on, catalog.file),
+                (&over.depends_on, file),
+            ],
+        );
         let mut chart = svc.chart.clone();
         if let Some(c) = &over.chart {
             chart.version = c.version.value.clone();
@@ -1678,20 +1672,11 @@ fn resolve_env_addons<'a>(
             env_layer,
         ];
         let helm = rel::build(&layers, &mut origins);
-        for to in &raw.depends_on {
-            edges.push(rel::Edge {
-                from: addon_name.value.clone(),
-                to,
-                file: catalog.file,
-            });
-        }
-        for to in &over.depends_on {
-            edges.push(rel::Edge {
-                from: addon_name.value.clone(),
-                to,
-                file,
-            });
-        }
+        rel::Edge::extend(
+            edges,
+            &addon_name.value,
+            [(&raw.depends_on, catalog.file), (&over.depends_on, file)],
+        );
         let mut chart = addon.chart.clone();
         origins.insert(
             vec!["chart".into(), "spec".into(), "version".into()],
