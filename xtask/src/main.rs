@@ -49,10 +49,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root: this crate lives in `<root>/xtask`.
+/// The workspace root: this crate lives in `<root>/xtask`. `cargo run` names the manifest
+/// directory at run time; the compile-time path is only a fallback, because one target
+/// directory may serve several checkouts and a binary built in another one would point there.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.parent()
         .expect("xtask lives inside the workspace")
         .to_path_buf()
 }
