@@ -19,6 +19,7 @@
 
 mod cache;
 mod eval;
+mod input;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -489,7 +490,7 @@ impl Policies {
         limits: Limits,
     ) -> Result<cache::Entry, PolicyError> {
         let text = String::from_utf8_lossy(bytes);
-        let input: regorus::Value = crate::yaml::from_str(&text).map_err(|e| {
+        let input = input::object_value(&text).map_err(|e| {
             // The renderer's check names the template that produced broken YAML; it parses
             // again, so it runs only when parsing failed.
             match crate::render::check_output(path, bytes) {

@@ -64,6 +64,22 @@ impl Options {
     }
 }
 
+/// Generates the synthetic repository in `dir` (which must not exist) and commits it, for
+/// profiling one command by hand; nothing is measured.
+pub fn repo(o: &Options, dir: &str) -> Result {
+    let repo = Path::new(dir);
+    if repo.exists() {
+        return Err(format!("bench repo: {dir} already exists"));
+    }
+    generate(&crate::root(), repo, o)?;
+    git(repo, &["init", "-q"])?;
+    eprintln!(
+        "generated {} environments x {} services in {dir}; run `kairo render --root {dir}`",
+        o.envs, o.services
+    );
+    Ok(())
+}
+
 pub fn run(o: &Options) -> Result {
     let root = crate::root();
     let target =

@@ -16,7 +16,9 @@ commands:
   bench [--envs N] [--services M]  time kairo on a synthetic repository (default 50 x 500)
   bench registry                   tag selection over 10,000 tags; a scan of 1,000 repositories
                                    on a loopback docker-registry
-  bench drift                      10,000 live objects compared with a 2,500-service environment";
+  bench drift                      10,000 live objects compared with a 2,500-service environment
+  bench repo DIR [--envs N] [--services M]
+                                   only generate the synthetic repository in DIR, for profiling";
 
 pub type Result<T = (), E = String> = std::result::Result<T, E>;
 
@@ -27,6 +29,10 @@ fn main() -> ExitCode {
         Some("golden") if args.len() == 1 => golden(),
         Some("bench") if args.get(1).map(String::as_str) == Some("registry") => bench_registry(),
         Some("bench") if args.get(1).map(String::as_str) == Some("drift") => bench_drift(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("repo") => match args.get(2) {
+            Some(dir) => bench::Options::parse(&args[3..]).and_then(|o| bench::repo(&o, dir)),
+            None => Err("bench repo: name the directory to create".into()),
+        },
         Some("bench") => bench::Options::parse(&args[1..])
             .and_then(|o| bench::run(&o))
             .and_then(|()| bench_registry())
