@@ -104,6 +104,80 @@ pub struct HeadSpec {
     pub namespace: Option<Spanned<String>>,
 }
 
+/// The start of `text` through the line where the last of the head's five values ends
+/// (`apiVersion`, `kind`, `metadata.name`, `spec.cluster`, `spec.namespace`), or `None` when
+/// they are not all there or the text does not parse that far. A `Head` read from the prefix
+/// has the same values and positions as one read from the whole file, and the rest of the
+/// file (a large environment's services) is never read. A prefix cut inside something the
+/// parser needs whole fails to read, and the caller then reads the whole file.
+pub fn head_prefix(text: &str) -> Option<&str> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    enum Frame {
+        /// The key whose value comes next; `None` while a key is expected.
+        Map(Option<String>),
+        Seq,
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut found = 0;
+    let mut last_line = 0;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.ok()?;
+        let is_value = match &event {
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let is_key = matches!(stack.last(), Some(Frame::Map(None)));
+                if is_key {
+                    return None; // a complex key: leave it to the full reader
+                }
+                stack.push(match event {
+                    Event::MappingStart(..) => Frame::Map(None),
+                    _ => Frame::Seq,
+                });
+                false
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                true
+            }
+            Event::Scalar(value, ..) => {
+                if let Some(Frame::Map(key @ None)) = stack.last_mut() {
+                    *key = Some(value.to_string());
+                    false
+                } else {
+                    let at = |depth: usize| match stack.get(depth) {
+                        Some(Frame::Map(Some(k))) => k.as_str(),
+                        _ => "",
+                    };
+                    let wanted = matches!(
+                        (stack.len(), at(0), at(1)),
+                        (1, "apiVersion" | "kind", _)
+                            | (2, "metadata", "name")
+                            | (2, "spec", "cluster" | "namespace")
+                    );
+                    if wanted {
+                        found += 1;
+                        last_line = last_line.max(span.end.line());
+                        if found == 5 {
+                            let end = text
+                                .match_indices('\n')
+                                .nth(last_line.saturating_sub(1))
+                                .map_or(text.len(), |(i, _)| i + 1);
+                            return Some(&text[..end]);
+                        }
+                    }
+                    true
+                }
+            }
+            Event::Alias(..) => true,
+            _ => false,
+        };
+        // A completed value: the map it belongs to expects a key again.
+        if is_value && let Some(Frame::Map(key)) = stack.last_mut() {
+            *key = None;
+        }
+    }
+    None
+}
+
 /// A whole file of a known kind; used only when `spec` precedes `kind`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -654,4 +728,57 @@ pub struct IgnoreTarget {
     pub annotation_selector: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Option<(String, String, String, String, String, u32)> {
+        let h: Head = crate::yaml::from_str(text).ok()?;
+        let spec = h.spec?;
+        let name = h.metadata?.name;
+        let cluster = spec.cluster?;
+        Some((
+            h.api_version?,
+            h.kind?,
+            name.value,
+            cluster.value,
+            spec.namespace?.value,
+            cluster.referenced.line() as u32,
+        ))
+    }
+
+    #[test]
+    fn the_head_prefix_reads_as_the_whole_file_and_stops_after_the_head() {
+        let file = "# c\napiVersion: kairo.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: prod\nspec:\n  namespace: kai\n  branch: main\n  cluster: kai-prod\n  defaults: {replicas: 3}\n  services:\n    api: {image: {tag: x}}\n";
+        let prefix = head_prefix(file).expect("a plain head");
+        assert!(prefix.ends_with("  cluster: kai-prod\n"), "{prefix:?}");
+        assert_eq!(head(prefix), head(file));
+        assert!(head(file).is_some());
+        // Order does not matter; a value folded over two lines is taken whole.
+        let file = "spec:\n  cluster: a\n    b\n  namespace: n\nmetadata: {name: e}\nkind: Environment\napiVersion: v\nrest: [1, 2]\n";
+        let prefix = head_prefix(file).expect("all five are there");
+        assert!(prefix.ends_with("apiVersion: v\n"), "{prefix:?}");
+        assert_eq!(head(prefix), head(file));
+        assert_eq!(head(file).map(|h| h.3), Some("a b".to_string()));
+    }
+
+    #[test]
+    fn a_head_that_is_not_all_there_is_not_cut() {
+        assert_eq!(
+            head_prefix(
+                "apiVersion: v\nkind: Environment\nmetadata:\n  name: e\nspec:\n  namespace: n\n"
+            ),
+            None
+        );
+        assert_eq!(head_prefix("apiVersion: v\nkind: [\n"), None);
+        // Nested keys of the same names do not count.
+        assert_eq!(
+            head_prefix(
+                "apiVersion: v\nkind: K\nmetadata:\n  x: {name: e}\nspec:\n  s: {cluster: c, namespace: n}\n"
+            ),
+            None
+        );
+    }
 }

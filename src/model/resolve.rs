@@ -146,7 +146,8 @@ enum Parsed {
 /// The head of an environment not in `only`, when its file is plainly one; `None` means the
 /// file must be parsed in full (a catalog, an environment in `only`, or anything unusual).
 fn parse_head(file: &SourceFile, only: &[String]) -> Option<Parsed> {
-    let head: raw::Head = yaml::from_str(&file.text).ok()?;
+    let text = raw::head_prefix(&file.text)?;
+    let head: raw::Head = yaml::from_str(text).ok()?;
     let spec = head.spec?;
     let name = head.metadata?.name;
     let plain = head.api_version.as_deref() == Some(API_VERSION)
