@@ -589,16 +589,62 @@ fn api_errors_name_the_context_and_the_missing_permission() {
     let out = kairo(&repo, &config, &["drift", "--env", "production"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
+        out.stderr.contains("error: the API server of context `test` does not serve the API group `helm.toolkit.fluxcd.io`: the HelmRelease CRD is not installed (404 Not Found)"),
+        "{}",
         out.stderr
-            .contains("does not serve helmreleases.helm.toolkit.fluxcd.io (404 Not Found)"),
+    );
+    assert!(out.stderr.contains("hint: install Flux"), "{}", out.stderr);
+
+    // 404: a Flux too old to serve helm.toolkit.fluxcd.io/v2.
+    {
+        let mut s = api.state.lock().unwrap();
+        s.no_flux = false;
+        s.flux_versions = vec!["v2beta2".into(), "v2beta1".into()];
+    }
+    let out = kairo(&repo, &config, &["status", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("serves `helm.toolkit.fluxcd.io` only as `v2beta2`, `v2beta1`, not as `v2`"),
         "{}",
         out.stderr
     );
     assert!(
-        out.stderr.contains("hint: install Flux's helm-controller"),
+        out.stderr.contains("hint: upgrade Flux to v2.3"),
         "{}",
         out.stderr
     );
+
+    // 404: the namespace does not exist.
+    {
+        let mut s = api.state.lock().unwrap();
+        s.flux_versions.clear();
+        s.missing_namespaces = vec!["shop".into()];
+    }
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error: namespace `shop` does not exist in context `test` (404 Not Found listing helmreleases.helm.toolkit.fluxcd.io)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Flux"), "{}", out.stderr);
+
+    // Any other 404 says what the server answered, not that Flux is missing.
+    {
+        let mut s = api.state.lock().unwrap();
+        s.missing_namespaces.clear();
+        s.other_404 = vec!["statefulsets".into()];
+    }
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("answered 404 listing statefulsets.apps in namespace `shop`: statefulsets \"shop-gateway\" not found"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Flux"), "{}", out.stderr);
+    api.state.lock().unwrap().other_404.clear();
 
     // Nothing listens: unreachable.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -626,9 +672,12 @@ fn api_errors_name_the_context_and_the_missing_permission() {
         "{}",
         out.stderr
     );
-    assert_eq!(
-        out.stderr.matches("No such file").count(),
-        1,
+    // kubectl skips files of the list that do not exist; none existing is no kubeconfig.
+    assert!(
+        out.stderr.contains(&format!(
+            "none of the files in `KUBECONFIG` exists (`{}`)",
+            dir.path().join("missing").display()
+        )),
         "{}",
         out.stderr
     );
@@ -643,6 +692,59 @@ fn api_errors_name_the_context_and_the_missing_permission() {
     assert!(
         out.stderr
             .contains("cannot use context `nope` of the kubeconfig"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `KUBECONFIG` as a list, as kubectl reads it: files that do not exist are skipped, the rest
+/// merged with the first file to name a context, cluster or user winning.
+#[test]
+fn a_kubeconfig_list_skips_missing_files_and_the_first_file_wins() {
+    let repo = repo();
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let (good, bad) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = kubeconfig(good.path(), &api.url(), TOKEN);
+    // Names the same context, cluster and user, with a wrong token: it must lose.
+    let second = kubeconfig(bad.path(), &api.url(), "wrong-token");
+    let missing = good.path().join("gone");
+    let list = std::env::join_paths([&missing, &first, &second]).unwrap();
+    let home = repo.path().join(".home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = run_kairo_with_env(
+        repo.path(),
+        &["drift", "--env", "production"],
+        &[
+            ("KUBECONFIG", list.to_str().unwrap()),
+            ("HOME", home.to_str().unwrap()),
+            ("KUBERNETES_SERVICE_HOST", ""),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("-> context `test`: 0 changed"),
+        "{}",
+        out.stdout
+    );
+    // A file that exists but is not a kubeconfig is still an error, naming it.
+    let broken = bad.path().join("broken");
+    std::fs::write(&broken, "clusters: [[[\n").unwrap();
+    let list = std::env::join_paths([&missing, &broken, &first]).unwrap();
+    let out = run_kairo_with_env(
+        repo.path(),
+        &["drift", "--env", "production", "--context", "test"],
+        &[
+            ("KUBECONFIG", list.to_str().unwrap()),
+            ("HOME", home.to_str().unwrap()),
+            ("KUBERNETES_SERVICE_HOST", ""),
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot use context `test` of the kubeconfig: `{}`:",
+            broken.display()
+        )),
         "{}",
         out.stderr
     );
@@ -1093,6 +1195,48 @@ fn missing_workloads_and_autoscalers_are_drift_and_not_ready() {
     assert!(
         out.stdout
             .contains("pending: no Deployment or StatefulSet of release `api` in namespace `shop`"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// An HPA the model declares but the cluster lacks keeps the release from Ready in `status`,
+/// as drift reports it missing.
+#[test]
+fn a_missing_autoscaler_is_not_ready_in_status() {
+    let repo = repo();
+    let objects: Vec<Value> = cluster(&repo)
+        .into_iter()
+        .filter(|o| o["kind"] != json!("HorizontalPodAutoscaler"))
+        .collect();
+    let (out, _api) = against(&repo, objects.clone(), &["status", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("api ready chart 1.2.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("web progressing chart >=2.0.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("pending: no HorizontalPodAutoscaler of release `web` in namespace `shop`"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("1 of 2 release(s) not ready"),
+        "{}",
+        out.stderr
+    );
+    let (out, _api) = against(&repo, objects, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("- HorizontalPodAutoscaler shop/web: missing in cluster\n"),
         "{}",
         out.stdout
     );

@@ -28,6 +28,14 @@ pub struct State {
     pub expire_continue: bool,
     /// Whether helm.toolkit.fluxcd.io is served (false: Flux is not installed).
     pub no_flux: bool,
+    /// The versions of helm.toolkit.fluxcd.io served when Flux is installed; `v2` when empty
+    /// (an old Flux serves `v2beta1`/`v2beta2` only).
+    pub flux_versions: Vec<String>,
+    /// Namespaces whose requests answer 404 `NotFound` naming the namespace.
+    pub missing_namespaces: Vec<String>,
+    /// Plurals whose list answers a 404 JSON `Status` from something in front of the API
+    /// server (neither the namespace nor the resource type).
+    pub other_404: Vec<String>,
     /// HelmRelease lists answered so far.
     pub helmrelease_lists: usize,
     /// After this many HelmRelease lists, these objects replace those of the same name.
@@ -150,6 +158,32 @@ impl State {
             return status(401, "Unauthorized", "Unauthorized", json!({}));
         }
         let path = seen.target.split('?').next().unwrap_or_default();
+        let flux_versions = if self.flux_versions.is_empty() {
+            vec!["v2".to_string()]
+        } else {
+            self.flux_versions.clone()
+        };
+        if path == "/apis" {
+            // Discovery (APIGroupList), as `kubectl api-versions` reads it.
+            let group = |name: &str, versions: &[String]| {
+                let vs: Vec<Value> = versions
+                    .iter()
+                    .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+                    .collect();
+                json!({"name": name, "versions": vs, "preferredVersion": vs[0]})
+            };
+            let mut groups = vec![
+                group("apps", &["v1".into()]),
+                group("autoscaling", &["v2".into(), "v1".into()]),
+            ];
+            if !self.no_flux {
+                groups.push(group("helm.toolkit.fluxcd.io", &flux_versions));
+            }
+            return json_answer(
+                200,
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}).to_string(),
+            );
+        }
         // /apis/<group>/<version>/namespaces/<ns>/<plural> or /api/v1/namespaces/<ns>/<plural>
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let (prefix, ns, plural) = match parts.as_slice() {
@@ -157,7 +191,10 @@ impl State {
             ["api", v, "namespaces", ns, p] => (format!("/api/{v}"), *ns, *p),
             _ => return Answer::Full(404, vec![], b"404 page not found\n".to_vec()),
         };
-        if self.no_flux && prefix.starts_with("/apis/helm.toolkit.fluxcd.io") {
+        let flux_route = prefix
+            .strip_prefix("/apis/helm.toolkit.fluxcd.io/")
+            .map(|v| !self.no_flux && flux_versions.iter().any(|f| f == v));
+        if flux_route == Some(false) {
             return Answer::Full(
                 404,
                 vec![("content-type".into(), "text/plain; charset=utf-8".into())],
@@ -181,6 +218,22 @@ impl State {
                     }
                 ),
                 json!({"group": group, "kind": plural}),
+            );
+        }
+        if self.missing_namespaces.iter().any(|m| m == ns) {
+            return status(
+                404,
+                "NotFound",
+                &format!("namespaces \"{ns}\" not found"),
+                json!({"name": ns, "kind": "namespaces"}),
+            );
+        }
+        if self.other_404.iter().any(|p| p == plural) {
+            return status(
+                404,
+                "NotFound",
+                &format!("{plural} \"shop-gateway\" not found"),
+                json!({"name": "shop-gateway", "group": group, "kind": plural}),
             );
         }
         let q = query(&seen.target);
