@@ -645,6 +645,8 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
             return;
         }
     };
+    // Readiness series this check set, and environments whose series it leaves as they were.
+    let (mut produced, mut failed) = (BTreeSet::new(), BTreeSet::new());
     for d in &desired {
         let env = DriftEnvLabels {
             env: d.environment.clone(),
@@ -654,6 +656,7 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
             Err(e) => {
                 tracing::error!(environment = %d.environment, error = %e, "drift check failed");
                 m.drift_errors.get_or_create(&env).inc();
+                failed.insert(d.environment.clone());
                 continue;
             }
         };
@@ -683,6 +686,7 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
                     release: r.name.clone(),
                 })
                 .set(i64::from(r.phase == drift::status::Phase::Ready));
+            produced.insert((d.environment.clone(), r.name.clone()));
         }
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -690,6 +694,8 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
         m.drift_last_check.get_or_create(&env).set(unix);
         tracing::info!(environment = %d.environment, drifted = report.objects.len(), releases = status.releases.len(), "drift check done");
     }
+    // A release (or environment) gone from Git must not stay exported as ready or not.
+    m.retain_release_ready(produced, &failed);
 }
 
 /// The kinds `drift::check` compares.

@@ -1295,17 +1295,13 @@ fn every_workload_of_a_release_running_the_service_is_compared() {
     );
 }
 
-/// `kairo watch --listen --drift-interval`: the daemon renders the remote tip, lists the
-/// cluster and exports what drifted and which releases are ready. No timing is asserted:
-/// `/metrics` is polled until the first check has been exported.
-#[test]
-fn the_daemon_exports_drift_and_readiness_metrics() {
-    let repo = repo();
-    let mut objects = cluster(&repo);
-    replace(&mut objects, "Deployment", "api", |o| {
-        o["spec"]["replicas"] = json!(5)
-    });
-    let api = FakeApi::start(TOKEN, objects);
+/// Pushes `repo` to a bare remote and starts `kairo watch --drift-interval 1s` in a clone of
+/// it, against `api`. Returns the daemon and the directories it lives in: (bare remote, ...).
+fn drift_daemon(
+    repo: &Repo,
+    api: &FakeApi,
+    extra: &[&str],
+) -> (crate::watch::Daemon, Vec<tempfile::TempDir>) {
     let remote = tempfile::tempdir().unwrap();
     let bare = remote.path().join("remote.git");
     git2::Repository::init_bare(&bare).unwrap();
@@ -1328,15 +1324,32 @@ fn the_daemon_exports_drift_and_readiness_metrics() {
     let config = kubeconfig(kube.path(), &api.url(), TOKEN);
     let home = kube.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
+    let mut args = vec!["--drift-interval", "1s"];
+    args.extend(extra);
     let d = crate::watch::Daemon::start(
         clone.path(),
-        &["--drift-interval", "1s"],
+        &args,
         &[
             ("KUBECONFIG", config.to_str().unwrap()),
             ("HOME", home.to_str().unwrap()),
             ("KUBERNETES_SERVICE_HOST", ""),
         ],
     );
+    (d, vec![remote, clone, kube])
+}
+
+/// `kairo watch --listen --drift-interval`: the daemon renders the remote tip, lists the
+/// cluster and exports what drifted and which releases are ready. No timing is asserted:
+/// `/metrics` is polled until the first check has been exported.
+#[test]
+fn the_daemon_exports_drift_and_readiness_metrics() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "Deployment", "api", |o| {
+        o["spec"]["replicas"] = json!(5)
+    });
+    let api = FakeApi::start(TOKEN, objects);
+    let (d, _dirs) = drift_daemon(&repo, &api, &[]);
     crate::watch::wait_for("a drift check is exported", || {
         d.metrics().contains("kairo_drift_objects{")
     });
@@ -1387,5 +1400,54 @@ fn the_daemon_exports_drift_and_readiness_metrics() {
         200
     );
     crate::watch::promtool_check(&d.metrics());
+    assert_eq!(d.terminate(), 0);
+}
+
+/// A release removed from Git loses its `kairo_release_ready` series at the next check (a
+/// release still in Git but gone from the cluster stays exported, as not ready).
+#[test]
+fn the_daemon_drops_readiness_series_of_releases_gone_from_git() {
+    let repo = repo();
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let (d, dirs) = drift_daemon(&repo, &api, &[]);
+    let ready =
+        |release: &str| format!(r#"kairo_release_ready{{env="production",release="{release}"}} "#);
+    crate::watch::wait_for("web is exported", || d.metrics().contains(&ready("web")));
+    assert_eq!(d.sample(&ready("web")), 1.0, "{}", d.metrics());
+
+    // Gone from the cluster, still in Git: exported as not ready.
+    let web = |o: &Value| o["metadata"]["name"] == json!("web");
+    api.state
+        .lock()
+        .unwrap()
+        .objects
+        .values_mut()
+        .for_each(|list| list.retain(|o| !(o["kind"] == json!("HelmRelease") && web(o))));
+    crate::watch::wait_for("web is not ready", || d.sample(&ready("web")) == 0.0);
+
+    // Gone from Git: the series goes at the next check; api's stays.
+    repo.write(
+        "environments/production.yaml",
+        &PRODUCTION.replace("    web:\n      image: {tag: \"2.0.0\"}\n", ""),
+    );
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "web retired", 1_700_000_100);
+    let bare = dirs[0].path().join("remote.git");
+    crate::support::git(
+        repo.path(),
+        &[
+            "push",
+            "--quiet",
+            bare.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    crate::watch::wait_for("web's series is dropped", || {
+        !d.metrics().contains(r#"release="web""#)
+    });
+    let metrics = d.metrics();
+    assert!(metrics.contains(&ready("api")), "{metrics}");
+    crate::watch::promtool_check(&metrics);
     assert_eq!(d.terminate(), 0);
 }
