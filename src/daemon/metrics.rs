@@ -205,6 +205,17 @@ impl Metrics {
         *last = next;
     }
 
+    /// Drops every drift and readiness gauge (a replica that stopped leading exports none).
+    pub fn clear_drift(&self) {
+        self.drift_objects.clear();
+        self.release_ready.clear();
+        self.drift_last_check.clear();
+        self.ready_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// The Prometheus text exposition format (0.0.4), which `promtool check metrics` reads.
     pub fn render(&self) -> String {
         let mut out = String::new();

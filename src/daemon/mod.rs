@@ -526,6 +526,10 @@ async fn lead(
             if leader {
                 // A new leader scans what is due at once rather than at the next tick.
                 let _ = shared.events.send(Event::Tick).await;
+            } else {
+                // Only the leader checks drift: a former leader's last values must not be
+                // scraped beside the new leader's.
+                shared.metrics.clear_drift();
             }
         }
         shared.metrics.leader.set(i64::from(leader));
@@ -660,6 +664,10 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
                 continue;
             }
         };
+        if !shared.leader.load(Ordering::SeqCst) {
+            // Leadership was lost while listing: the new leader exports.
+            return;
+        }
         let report = drift::check(d, &live, &cluster.label);
         drift::log_report(&report);
         let by_kind = report.by_kind();

@@ -1302,6 +1302,19 @@ fn drift_daemon(
     api: &FakeApi,
     extra: &[&str],
 ) -> (crate::watch::Daemon, Vec<tempfile::TempDir>) {
+    let kube = tempfile::tempdir().unwrap();
+    let config = kubeconfig(kube.path(), &api.url(), TOKEN);
+    let (d, mut dirs) = daemon_with(repo, &config, extra);
+    dirs.push(kube);
+    (d, dirs)
+}
+
+/// As [`drift_daemon`], with the kubeconfig given.
+fn daemon_with(
+    repo: &Repo,
+    config: &std::path::Path,
+    extra: &[&str],
+) -> (crate::watch::Daemon, Vec<tempfile::TempDir>) {
     let remote = tempfile::tempdir().unwrap();
     let bare = remote.path().join("remote.git");
     git2::Repository::init_bare(&bare).unwrap();
@@ -1320,9 +1333,7 @@ fn drift_daemon(
         .unwrap();
     let clone = tempfile::tempdir().unwrap();
     git2::Repository::clone(bare.to_str().unwrap(), clone.path()).unwrap();
-    let kube = tempfile::tempdir().unwrap();
-    let config = kubeconfig(kube.path(), &api.url(), TOKEN);
-    let home = kube.path().join("home");
+    let home = clone.path().join(".git/home");
     std::fs::create_dir_all(&home).unwrap();
     let mut args = vec!["--drift-interval", "1s"];
     args.extend(extra);
@@ -1335,7 +1346,7 @@ fn drift_daemon(
             ("KUBERNETES_SERVICE_HOST", ""),
         ],
     );
-    (d, vec![remote, clone, kube])
+    (d, vec![remote, clone])
 }
 
 /// `kairo watch --listen --drift-interval`: the daemon renders the remote tip, lists the
@@ -1350,8 +1361,10 @@ fn the_daemon_exports_drift_and_readiness_metrics() {
     });
     let api = FakeApi::start(TOKEN, objects);
     let (d, _dirs) = drift_daemon(&repo, &api, &[]);
+    // The timestamp is exported last: once it is there, the whole check is.
     crate::watch::wait_for("a drift check is exported", || {
-        d.metrics().contains("kairo_drift_objects{")
+        d.metrics()
+            .contains("kairo_drift_last_check_timestamp_seconds{")
     });
     let metrics = d.metrics();
     let lines: Vec<&str> = metrics.lines().collect();
@@ -1412,8 +1425,9 @@ fn the_daemon_drops_readiness_series_of_releases_gone_from_git() {
     let (d, dirs) = drift_daemon(&repo, &api, &[]);
     let ready =
         |release: &str| format!(r#"kairo_release_ready{{env="production",release="{release}"}} "#);
-    crate::watch::wait_for("web is exported", || d.metrics().contains(&ready("web")));
-    assert_eq!(d.sample(&ready("web")), 1.0, "{}", d.metrics());
+    crate::watch::wait_for("web is ready", || {
+        d.metrics().contains(&ready("web")) && d.sample(&ready("web")) == 1.0
+    });
 
     // Gone from the cluster, still in Git: exported as not ready.
     let web = |o: &Value| o["metadata"]["name"] == json!("web");
@@ -1450,4 +1464,81 @@ fn the_daemon_drops_readiness_series_of_releases_gone_from_git() {
     assert!(metrics.contains(&ready("api")), "{metrics}");
     crate::watch::promtool_check(&metrics);
     assert_eq!(d.terminate(), 0);
+}
+
+/// With `--leader-elect`, only the Lease holder checks drift and exports drift metrics: a
+/// follower sends the API server no drift request and exports no drift series (so Prometheus
+/// scraping every replica sees each series once); it starts when it takes the Lease over.
+#[test]
+fn with_leader_election_only_the_holder_checks_drift() {
+    let repo = repo();
+    let api = FakeApi::start("replica-a", cluster(&repo));
+    api.state.lock().unwrap().tokens = vec!["replica-b".into()];
+    // One API server for Leases and everything else, as a cluster has.
+    let leases = crate::lease_support::FakeApi::start_with(Some(api.url()));
+    let (ka, kb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let replica = |id: &str, dir: &tempfile::TempDir| {
+        let config = leases.kubeconfig_with_token(dir.path(), &format!("replica-{id}"));
+        daemon_with(
+            &repo,
+            &config,
+            &[
+                "--leader-elect",
+                "--lease-duration",
+                "2s",
+                "--lease-identity",
+                id,
+            ],
+        )
+    };
+    // Drift requests (HelmRelease lists) sent with a replica's token.
+    let checks = |token: &str| {
+        api.server
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.target.contains("/helmreleases")
+                    && r.header("authorization") == Some(&format!("Bearer {token}"))
+            })
+            .count()
+    };
+    let (a, _a_dirs) = replica("a", &ka);
+    crate::watch::wait_for("a leads", || a.sample("kairo_leader ") == 1.0);
+    let (b, _b_dirs) = replica("b", &kb);
+    crate::watch::wait_for("b is up", || b.metrics().contains("kairo_leader 0"));
+    // Three of a's checks after b came up: b has had as many drift ticks, all skipped.
+    let seen = checks("replica-a");
+    crate::watch::wait_for("a checks drift", || checks("replica-a") >= seen + 3);
+    assert_eq!(leases.holder("gitops", "kairo-watch").as_deref(), Some("a"));
+    assert_eq!(checks("replica-b"), 0);
+    let metrics = b.metrics();
+    assert!(!metrics.contains("kairo_release_ready{"), "{metrics}");
+    assert!(
+        !metrics.contains("kairo_drift_last_check_timestamp_seconds{"),
+        "{metrics}"
+    );
+    assert!(
+        a.metrics()
+            .contains(r#"kairo_release_ready{env="production",release="web"} 1"#),
+        "{}",
+        a.metrics()
+    );
+
+    // `a` dies without giving the Lease up: `b` takes over, and checks drift.
+    drop(a);
+    crate::watch::wait_for("b leads", || b.sample("kairo_leader ") == 1.0);
+    crate::watch::wait_for("b checks drift", || {
+        b.metrics()
+            .contains(r#"kairo_release_ready{env="production",release="web"} 1"#)
+    });
+    assert!(checks("replica-b") >= 1);
+
+    // Another replica takes the Lease while `b` lives: `b` stops exporting drift at once.
+    leases.steal("gitops", "kairo-watch", "c");
+    crate::watch::wait_for("b follows", || b.sample("kairo_leader ") == 0.0);
+    crate::watch::wait_for("b drops its drift series", || {
+        let metrics = b.metrics();
+        !metrics.contains("kairo_release_ready{") && !metrics.contains("kairo_drift_objects{")
+    });
+    assert_eq!(b.terminate(), 0);
 }

@@ -22,6 +22,8 @@ pub struct State {
     /// (`/apis/apps/v1`, `shop`, `deployments`), each a full object with apiVersion and kind.
     pub objects: BTreeMap<(String, String, String), Vec<Value>>,
     pub token: String,
+    /// Further tokens accepted (one per replica, to tell their requests apart).
+    pub tokens: Vec<String>,
     /// Plurals whose list answers 403 Forbidden.
     pub forbidden: Vec<String>,
     /// The next request carrying a `continue` token answers 410 Gone (once).
@@ -154,7 +156,10 @@ impl State {
         if seen.method != "GET" {
             return status(405, "MethodNotAllowed", "kairo must not write", json!({}));
         }
-        if seen.header("authorization") != Some(&format!("Bearer {}", self.token)) {
+        let bearer = seen
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "));
+        if !bearer.is_some_and(|t| t == self.token || self.tokens.iter().any(|x| x == t)) {
             return status(401, "Unauthorized", "Unauthorized", json!({}));
         }
         let path = seen.target.split('?').next().unwrap_or_default();
