@@ -707,11 +707,12 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
 }
 
 /// The kinds `drift::check` compares.
-const DRIFT_KINDS: [&str; 4] = [
+const DRIFT_KINDS: [&str; 5] = [
     "HelmRelease",
     "Deployment",
     "StatefulSet",
     "HorizontalPodAutoscaler",
+    "Secret",
 ];
 
 async fn metrics_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {

@@ -7,7 +7,8 @@
 //! with `limit` and `continue`; an expired `continue` token (410 Gone) restarts that list once.
 //!
 //! Architecture Invariant: read-only. The only requests are `list` on helmreleases,
-//! deployments, statefulsets and horizontalpodautoscalers.
+//! deployments, statefulsets and horizontalpodautoscalers, `get` on the Secrets Git renders
+//! (by name: kairo never lists Secrets), and API discovery to explain a 404.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -65,10 +66,12 @@ pub enum ClusterError {
         namespace: String,
     },
     #[error(
-        "{cluster} may not `list` {resource} in namespace `{namespace}` (403 Forbidden): {message}"
+        "{cluster} may not `{verb}` {resource} in namespace `{namespace}` (403 Forbidden): {message}"
     )]
     Forbidden {
         cluster: String,
+        /// `list`, or `get` for a Secret.
+        verb: &'static str,
         resource: String,
         namespace: String,
         message: String,
@@ -136,6 +139,9 @@ impl ClusterError {
             ClusterError::Kubeconfig { .. } => "list the contexts with `kubectl config get-contexts`".into(),
             ClusterError::Unreachable { .. } => "check that the cluster is up and that `kubectl --context ... get ns` works from here".into(),
             ClusterError::Unauthorized { .. } => "the token or certificate is expired or wrong: log in again (refresh the kubeconfig's credentials)".into(),
+            ClusterError::Forbidden { verb: "get", resource, namespace, .. } => format!(
+                "grant the identity `get` on the `{resource}` Git renders in namespace `{namespace}` (by `resourceNames`; see the README's RBAC section)"
+            ),
             ClusterError::Forbidden { resource, namespace, .. } => format!(
                 "grant the identity `get`, `list` and `watch` on `{resource}` in namespace `{namespace}` (see the README's RBAC section)"
             ),
@@ -318,7 +324,34 @@ impl Cluster {
                 }
             }
         }
+        for want in &desired.secrets {
+            let (ns, name) = (super::namespace(want), super::name(want));
+            if let Some(secret) = self.get_secret(ns, name).await? {
+                live.push(secret).map_err(|d| self.duplicate(d))?;
+            }
+        }
         Ok(live)
+    }
+
+    /// One Secret by name (`None` when there is none), never a list: kairo reads only the
+    /// Secrets Git renders.
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Value>, ClusterError> {
+        let resource = ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&());
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let answer = tokio::time::timeout(self.request_timeout, api.get_opt(name))
+            .await
+            .map_err(|_| self.timed_out("secrets", namespace))?;
+        match answer {
+            Ok(Some(secret)) => {
+                let mut v = serde_json::to_value(&secret).unwrap_or_default();
+                v["apiVersion"] = Value::from("v1");
+                v["kind"] = Value::from("Secret");
+                Ok(Some(v))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.error(e, "secrets", namespace, "get")),
+        }
     }
 
     /// Every object of one kind in one namespace, page by page.
@@ -354,7 +387,7 @@ impl Cluster {
                     Err(kube::Error::Api(status)) if status.code == 404 => {
                         return Err(self.not_found(&status, rbac_name, namespace).await);
                     }
-                    Err(e) => return Err(self.error(e, rbac_name, namespace)),
+                    Err(e) => return Err(self.error(e, rbac_name, namespace, "list")),
                 };
                 tracing::debug!(
                     resource = rbac_name,
@@ -466,7 +499,13 @@ impl Cluster {
         }
     }
 
-    fn error(&self, e: kube::Error, resource: &str, namespace: &str) -> ClusterError {
+    fn error(
+        &self,
+        e: kube::Error,
+        resource: &str,
+        namespace: &str,
+        verb: &'static str,
+    ) -> ClusterError {
         let cluster = self.label.clone();
         let (resource, namespace) = (resource.to_string(), namespace.to_string());
         match e {
@@ -478,6 +517,7 @@ impl Cluster {
                 },
                 403 => ClusterError::Forbidden {
                     cluster,
+                    verb,
                     resource,
                     namespace,
                     message: status.message.clone(),

@@ -1542,3 +1542,212 @@ fn with_leader_election_only_the_holder_checks_drift() {
     });
     assert_eq!(b.terminate(), 0);
 }
+
+/// A team's namespace template emitting a Secret, as `kairo diff` masks it: `stringData` and
+/// `data` (base64) both.
+const SECRET_TEMPLATE: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: git\n  namespace: {{ env.namespace | yaml }}\n  labels:\n    app.kubernetes.io/managed-by: kairo\ntype: Opaque\nstringData:\n  branch: {{ env.branch | yaml }}\n  token: s3cr3t-from-git\ndata:\n  ca.crt: Q0EtQllURVMtZnJvbS1naXQ=\n";
+
+/// The Secret as the API server holds it once applied: everything in `data`, base64.
+fn live_secret(token: &str) -> Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "git", "namespace": "shop",
+            "labels": {"app.kubernetes.io/managed-by": "kairo", "kustomize.toolkit.fluxcd.io/name": "flux-system"}},
+        "type": "Opaque",
+        "data": {"branch": b64("main"), "token": b64(token), "ca.crt": b64("CA-BYTES-from-git")},
+    })
+}
+
+fn secret_repo() -> Repo {
+    let repo = Repo::new();
+    repo.write("environments/services.yaml", CATALOG);
+    repo.write("environments/production.yaml", PRODUCTION);
+    repo.write("templates/namespace.yaml.j2", SECRET_TEMPLATE);
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "production with a secret", 1_700_000_000);
+    repo
+}
+
+/// No byte of a Secret value, plain or base64, in `text`.
+fn assert_no_secret_bytes(text: &str) {
+    for leak in [
+        "hunter2",
+        "aHVudGVyMi",
+        "s3cr3t",
+        "czNjcjN0",
+        "CA-BYTES",
+        "Q0EtQllURV",
+    ] {
+        assert!(!text.contains(leak), "`{leak}` leaked: {text}");
+    }
+}
+
+/// Secrets kairo renders are compared (live `data` base64 against Git's `stringData` and
+/// `data`) and reported by key, with masked values, in every output and in the logs.
+#[test]
+fn rendered_secrets_are_compared_and_masked_everywhere() {
+    let repo = secret_repo();
+    let mut objects = cluster(&repo);
+    objects.push(live_secret("s3cr3t-from-git"));
+    let (out, api) = against(&repo, objects.clone(), &["drift", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("(6 objects compared)"),
+        "{}",
+        out.stdout
+    );
+    // Read by name, never listed.
+    let targets = api.targets();
+    assert!(
+        targets.contains(&"/api/v1/namespaces/shop/secrets/git".to_string()),
+        "{targets:?}"
+    );
+    assert!(
+        !targets
+            .iter()
+            .any(|t| t.starts_with("/api/v1/namespaces/shop/secrets?")),
+        "{targets:?}"
+    );
+
+    // Changed by hand in the cluster.
+    *objects.last_mut().unwrap() = live_secret("hunter2");
+    let home = repo.path().join(".home");
+    for output in ["text", "markdown", "json"] {
+        let api = FakeApi::start(TOKEN, objects.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+        std::fs::create_dir_all(&home).unwrap();
+        let out = run_kairo_with_env(
+            repo.path(),
+            &["drift", "--env", "production", "--output", output],
+            &[
+                ("KUBECONFIG", config.to_str().unwrap()),
+                ("HOME", home.to_str().unwrap()),
+                ("KUBERNETES_SERVICE_HOST", ""),
+                ("RUST_LOG", "trace"),
+            ],
+        );
+        assert_eq!(out.code, 1, "{output}: {}\n{}", out.stdout, out.stderr);
+        assert_no_secret_bytes(&out.stdout);
+        assert_no_secret_bytes(&out.stderr);
+        match output {
+            "text" => {
+                assert!(
+                    out.stdout
+                        .contains("~ Secret shop/git: data.token (masked) -> (masked)\n"),
+                    "{}",
+                    out.stdout
+                );
+                // The diff shows which key changed, not how.
+                assert!(
+                    out.stdout.contains("-  token: (masked)\n"),
+                    "{}",
+                    out.stdout
+                );
+                assert!(
+                    out.stdout.contains("+  token: (masked, changed)\n"),
+                    "{}",
+                    out.stdout
+                );
+                assert!(
+                    out.stdout.contains("   branch: (masked)\n"),
+                    "{}",
+                    out.stdout
+                );
+            }
+            "markdown" => assert!(
+                out.stdout
+                    .contains("Secret shop/git: data.token (masked) → (masked)"),
+                "{}",
+                out.stdout
+            ),
+            _ => {
+                let report: Value = serde_json::from_str(&out.stdout).unwrap();
+                let secret = &report["objects"][0];
+                assert_eq!(secret["kind"], "Secret");
+                assert_eq!(secret["state"], "changed");
+                assert_eq!(
+                    secret["fields"],
+                    json!([{"path": "data.token", "before": "(masked)", "after": "(masked)"}])
+                );
+                assert!(secret.get("release").is_none(), "{secret}");
+            }
+        }
+    }
+
+    // Missing in the cluster; a key added there and the type changed.
+    objects.pop();
+    let (out, _api) = against(&repo, objects.clone(), &["drift", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("- Secret shop/git: missing in cluster\n"),
+        "{}",
+        out.stdout
+    );
+    assert_no_secret_bytes(&out.stdout);
+    let mut extra = live_secret("s3cr3t-from-git");
+    extra["data"]["password"] = json!("aHVudGVyMg==");
+    extra["type"] = json!("kubernetes.io/basic-auth");
+    objects.push(extra);
+    let (out, _api) = against(&repo, objects.clone(), &["drift", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "~ Secret shop/git: data.password (none) -> (masked); type Opaque -> kubernetes.io/basic-auth\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_no_secret_bytes(&out.stdout);
+
+    // A live file holding the Secret (`kubectl get ... secret/git -o yaml`): the same report.
+    objects.pop();
+    objects.push(live_secret("hunter2"));
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let path = repo.path().join(".home/live.yaml");
+    std::fs::write(&path, kairo::yaml::to_string(&list).unwrap()).unwrap();
+    let out = repo.kairo(&[
+        "drift",
+        "--env",
+        "production",
+        "--live-file",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("~ Secret shop/git: data.token (masked) -> (masked)\n"),
+        "{}",
+        out.stdout
+    );
+    assert_no_secret_bytes(&out.stdout);
+
+    // 403 on the Secret: the verb is `get`, the hint names it.
+    let (out, _api) = {
+        let api = FakeApi::start(TOKEN, objects);
+        api.state.lock().unwrap().forbidden = vec!["secrets".into()];
+        let dir = tempfile::tempdir().unwrap();
+        let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+        (
+            kairo(&repo, &config, &["drift", "--env", "production"]),
+            api,
+        )
+    };
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("context `test` may not `get` secrets in namespace `shop` (403 Forbidden)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: grant the identity `get` on the `secrets` Git renders"),
+        "{}",
+        out.stderr
+    );
+}

@@ -191,9 +191,11 @@ impl State {
         }
         // /apis/<group>/<version>/namespaces/<ns>/<plural> or /api/v1/namespaces/<ns>/<plural>
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let (prefix, ns, plural) = match parts.as_slice() {
-            ["apis", g, v, "namespaces", ns, p] => (format!("/apis/{g}/{v}"), *ns, *p),
-            ["api", v, "namespaces", ns, p] => (format!("/api/{v}"), *ns, *p),
+        let (prefix, ns, plural, one) = match parts.as_slice() {
+            ["apis", g, v, "namespaces", ns, p] => (format!("/apis/{g}/{v}"), *ns, *p, None),
+            ["api", v, "namespaces", ns, p] => (format!("/api/{v}"), *ns, *p, None),
+            ["apis", g, v, "namespaces", ns, p, n] => (format!("/apis/{g}/{v}"), *ns, *p, Some(*n)),
+            ["api", v, "namespaces", ns, p, n] => (format!("/api/{v}"), *ns, *p, Some(*n)),
             _ => return Answer::Full(404, vec![], b"404 page not found\n".to_vec()),
         };
         let flux_route = prefix
@@ -210,12 +212,13 @@ impl State {
             .strip_prefix("/apis/")
             .and_then(|g| g.split_once('/'))
             .map_or("", |(g, _)| g);
+        let verb = if one.is_some() { "get" } else { "list" };
         if self.forbidden.iter().any(|f| f == plural) {
             return status(
                 403,
                 "Forbidden",
                 &format!(
-                    "{plural}{} is forbidden: User \"system:serviceaccount:ci:kairo\" cannot list resource \"{plural}\" in API group \"{group}\" in the namespace \"{ns}\"",
+                    "{plural}{} is forbidden: User \"system:serviceaccount:ci:kairo\" cannot {verb} resource \"{plural}\" in API group \"{group}\" in the namespace \"{ns}\"",
                     if group.is_empty() {
                         String::new()
                     } else {
@@ -240,6 +243,22 @@ impl State {
                 &format!("{plural} \"shop-gateway\" not found"),
                 json!({"name": "shop-gateway", "group": group, "kind": plural}),
             );
+        }
+        if let Some(name) = one {
+            // A `get`: the object whole (apiVersion and kind included), or 404 naming it.
+            let found = self
+                .objects
+                .get(&(prefix.clone(), ns.to_string(), plural.to_string()))
+                .and_then(|list| list.iter().find(|o| o["metadata"]["name"] == json!(name)));
+            return match found {
+                Some(o) => json_answer(200, &o.to_string()),
+                None => status(
+                    404,
+                    "NotFound",
+                    &format!("{plural} \"{name}\" not found"),
+                    json!({"name": name, "kind": plural}),
+                ),
+            };
         }
         let q = query(&seen.target);
         if plural == "helmreleases" {
@@ -300,6 +319,7 @@ impl State {
             "deployments" => "DeploymentList",
             "statefulsets" => "StatefulSetList",
             "horizontalpodautoscalers" => "HorizontalPodAutoscalerList",
+            "secrets" => "SecretList",
             _ => "List",
         };
         let mut metadata = json!({"resourceVersion": self.resource_version.to_string()});

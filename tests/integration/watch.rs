@@ -862,7 +862,10 @@ fn deploy_manifests_parse() {
     );
     // The drift read access is opt-in: `kubectl apply -k deploy/` does not grant it.
     let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
-    assert!(!kustomization.contains("drift-rbac.yaml"), "{kustomization}");
+    assert!(
+        !kustomization.contains("drift-rbac.yaml"),
+        "{kustomization}"
+    );
 }
 
 /// A token server for `docker-registry`'s `auth: token`: it checks docker's Basic credentials
