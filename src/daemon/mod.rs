@@ -219,6 +219,7 @@ pub fn command(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
         max_scans: args.max_scans as usize,
         auth,
         leader,
+        kubeconfig: env.kubeconfig,
     };
     runtime.block_on(run(root.to_path_buf(), writer, settings, client, config))
 }
@@ -231,6 +232,8 @@ struct Config {
     max_scans: usize,
     auth: webhook::Auth,
     leader: Option<LeaderConfig>,
+    /// `KUBECONFIG`, for the drift client.
+    kubeconfig: Option<std::ffi::OsString>,
 }
 
 /// The writer thread: owns the repository handle, runs one job at a time.
@@ -337,6 +340,7 @@ async fn run(
                 // As `kairo drift`'s default `--request-timeout`: a stalled API server fails
                 // one check instead of holding the drift loop.
                 request_timeout: std::time::Duration::from_secs(30),
+                kubeconfig: config.kubeconfig.clone(),
             };
             match drift::Cluster::connect(&connection).await {
                 Ok(c) => Some(Arc::new(c)),

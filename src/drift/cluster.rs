@@ -11,6 +11,7 @@
 //! (by name: kairo never lists Secrets), and API discovery to explain a 404.
 
 use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -28,6 +29,8 @@ pub struct Connection {
     pub page_size: u32,
     /// The most one request may take, from connecting to the last byte of the answer.
     pub request_timeout: Duration,
+    /// The `KUBECONFIG` value (the command layer reads the environment); `None` when unset.
+    pub kubeconfig: Option<OsString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,15 +205,16 @@ fn resources() -> [(ApiResource, &'static str); 4] {
 /// (the first to set a value or name wins, kube's `Kubeconfig::merge`), and files that do not
 /// exist are skipped as kubectl skips them; `Ok(None)` when none exists. Without it,
 /// `~/.kube/config`. A file that exists but cannot be read or parsed is an error.
-pub fn read_kubeconfig() -> Result<Option<Kubeconfig>, String> {
-    let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) else {
+pub fn read_kubeconfig(list: Option<&OsStr>) -> Result<Option<Kubeconfig>, String> {
+    let Some(value) = list.filter(|v| !v.is_empty()) else {
+        // `~/.kube/config` (kube finds the home directory as kubectl does).
         return match Kubeconfig::read() {
             Ok(k) => Ok(Some(k)),
             Err(e) => Err(e.to_string()),
         };
     };
     let mut merged: Option<Kubeconfig> = None;
-    for path in std::env::split_paths(&value).filter(|p| !p.as_os_str().is_empty()) {
+    for path in std::env::split_paths(value).filter(|p| !p.as_os_str().is_empty()) {
         match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::debug!(path = %path.display(), "a file in KUBECONFIG does not exist; skipped, as kubectl does");
@@ -236,12 +240,15 @@ pub fn read_kubeconfig() -> Result<Option<Kubeconfig>, String> {
 /// A client configuration and its label (`context `name``, or `in-cluster`): the kubeconfig's
 /// `context` (its current context when `None`), else, when no context was asked for and no
 /// kubeconfig is usable, the pod's service account, as kubectl falls back.
-pub async fn resolve(context: Option<&str>) -> Result<(kube::Config, String), ClusterError> {
+pub async fn resolve(
+    context: Option<&str>,
+    kubeconfig: Option<&OsStr>,
+) -> Result<(kube::Config, String), ClusterError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_string),
         ..Default::default()
     };
-    let reason = match read_kubeconfig() {
+    let reason = match read_kubeconfig(kubeconfig) {
         Ok(Some(kubeconfig)) => {
             let name = context
                 .map(str::to_string)
@@ -254,9 +261,7 @@ pub async fn resolve(context: Option<&str>) -> Result<(kube::Config, String), Cl
         }
         Ok(None) => format!(
             "none of the files in `KUBECONFIG` exists (`{}`)",
-            std::env::var_os("KUBECONFIG")
-                .unwrap_or_default()
-                .to_string_lossy()
+            kubeconfig.unwrap_or_default().to_string_lossy()
         ),
         Err(reason) => reason,
     };
@@ -275,7 +280,7 @@ pub async fn resolve(context: Option<&str>) -> Result<(kube::Config, String), Cl
 impl Cluster {
     /// Resolves the configuration as kubectl does and builds a client (no request yet).
     pub async fn connect(c: &Connection) -> Result<Cluster, ClusterError> {
-        let (config, label) = resolve(c.context.as_deref()).await?;
+        let (config, label) = resolve(c.context.as_deref(), c.kubeconfig.as_deref()).await?;
         let mut config = config;
         // kube leaves reads unbounded: a server that accepts and never answers would hang
         // kairo. The per-read bound catches silence; `list` bounds each whole request too,
