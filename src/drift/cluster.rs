@@ -140,6 +140,7 @@ impl ClusterError {
         Some(match self {
             ClusterError::NoConfig { .. } => "set `KUBECONFIG` or write `~/.kube/config` (as for kubectl), or run kairo in a pod".into(),
             ClusterError::Kubeconfig { .. } => "list the contexts with `kubectl config get-contexts`".into(),
+            ClusterError::Unreachable { source, .. } if tls_rejected(source) => "the API server's certificate is not signed by a CA the kubeconfig trusts: check the cluster's `certificate-authority-data` (or `certificate-authority`) and the `server` address".into(),
             ClusterError::Unreachable { .. } => "check that the cluster is up and that `kubectl --context ... get ns` works from here".into(),
             ClusterError::Unauthorized { .. } => "the token or certificate is expired or wrong: log in again (refresh the kubeconfig's credentials)".into(),
             ClusterError::Forbidden { verb: "get", resource, namespace, .. } => format!(
@@ -546,6 +547,19 @@ impl Cluster {
             },
         }
     }
+}
+
+/// Whether the TLS handshake failed on the server's certificate (rustls' `invalid peer
+/// certificate` somewhere in the causes).
+fn tls_rejected(e: &kube::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.to_string().starts_with("invalid peer certificate") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether a transport error is a connect or read timeout (an `io::Error` of kind `TimedOut`

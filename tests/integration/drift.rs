@@ -1751,3 +1751,98 @@ fn rendered_secrets_are_compared_and_masked_everywhere() {
         out.stderr
     );
 }
+
+/// An API server that sends its headers, then dribbles the body and never finishes: every byte
+/// resets a read timeout, but `--request-timeout` bounds the whole request. Exit 2, naming the
+/// context; no sleep in the test, the server simply never ends its answer.
+#[test]
+fn a_trickling_api_server_hits_the_request_timeout() {
+    let repo = repo();
+    let server = crate::kube_support::Trickle::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &format!("http://{}", server.addr), TOKEN);
+    for command in ["drift", "status"] {
+        let out = kairo(
+            &repo,
+            &config,
+            &[command, "--env", "production", "--request-timeout", "2s"],
+        );
+        assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "error: the API server of context `test` (`http://{}/`) did not answer listing helmreleases.helm.toolkit.fluxcd.io in namespace `shop` within `--request-timeout 2s`",
+                server.addr
+            )),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("hint: "), "{}", out.stderr);
+    }
+    assert!(server.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}
+
+/// HTTPS with the CA from the kubeconfig's `certificate-authority-data`, authenticating by
+/// token and by client certificate; a CA that did not sign the server's certificate is an
+/// error naming the context.
+#[test]
+fn a_tls_api_server_with_the_kubeconfig_ca_and_a_client_certificate() {
+    let repo = repo();
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = crate::kube_support::Pki::new(pki_dir.path());
+    let dir = tempfile::tempdir().unwrap();
+
+    let api = FakeApi::start_tls(TOKEN, cluster(&repo), &pki, false);
+    let url = format!("https://{}", api.server.addr);
+    let config = crate::kube_support::tls_kubeconfig(dir.path(), &url, &pki, Some(TOKEN));
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("-> context `secure`: 0 changed, 0 missing, 0 extra"),
+        "{}",
+        out.stdout
+    );
+    assert!(!api.targets().is_empty());
+
+    // A client certificate the server's CA signed, no token.
+    let api = FakeApi::start_tls(TOKEN, cluster(&repo), &pki, true);
+    let url = format!("https://{}", api.server.addr);
+    let config = crate::kube_support::tls_kubeconfig(dir.path(), &url, &pki, None);
+    let out = kairo(&repo, &config, &["status", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        api.server
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization").is_none()),
+        "authenticated by the certificate alone"
+    );
+
+    // A kubeconfig trusting another CA: the handshake fails; nothing is listed.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = crate::kube_support::Pki::new(other_dir.path());
+    let config = crate::kube_support::tls_kubeconfig(dir.path(), &url, &other, Some(TOKEN));
+    let seen = api.server.requests().len();
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "error: cannot list helmreleases.helm.toolkit.fluxcd.io in namespace `shop` from the API server of context `secure` (`{url}/`)"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("invalid peer certificate"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "hint: the API server's certificate is not signed by a CA the kubeconfig trusts"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(api.server.requests().len(), seen);
+}
