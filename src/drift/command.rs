@@ -210,6 +210,8 @@ async fn wait(
         .map_err(|e| cluster_failed(&e))?;
     let deadline = Instant::now() + args.timeout;
     let mut first = true;
+    // The last complete check: what a timeout reports (exit 1), once there is one.
+    let mut last: Option<StatusReport> = None;
     loop {
         let fetch = cluster.fetch(desired);
         let left = deadline.saturating_duration_since(Instant::now());
@@ -219,6 +221,9 @@ async fn wait(
             match tokio::time::timeout(left, fetch).await {
                 Ok(live) => live,
                 Err(_) => {
+                    if let Some(report) = last {
+                        return Ok(report);
+                    }
                     return Err(cluster_failed(&ClusterError::WaitTimedOut {
                         cluster: cluster.label.clone(),
                         timeout: humantime::format_duration(args.timeout).to_string(),
@@ -245,5 +250,10 @@ async fn wait(
             .count();
         tracing::info!(pending, "waiting for releases to become ready");
         tokio::time::sleep(args.poll_interval.min(left).max(Duration::from_millis(1))).await;
+        if Instant::now() >= deadline {
+            // The last sleep ran into the deadline: no time left for another check.
+            return Ok(report);
+        }
+        last = Some(report);
     }
 }

@@ -889,6 +889,35 @@ fn wait_gives_up_at_the_timeout_and_without_wait_not_ready_is_exit_1() {
         "{}",
         out.stderr
     );
+    // Several checks, then the timeout: not ready (exit 1) with the last check's report,
+    // not an error, whether the timeout falls in a pause or in a check.
+    let (out, api) = against(
+        &repo,
+        objects.clone(),
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "2s",
+            "--poll-interval",
+            "500ms",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(api.state.lock().unwrap().helmrelease_lists >= 2);
+    assert!(
+        out.stdout.contains("api progressing chart 1.2.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("error: timed out: 1 of 2 release(s) not ready"),
+        "{}",
+        out.stderr
+    );
     let (out, _api) = against(&repo, objects, &["status", "--env", "production"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("error: not ready: "), "{}", out.stderr);
