@@ -34,8 +34,16 @@ pub fn dispatch(cli: Cli) -> Outcome {
         Command::Init(args) => Ok(crate::commands_ext::init_command(&cli.root, &args)),
         Command::Explain(args) => Ok(crate::commands_ext::explain_command(&cli.root, &args)),
         Command::Tags(args) => Ok(crate::tags::run(&cli.root, &args)),
-        Command::Drift(args) => Ok(crate::drift::command::drift_command(&cli.root, &args)),
-        Command::Status(args) => Ok(crate::drift::command::status_command(&cli.root, &args)),
+        Command::Drift(args) => Ok(crate::drift::command::drift_command(
+            &cli.root,
+            &args,
+            std::env::var_os("KUBECONFIG"),
+        )),
+        Command::Status(args) => Ok(crate::drift::command::status_command(
+            &cli.root,
+            &args,
+            std::env::var_os("KUBECONFIG"),
+        )),
         Command::Watch(args) => Ok(watch_command(&cli.root, &args)),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -566,6 +574,7 @@ fn watch_command(root: &Path, args: &crate::cli::WatchArgs) -> Outcome {
         policy: check_options(root, &args.policy),
         pod_namespace: nonempty("POD_NAMESPACE"),
         pod_name: nonempty("POD_NAME").or_else(|| nonempty("HOSTNAME")),
+        kubeconfig: std::env::var_os("KUBECONFIG"),
     };
     crate::watch::command::run(root, args, env)
 }

@@ -8,6 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +77,8 @@ pub struct Metrics {
     pub release_ready: Family<ReleaseLabels, Gauge>,
     pub drift_last_check: Family<DriftEnvLabels, Gauge<f64, AtomicU64>>,
     pub drift_errors: Family<DriftEnvLabels, Counter>,
+    /// The (env, release) series of `release_ready` the last drift check exported.
+    ready_series: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl Default for Metrics {
@@ -104,6 +108,7 @@ impl Metrics {
             release_ready: Family::default(),
             drift_last_check: Family::default(),
             drift_errors: Family::default(),
+            ready_series: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register("scans", "Scans run, by trigger and result", m.scans.clone());
@@ -178,6 +183,37 @@ impl Metrics {
             m.drift_errors.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Drops the `release_ready` series the latest drift check did not produce: releases no
+    /// longer in Git, and environments no longer in Git. `produced` is what the check set;
+    /// series of environments in `kept` (whose check failed this time) stay as they were.
+    pub fn retain_release_ready(
+        &self,
+        produced: BTreeSet<(String, String)>,
+        kept: &BTreeSet<String>,
+    ) {
+        let mut last = self.ready_series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = produced;
+        for (env, release) in std::mem::take(&mut *last) {
+            if kept.contains(&env) {
+                next.insert((env, release));
+            } else if !next.contains(&(env.clone(), release.clone())) {
+                self.release_ready.remove(&ReleaseLabels { env, release });
+            }
+        }
+        *last = next;
+    }
+
+    /// Drops every drift and readiness gauge (a replica that stopped leading exports none).
+    pub fn clear_drift(&self) {
+        self.drift_objects.clear();
+        self.release_ready.clear();
+        self.drift_last_check.clear();
+        self.ready_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// The Prometheus text exposition format (0.0.4), which `promtool check metrics` reads.

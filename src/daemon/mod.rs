@@ -219,6 +219,7 @@ pub fn command(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
         max_scans: args.max_scans as usize,
         auth,
         leader,
+        kubeconfig: env.kubeconfig,
     };
     runtime.block_on(run(root.to_path_buf(), writer, settings, client, config))
 }
@@ -231,6 +232,8 @@ struct Config {
     max_scans: usize,
     auth: webhook::Auth,
     leader: Option<LeaderConfig>,
+    /// `KUBECONFIG`, for the drift client.
+    kubeconfig: Option<std::ffi::OsString>,
 }
 
 /// The writer thread: owns the repository handle, runs one job at a time.
@@ -337,6 +340,7 @@ async fn run(
                 // As `kairo drift`'s default `--request-timeout`: a stalled API server fails
                 // one check instead of holding the drift loop.
                 request_timeout: std::time::Duration::from_secs(30),
+                kubeconfig: config.kubeconfig.clone(),
             };
             match drift::Cluster::connect(&connection).await {
                 Ok(c) => Some(Arc::new(c)),
@@ -526,6 +530,10 @@ async fn lead(
             if leader {
                 // A new leader scans what is due at once rather than at the next tick.
                 let _ = shared.events.send(Event::Tick).await;
+            } else {
+                // Only the leader checks drift: a former leader's last values must not be
+                // scraped beside the new leader's.
+                shared.metrics.clear_drift();
             }
         }
         shared.metrics.leader.set(i64::from(leader));
@@ -645,6 +653,8 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
             return;
         }
     };
+    // Readiness series this check set, and environments whose series it leaves as they were.
+    let (mut produced, mut failed) = (BTreeSet::new(), BTreeSet::new());
     for d in &desired {
         let env = DriftEnvLabels {
             env: d.environment.clone(),
@@ -654,9 +664,14 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
             Err(e) => {
                 tracing::error!(environment = %d.environment, error = %e, "drift check failed");
                 m.drift_errors.get_or_create(&env).inc();
+                failed.insert(d.environment.clone());
                 continue;
             }
         };
+        if !shared.leader.load(Ordering::SeqCst) {
+            // Leadership was lost while listing: the new leader exports.
+            return;
+        }
         let report = drift::check(d, &live, &cluster.label);
         drift::log_report(&report);
         let by_kind = report.by_kind();
@@ -683,6 +698,7 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
                     release: r.name.clone(),
                 })
                 .set(i64::from(r.phase == drift::status::Phase::Ready));
+            produced.insert((d.environment.clone(), r.name.clone()));
         }
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -690,14 +706,17 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
         m.drift_last_check.get_or_create(&env).set(unix);
         tracing::info!(environment = %d.environment, drifted = report.objects.len(), releases = status.releases.len(), "drift check done");
     }
+    // A release (or environment) gone from Git must not stay exported as ready or not.
+    m.retain_release_ready(produced, &failed);
 }
 
 /// The kinds `drift::check` compares.
-const DRIFT_KINDS: [&str; 4] = [
+const DRIFT_KINDS: [&str; 5] = [
     "HelmRelease",
     "Deployment",
     "StatefulSet",
     "HorizontalPodAutoscaler",
+    "Secret",
 ];
 
 async fn metrics_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {

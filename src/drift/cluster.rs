@@ -7,9 +7,11 @@
 //! with `limit` and `continue`; an expired `continue` token (410 Gone) restarts that list once.
 //!
 //! Architecture Invariant: read-only. The only requests are `list` on helmreleases,
-//! deployments, statefulsets and horizontalpodautoscalers.
+//! deployments, statefulsets and horizontalpodautoscalers, `get` on the Secrets Git renders
+//! (by name: kairo never lists Secrets), and API discovery to explain a 404.
 
 use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -27,6 +29,8 @@ pub struct Connection {
     pub page_size: u32,
     /// The most one request may take, from connecting to the last byte of the answer.
     pub request_timeout: Duration,
+    /// The `KUBECONFIG` value (the command layer reads the environment); `None` when unset.
+    pub kubeconfig: Option<OsString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +69,12 @@ pub enum ClusterError {
         namespace: String,
     },
     #[error(
-        "{cluster} may not `list` {resource} in namespace `{namespace}` (403 Forbidden): {message}"
+        "{cluster} may not `{verb}` {resource} in namespace `{namespace}` (403 Forbidden): {message}"
     )]
     Forbidden {
         cluster: String,
+        /// `list`, or `get` for a Secret.
+        verb: &'static str,
         resource: String,
         namespace: String,
         message: String,
@@ -98,6 +104,26 @@ pub enum ClusterError {
     #[error("the API server of {cluster} does not serve {resource} (404 Not Found)")]
     NotServed { cluster: String, resource: String },
     #[error(
+        "the API server of {cluster} does not serve the API group `helm.toolkit.fluxcd.io`: the HelmRelease CRD is not installed (404 Not Found)"
+    )]
+    FluxMissing { cluster: String },
+    #[error(
+        "the API server of {cluster} serves `helm.toolkit.fluxcd.io` only as {served}, not as `v2`, the HelmRelease version kairo renders (404 Not Found)"
+    )]
+    FluxTooOld {
+        cluster: String,
+        /// The versions served, in backticks.
+        served: String,
+    },
+    #[error(
+        "namespace `{namespace}` does not exist in {cluster} (404 Not Found listing {resource})"
+    )]
+    NamespaceMissing {
+        cluster: String,
+        namespace: String,
+        resource: String,
+    },
+    #[error(
         "the API server of {cluster} answered {code} listing {resource} in namespace `{namespace}`: {message}"
     )]
     Api {
@@ -114,8 +140,12 @@ impl ClusterError {
         Some(match self {
             ClusterError::NoConfig { .. } => "set `KUBECONFIG` or write `~/.kube/config` (as for kubectl), or run kairo in a pod".into(),
             ClusterError::Kubeconfig { .. } => "list the contexts with `kubectl config get-contexts`".into(),
+            ClusterError::Unreachable { source, .. } if tls_rejected(source) => "the API server's certificate is not signed by a CA the kubeconfig trusts: check the cluster's `certificate-authority-data` (or `certificate-authority`) and the `server` address".into(),
             ClusterError::Unreachable { .. } => "check that the cluster is up and that `kubectl --context ... get ns` works from here".into(),
             ClusterError::Unauthorized { .. } => "the token or certificate is expired or wrong: log in again (refresh the kubeconfig's credentials)".into(),
+            ClusterError::Forbidden { verb: "get", resource, namespace, .. } => format!(
+                "grant the identity `get` on the `{resource}` Git renders in namespace `{namespace}` (by `resourceNames`; see the README's RBAC section)"
+            ),
             ClusterError::Forbidden { resource, namespace, .. } => format!(
                 "grant the identity `get`, `list` and `watch` on `{resource}` in namespace `{namespace}` (see the README's RBAC section)"
             ),
@@ -124,6 +154,15 @@ impl ClusterError {
             ClusterError::Duplicate { .. } => "the API server or a proxy in front of it is misbehaving: check with `kubectl get` whether it lists the object twice".into(),
             ClusterError::NotServed { resource, .. } if resource.starts_with("helmreleases") => {
                 "install Flux's helm-controller (it serves helm.toolkit.fluxcd.io/v2), or pick the right `--context`".into()
+            }
+            ClusterError::FluxMissing { .. } => {
+                "install Flux (its helm-controller serves helm.toolkit.fluxcd.io/v2), or pick the right `--context`".into()
+            }
+            ClusterError::FluxTooOld { .. } => {
+                "upgrade Flux to v2.3 or later, which serves helm.toolkit.fluxcd.io/v2".into()
+            }
+            ClusterError::NamespaceMissing { .. } => {
+                "check the environment's `spec.namespace` and the `--context`: the environment's `namespace.yaml` may not be applied yet".into()
             }
             _ => return None,
         })
@@ -163,40 +202,87 @@ fn resources() -> [(ApiResource, &'static str); 4] {
     ]
 }
 
+/// The kubeconfig as kubectl loads it. With `KUBECONFIG` set, its files are merged in order
+/// (the first to set a value or name wins, kube's `Kubeconfig::merge`), and files that do not
+/// exist are skipped as kubectl skips them; `Ok(None)` when none exists. Without it,
+/// `~/.kube/config`. A file that exists but cannot be read or parsed is an error.
+pub fn read_kubeconfig(list: Option<&OsStr>) -> Result<Option<Kubeconfig>, String> {
+    let Some(value) = list.filter(|v| !v.is_empty()) else {
+        // `~/.kube/config` (kube finds the home directory as kubectl does).
+        return match Kubeconfig::read() {
+            Ok(k) => Ok(Some(k)),
+            Err(e) => Err(e.to_string()),
+        };
+    };
+    let mut merged: Option<Kubeconfig> = None;
+    for path in std::env::split_paths(value).filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(path = %path.display(), "a file in KUBECONFIG does not exist; skipped, as kubectl does");
+                continue;
+            }
+            _ => {}
+        }
+        let next = Kubeconfig::read_from(&path).map_err(|e| match e {
+            // Names the path already.
+            kube::config::KubeconfigError::ReadConfig(..) => e.to_string(),
+            e => format!("`{}`: {e}", path.display()),
+        })?;
+        merged = Some(match merged {
+            Some(m) => m
+                .merge(next)
+                .map_err(|e| format!("`{}`: {e}", path.display()))?,
+            None => next,
+        });
+    }
+    Ok(merged)
+}
+
+/// A client configuration and its label (`context `name``, or `in-cluster`): the kubeconfig's
+/// `context` (its current context when `None`), else, when no context was asked for and no
+/// kubeconfig is usable, the pod's service account, as kubectl falls back.
+pub async fn resolve(
+    context: Option<&str>,
+    kubeconfig: Option<&OsStr>,
+) -> Result<(kube::Config, String), ClusterError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let reason = match read_kubeconfig(kubeconfig) {
+        Ok(Some(kubeconfig)) => {
+            let name = context
+                .map(str::to_string)
+                .or_else(|| kubeconfig.current_context.clone())
+                .unwrap_or_default();
+            match kube::Config::from_custom_kubeconfig(kubeconfig, &options).await {
+                Ok(config) => return Ok((config, format!("context `{name}`"))),
+                Err(e) => e.to_string(),
+            }
+        }
+        Ok(None) => format!(
+            "none of the files in `KUBECONFIG` exists (`{}`)",
+            kubeconfig.unwrap_or_default().to_string_lossy()
+        ),
+        Err(reason) => reason,
+    };
+    if let Some(context) = context {
+        return Err(ClusterError::Kubeconfig {
+            context: context.to_string(),
+            reason,
+        });
+    }
+    match kube::Config::incluster() {
+        Ok(config) => Ok((config, "in-cluster".to_string())),
+        Err(_) => Err(ClusterError::NoConfig { reason }),
+    }
+}
+
 impl Cluster {
     /// Resolves the configuration as kubectl does and builds a client (no request yet).
     pub async fn connect(c: &Connection) -> Result<Cluster, ClusterError> {
-        let options = KubeConfigOptions {
-            context: c.context.clone(),
-            ..Default::default()
-        };
-        let (config, label) = match kube::Config::from_kubeconfig(&options).await {
-            Ok(config) => {
-                let name = c
-                    .context
-                    .clone()
-                    .or_else(|| Kubeconfig::read().ok().and_then(|k| k.current_context))
-                    .unwrap_or_default();
-                (config, format!("context `{name}`"))
-            }
-            Err(source) => match &c.context {
-                Some(context) => {
-                    return Err(ClusterError::Kubeconfig {
-                        context: context.clone(),
-                        reason: source.to_string(),
-                    });
-                }
-                None => match kube::Config::incluster() {
-                    Ok(config) => (config, "in-cluster".to_string()),
-                    Err(_) => {
-                        return Err(ClusterError::NoConfig {
-                            reason: source.to_string(),
-                        });
-                    }
-                },
-            },
-        };
-        let (mut config, label) = (config, label);
+        let (config, label) = resolve(c.context.as_deref(), c.kubeconfig.as_deref()).await?;
+        let mut config = config;
         // kube leaves reads unbounded: a server that accepts and never answers would hang
         // kairo. The per-read bound catches silence; `list` bounds each whole request too,
         // which also catches a server trickling a byte at a time.
@@ -244,7 +330,34 @@ impl Cluster {
                 }
             }
         }
+        for want in &desired.secrets {
+            let (ns, name) = (super::namespace(want), super::name(want));
+            if let Some(secret) = self.get_secret(ns, name).await? {
+                live.push(secret).map_err(|d| self.duplicate(d))?;
+            }
+        }
         Ok(live)
+    }
+
+    /// One Secret by name (`None` when there is none), never a list: kairo reads only the
+    /// Secrets Git renders.
+    async fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<Value>, ClusterError> {
+        let resource = ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&());
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let answer = tokio::time::timeout(self.request_timeout, api.get_opt(name))
+            .await
+            .map_err(|_| self.timed_out("secrets", namespace))?;
+        match answer {
+            Ok(Some(secret)) => {
+                let mut v = serde_json::to_value(&secret).unwrap_or_default();
+                v["apiVersion"] = Value::from("v1");
+                v["kind"] = Value::from("Secret");
+                Ok(Some(v))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.error(e, "secrets", namespace, "get")),
+        }
     }
 
     /// Every object of one kind in one namespace, page by page.
@@ -277,7 +390,10 @@ impl Cluster {
                         restarted = true;
                         continue 'restart;
                     }
-                    Err(e) => return Err(self.error(e, rbac_name, namespace)),
+                    Err(kube::Error::Api(status)) if status.code == 404 => {
+                        return Err(self.not_found(&status, rbac_name, namespace).await);
+                    }
+                    Err(e) => return Err(self.error(e, rbac_name, namespace, "list")),
                 };
                 tracing::debug!(
                     resource = rbac_name,
@@ -299,6 +415,71 @@ impl Cluster {
                     _ => return Ok(out),
                 }
             }
+        }
+    }
+
+    /// Names what a 404 says is missing: the namespace (a `Status` whose details name it), the
+    /// resource type (the API server's plain `404 page not found` for a group/version it does
+    /// not serve, or `NotFound` without details for a resource unknown in a served group:
+    /// for HelmReleases, discovery then tells a missing Flux from one too old to serve `v2`),
+    /// or else whatever the answer says.
+    async fn not_found(
+        &self,
+        status: &kube::core::Status,
+        resource: &str,
+        namespace: &str,
+    ) -> ClusterError {
+        let cluster = self.label.clone();
+        let details = status.details.as_ref();
+        if details.is_some_and(|d| d.kind == "namespaces" && d.name == namespace) {
+            return ClusterError::NamespaceMissing {
+                cluster,
+                namespace: namespace.to_string(),
+                resource: resource.to_string(),
+            };
+        }
+        let route_missing = status.message.trim() == "404 page not found"
+            || (status.reason == "NotFound" && details.is_none_or(|d| d.name.is_empty()));
+        if !route_missing {
+            return ClusterError::Api {
+                cluster,
+                resource: resource.to_string(),
+                namespace: namespace.to_string(),
+                code: 404,
+                message: status.message.chars().take(300).collect(),
+            };
+        }
+        if resource.starts_with("helmreleases") {
+            let groups = tokio::time::timeout(self.request_timeout, self.client.list_api_groups());
+            if let Ok(Ok(groups)) = groups.await {
+                return match groups
+                    .groups
+                    .iter()
+                    .find(|g| g.name == "helm.toolkit.fluxcd.io")
+                {
+                    None => ClusterError::FluxMissing { cluster },
+                    Some(g) if !g.versions.iter().any(|v| v.version == "v2") => {
+                        ClusterError::FluxTooOld {
+                            cluster,
+                            served: g
+                                .versions
+                                .iter()
+                                .map(|v| format!("`{}`", v.version))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        }
+                    }
+                    // Served after all (the CRD was being installed): say what was answered.
+                    Some(_) => ClusterError::NotServed {
+                        cluster,
+                        resource: resource.to_string(),
+                    },
+                };
+            }
+        }
+        ClusterError::NotServed {
+            cluster,
+            resource: resource.to_string(),
         }
     }
 
@@ -324,7 +505,13 @@ impl Cluster {
         }
     }
 
-    fn error(&self, e: kube::Error, resource: &str, namespace: &str) -> ClusterError {
+    fn error(
+        &self,
+        e: kube::Error,
+        resource: &str,
+        namespace: &str,
+        verb: &'static str,
+    ) -> ClusterError {
         let cluster = self.label.clone();
         let (resource, namespace) = (resource.to_string(), namespace.to_string());
         match e {
@@ -336,6 +523,7 @@ impl Cluster {
                 },
                 403 => ClusterError::Forbidden {
                     cluster,
+                    verb,
                     resource,
                     namespace,
                     message: status.message.clone(),
@@ -359,6 +547,19 @@ impl Cluster {
             },
         }
     }
+}
+
+/// Whether the TLS handshake failed on the server's certificate (rustls' `invalid peer
+/// certificate` somewhere in the causes).
+fn tls_rejected(e: &kube::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.to_string().starts_with("invalid peer certificate") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether a transport error is a connect or read timeout (an `io::Error` of kind `TimedOut`

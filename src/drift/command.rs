@@ -4,6 +4,7 @@
 //! The rest of kairo is synchronous; the tokio runtime for the kube client lives here, for the
 //! length of one command.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -84,26 +85,32 @@ fn read_live_file(path: &Path) -> Result<(Live, String), Outcome> {
     Ok((live, label))
 }
 
-fn connection(args: &ClusterArgs) -> Connection {
+fn connection(args: &ClusterArgs, kubeconfig: Option<&OsString>) -> Connection {
     Connection {
         context: args.context.clone(),
         page_size: args.page_size,
         request_timeout: args.request_timeout,
+        kubeconfig: kubeconfig.cloned(),
     }
 }
 
-pub fn drift_command(root: &Path, args: &DriftArgs) -> Outcome {
-    run_drift(root, args).unwrap_or_else(|o| o)
+/// `kubeconfig` is the `KUBECONFIG` value, if set.
+pub fn drift_command(root: &Path, args: &DriftArgs, kubeconfig: Option<OsString>) -> Outcome {
+    run_drift(root, args, kubeconfig.as_ref()).unwrap_or_else(|o| o)
 }
 
-fn run_drift(root: &Path, args: &DriftArgs) -> Result<Outcome, Outcome> {
+fn run_drift(
+    root: &Path,
+    args: &DriftArgs,
+    kubeconfig: Option<&OsString>,
+) -> Result<Outcome, Outcome> {
     let desired = desired(root, &args.cluster)?;
     let (live, label) = match &args.cluster.live_file {
         Some(path) => read_live_file(path)?,
         None => {
             let rt = runtime()?;
             rt.block_on(async {
-                let cluster = Cluster::connect(&connection(&args.cluster))
+                let cluster = Cluster::connect(&connection(&args.cluster, kubeconfig))
                     .await
                     .map_err(|e| cluster_failed(&e))?;
                 let live = cluster
@@ -129,8 +136,9 @@ fn run_drift(root: &Path, args: &DriftArgs) -> Result<Outcome, Outcome> {
     })
 }
 
-pub fn status_command(root: &Path, args: &StatusArgs) -> Outcome {
-    run_status(root, args).unwrap_or_else(|o| o)
+/// `kubeconfig` is the `KUBECONFIG` value, if set.
+pub fn status_command(root: &Path, args: &StatusArgs, kubeconfig: Option<OsString>) -> Outcome {
+    run_status(root, args, kubeconfig.as_ref()).unwrap_or_else(|o| o)
 }
 
 fn print_status(report: &StatusReport, format: OutputFormat) -> Result<(), Outcome> {
@@ -140,7 +148,11 @@ fn print_status(report: &StatusReport, format: OutputFormat) -> Result<(), Outco
     })
 }
 
-fn run_status(root: &Path, args: &StatusArgs) -> Result<Outcome, Outcome> {
+fn run_status(
+    root: &Path,
+    args: &StatusArgs,
+    kubeconfig: Option<&OsString>,
+) -> Result<Outcome, Outcome> {
     if args.wait && args.cluster.live_file.is_some() {
         return Err(usage(
             "`--wait` needs a cluster to ask again; a live file does not change",
@@ -155,7 +167,7 @@ fn run_status(root: &Path, args: &StatusArgs) -> Result<Outcome, Outcome> {
         }
         None => {
             let rt = runtime()?;
-            rt.block_on(wait(&desired, args))?
+            rt.block_on(wait(&desired, args, kubeconfig))?
         }
     };
     print_status(&report, args.output)?;
@@ -188,12 +200,18 @@ fn run_status(root: &Path, args: &StatusArgs) -> Result<Outcome, Outcome> {
 
 /// One check, or (with `--wait`) checks every `--poll-interval` until every release is ready,
 /// one failed for good, or `--timeout` passed. At least one check always runs.
-async fn wait(desired: &Desired, args: &StatusArgs) -> Result<StatusReport, Outcome> {
-    let cluster = Cluster::connect(&connection(&args.cluster))
+async fn wait(
+    desired: &Desired,
+    args: &StatusArgs,
+    kubeconfig: Option<&OsString>,
+) -> Result<StatusReport, Outcome> {
+    let cluster = Cluster::connect(&connection(&args.cluster, kubeconfig))
         .await
         .map_err(|e| cluster_failed(&e))?;
     let deadline = Instant::now() + args.timeout;
     let mut first = true;
+    // The last complete check: what a timeout reports (exit 1), once there is one.
+    let mut last: Option<StatusReport> = None;
     loop {
         let fetch = cluster.fetch(desired);
         let left = deadline.saturating_duration_since(Instant::now());
@@ -203,6 +221,9 @@ async fn wait(desired: &Desired, args: &StatusArgs) -> Result<StatusReport, Outc
             match tokio::time::timeout(left, fetch).await {
                 Ok(live) => live,
                 Err(_) => {
+                    if let Some(report) = last {
+                        return Ok(report);
+                    }
                     return Err(cluster_failed(&ClusterError::WaitTimedOut {
                         cluster: cluster.label.clone(),
                         timeout: humantime::format_duration(args.timeout).to_string(),
@@ -229,5 +250,10 @@ async fn wait(desired: &Desired, args: &StatusArgs) -> Result<StatusReport, Outc
             .count();
         tracing::info!(pending, "waiting for releases to become ready");
         tokio::time::sleep(args.poll_interval.min(left).max(Duration::from_millis(1))).await;
+        if Instant::now() >= deadline {
+            // The last sleep ran into the deadline: no time left for another check.
+            return Ok(report);
+        }
+        last = Some(report);
     }
 }

@@ -19,9 +19,14 @@
 //!   A service release owning no Deployment or StatefulSet is a missing `Deployment`.
 //! - HorizontalPodAutoscalers the release owns: `spec.minReplicas`/`spec.maxReplicas`; none
 //!   for a service that autoscales in Git is a missing HPA.
+//! - Secrets kairo renders (a team's `namespace.yaml.j2` may emit one): `type`, the labels Git
+//!   sets, and `data`, compared as bytes (live `data` is base64; Git may write `data` or
+//!   `stringData`, which the API server merges into `data`, `stringData` winning).
 //!
 //! Architecture Invariant: nothing here writes to a cluster, and Secret values never reach a
-//! report: kairo neither lists Secrets nor keeps Secret objects from a live file.
+//! report: they are compared, then every value is replaced by a mask before anything (field
+//! changes, diff, JSON, logs) is built from them. Secrets are read by name, only those Git
+//! renders; kairo never lists them.
 
 mod cluster;
 pub mod command;
@@ -81,13 +86,15 @@ pub struct Live {
     /// Deployments and StatefulSets.
     pub workloads: Vec<Value>,
     pub autoscalers: Vec<Value>,
+    /// Secrets (only compared when Git renders one of the same name).
+    pub secrets: Vec<Value>,
     /// (kind, namespace, name) of every object kept, to refuse a second copy.
     seen: BTreeSet<(String, String, String)>,
 }
 
 impl Live {
     /// Reads `kubectl get helmreleases,deploy,sts,hpa -o yaml` output (a `List`, or one
-    /// object; JSON works too). Objects of other kinds are left out (Secrets above all).
+    /// object; JSON works too). Objects of other kinds are left out.
     pub fn from_yaml(path: &str, text: &str) -> Result<Live, DriftError> {
         // `-o json` output is read as JSON: several times faster than the YAML parser.
         let value: Value = if text.trim_start().starts_with('{') {
@@ -141,7 +148,7 @@ impl Live {
             }
             let kept = matches!(
                 kind(&item),
-                "HelmRelease" | "Deployment" | "StatefulSet" | "HorizontalPodAutoscaler"
+                "HelmRelease" | "Deployment" | "StatefulSet" | "HorizontalPodAutoscaler" | "Secret"
             );
             if kept && item["metadata"]["name"].as_str().is_none_or(str::is_empty) {
                 return Err(bad(format!(
@@ -170,6 +177,7 @@ impl Live {
             "HelmRelease" => &mut self.helm_releases,
             "Deployment" | "StatefulSet" => &mut self.workloads,
             "HorizontalPodAutoscaler" => &mut self.autoscalers,
+            "Secret" => &mut self.secrets,
             _ => return Ok(()),
         };
         let key = (
@@ -274,6 +282,8 @@ pub struct Desired {
     pub revision: String,
     /// By release name.
     pub releases: Vec<DesiredRelease>,
+    /// Secrets Git renders, by namespace and name.
+    pub secrets: Vec<Value>,
     pub ignore: Vec<DriftIgnoreRule>,
 }
 
@@ -348,6 +358,7 @@ pub fn desired(
 ) -> Result<Desired, DriftError> {
     let prefix = format!("{CLUSTERS_DIR}/{}/", env.name);
     let mut releases = Vec::new();
+    let mut secrets = Vec::new();
     for (path, bytes) in rendered.files.range(prefix.clone()..) {
         if !path.starts_with(&prefix) {
             break;
@@ -361,7 +372,19 @@ pub fn desired(
             path: path.clone(),
             message,
         };
-        let object: Value = crate::yaml::from_str(&text).map_err(|e| bad(e.message))?;
+        let mut object: Value = crate::yaml::from_str(&text).map_err(|e| bad(e.message))?;
+        if kind(&object) == "Secret" {
+            if name(&object).is_empty() {
+                return Err(bad("a `Secret` without `metadata.name`".into()));
+            }
+            // Without a namespace the object lands in the environment's (where Flux applies
+            // the environment's files).
+            if namespace(&object).is_empty() {
+                object["metadata"]["namespace"] = Value::from(env.namespace.clone());
+            }
+            secrets.push(object);
+            continue;
+        }
         if kind(&object) != "HelmRelease" {
             continue;
         }
@@ -413,11 +436,13 @@ pub fn desired(
         });
     }
     releases.sort_by(|a, b| a.name.cmp(&b.name));
+    secrets.sort_by(|a, b| (namespace(a), name(a)).cmp(&(namespace(b), name(b))));
     Ok(Desired {
         environment: env.name.clone(),
         namespace: env.namespace.clone(),
         revision: revision.to_string(),
         releases,
+        secrets,
         ignore: env.drift_ignore.clone(),
     })
 }
@@ -670,7 +695,8 @@ pub struct ObjectDrift {
     pub kind: String,
     pub namespace: String,
     pub name: String,
-    /// The release it belongs to.
+    /// The release it belongs to (empty for a Secret, which belongs to the environment).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub release: String,
     /// Leaf-level changes from Git (`before`) to the cluster (`after`), sorted by path.
     pub fields: Vec<FieldChange>,
@@ -806,6 +832,18 @@ pub fn check(desired: &Desired, live: &Live, cluster: &str) -> Report {
             }
         }
     }
+    let secrets: BTreeMap<(&str, &str), &Value> = live
+        .secrets
+        .iter()
+        .map(|o| ((namespace(o), name(o)), o))
+        .collect();
+    for want in &desired.secrets {
+        let found = secrets.get(&(namespace(want), name(want))).copied();
+        compared += usize::from(found.is_some());
+        if let Some(d) = secret_drift(desired, want, found) {
+            objects.push(d);
+        }
+    }
     for ((_, n), o) in &ours {
         if !wanted.contains(n) && kairo_release(o, &desired.environment) {
             let after = normalize_helm_release(o, None);
@@ -911,6 +949,107 @@ fn drift_of(
         fields,
         diff,
     }
+}
+
+// ---- secrets --------------------------------------------------------------------------------
+
+/// What a masked Secret value reads as.
+pub const MASK: &str = "(masked)";
+/// What a masked Secret value reads as on the cluster side when it differs from Git's.
+pub const MASK_CHANGED: &str = "(masked, changed)";
+
+/// A Secret as compared: `type` (`Opaque` when unset, as the API server defaults it), the
+/// labels Git sets, and `data` as base64 of the bytes, `stringData` merged in as the API server
+/// does. A value that is not base64 is kept as written, so it differs from any live value.
+fn normalize_secret(o: &Value, desired: &Value) -> Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut data = Map::new();
+    if let Some(Value::Object(m)) = o.get("data") {
+        for (k, v) in m {
+            let text = v.as_str().unwrap_or_default();
+            let compact: String = text.split_whitespace().collect();
+            let canonical = b64
+                .decode(compact.as_bytes())
+                .map_or_else(|_| format!("not base64: {text}"), |bytes| b64.encode(bytes));
+            data.insert(k.clone(), Value::from(canonical));
+        }
+    }
+    if let Some(Value::Object(m)) = o.get("stringData") {
+        for (k, v) in m {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            data.insert(k.clone(), Value::from(b64.encode(text.as_bytes())));
+        }
+    }
+    let mut labels = Map::new();
+    if let Some(Value::Object(live)) = o["metadata"].get("labels") {
+        for (k, v) in live {
+            if desired["metadata"]["labels"].get(k).is_some() {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut metadata =
+        json!({"name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"]});
+    if !labels.is_empty() {
+        metadata["labels"] = Value::Object(labels);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": o.get("type").cloned().unwrap_or_else(|| Value::from("Opaque")),
+        "data": data,
+    })
+}
+
+/// Replaces every `data` value by [`MASK`], or by [`MASK_CHANGED`] where `other` (the other
+/// side) holds a different value under the same key, so a diff still shows which keys changed.
+fn mask_secret(v: &Value, other: Option<&Value>) -> Value {
+    let mut out = v.clone();
+    if let Some(Value::Object(data)) = out.get_mut("data") {
+        for (k, value) in data.iter_mut() {
+            let changed = other
+                .and_then(|o| o["data"].get(k))
+                .is_some_and(|theirs| theirs != value);
+            *value = Value::from(if changed { MASK_CHANGED } else { MASK });
+        }
+    }
+    out
+}
+
+/// A Secret Git renders against the live one: compared on the real bytes, reported masked.
+fn secret_drift(desired: &Desired, want: &Value, live: Option<&Value>) -> Option<ObjectDrift> {
+    let mut before = normalize_secret(want, want);
+    ignore(desired, &mut before);
+    let Some(live) = live else {
+        let masked = mask_secret(&before, None);
+        return Some(drift_of(desired, State::Missing, "", Some(&masked), None));
+    };
+    let mut after = normalize_secret(live, want);
+    ignore(desired, &mut after);
+    if before == after {
+        return None;
+    }
+    let mut fields = Vec::new();
+    compare_values("", &before, &after, &mut fields);
+    for f in &mut fields {
+        if f.path.starts_with("data") {
+            f.before = f.before.as_ref().map(|_| Value::from(MASK));
+            f.after = f.after.as_ref().map(|_| Value::from(MASK));
+        }
+    }
+    // Only masked values from here on.
+    let (before, after) = (
+        mask_secret(&before, None),
+        mask_secret(&after, Some(&before)),
+    );
+    let mut d = drift_of(desired, State::Changed, "", Some(&before), Some(&after));
+    d.fields = fields;
+    Some(d)
 }
 
 // ---- output ---------------------------------------------------------------------------------

@@ -227,6 +227,14 @@ fn release_status(
                 rolled_out,
             });
         }
+        // As drift reports it missing: a service that autoscales in Git but has no HPA runs
+        // at a fixed replica count, which is not the state Git renders.
+        if w.autoscaling.is_some() && owners.autoscalers(&r.name, &w.namespace).is_empty() {
+            status.pending.push(format!(
+                "no HorizontalPodAutoscaler of release `{}` in namespace `{}`",
+                r.name, w.namespace
+            ));
+        }
     }
 
     let suspended = hr["spec"]["suspend"].as_bool() == Some(true);

@@ -22,6 +22,8 @@ pub struct Env {
     pub pod_namespace: Option<String>,
     /// `POD_NAME`, then `HOSTNAME`.
     pub pod_name: Option<String>,
+    /// `KUBECONFIG`, for `--drift-interval`'s client.
+    pub kubeconfig: Option<std::ffi::OsString>,
 }
 
 fn fail(message: &str, hint: Option<&str>) -> Outcome {

@@ -589,16 +589,62 @@ fn api_errors_name_the_context_and_the_missing_permission() {
     let out = kairo(&repo, &config, &["drift", "--env", "production"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
+        out.stderr.contains("error: the API server of context `test` does not serve the API group `helm.toolkit.fluxcd.io`: the HelmRelease CRD is not installed (404 Not Found)"),
+        "{}",
         out.stderr
-            .contains("does not serve helmreleases.helm.toolkit.fluxcd.io (404 Not Found)"),
+    );
+    assert!(out.stderr.contains("hint: install Flux"), "{}", out.stderr);
+
+    // 404: a Flux too old to serve helm.toolkit.fluxcd.io/v2.
+    {
+        let mut s = api.state.lock().unwrap();
+        s.no_flux = false;
+        s.flux_versions = vec!["v2beta2".into(), "v2beta1".into()];
+    }
+    let out = kairo(&repo, &config, &["status", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("serves `helm.toolkit.fluxcd.io` only as `v2beta2`, `v2beta1`, not as `v2`"),
         "{}",
         out.stderr
     );
     assert!(
-        out.stderr.contains("hint: install Flux's helm-controller"),
+        out.stderr.contains("hint: upgrade Flux to v2.3"),
         "{}",
         out.stderr
     );
+
+    // 404: the namespace does not exist.
+    {
+        let mut s = api.state.lock().unwrap();
+        s.flux_versions.clear();
+        s.missing_namespaces = vec!["shop".into()];
+    }
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error: namespace `shop` does not exist in context `test` (404 Not Found listing helmreleases.helm.toolkit.fluxcd.io)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Flux"), "{}", out.stderr);
+
+    // Any other 404 says what the server answered, not that Flux is missing.
+    {
+        let mut s = api.state.lock().unwrap();
+        s.missing_namespaces.clear();
+        s.other_404 = vec!["statefulsets".into()];
+    }
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("answered 404 listing statefulsets.apps in namespace `shop`: statefulsets \"shop-gateway\" not found"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Flux"), "{}", out.stderr);
+    api.state.lock().unwrap().other_404.clear();
 
     // Nothing listens: unreachable.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -626,9 +672,12 @@ fn api_errors_name_the_context_and_the_missing_permission() {
         "{}",
         out.stderr
     );
-    assert_eq!(
-        out.stderr.matches("No such file").count(),
-        1,
+    // kubectl skips files of the list that do not exist; none existing is no kubeconfig.
+    assert!(
+        out.stderr.contains(&format!(
+            "none of the files in `KUBECONFIG` exists (`{}`)",
+            dir.path().join("missing").display()
+        )),
         "{}",
         out.stderr
     );
@@ -643,6 +692,59 @@ fn api_errors_name_the_context_and_the_missing_permission() {
     assert!(
         out.stderr
             .contains("cannot use context `nope` of the kubeconfig"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `KUBECONFIG` as a list, as kubectl reads it: files that do not exist are skipped, the rest
+/// merged with the first file to name a context, cluster or user winning.
+#[test]
+fn a_kubeconfig_list_skips_missing_files_and_the_first_file_wins() {
+    let repo = repo();
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let (good, bad) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = kubeconfig(good.path(), &api.url(), TOKEN);
+    // Names the same context, cluster and user, with a wrong token: it must lose.
+    let second = kubeconfig(bad.path(), &api.url(), "wrong-token");
+    let missing = good.path().join("gone");
+    let list = std::env::join_paths([&missing, &first, &second]).unwrap();
+    let home = repo.path().join(".home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = run_kairo_with_env(
+        repo.path(),
+        &["drift", "--env", "production"],
+        &[
+            ("KUBECONFIG", list.to_str().unwrap()),
+            ("HOME", home.to_str().unwrap()),
+            ("KUBERNETES_SERVICE_HOST", ""),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("-> context `test`: 0 changed"),
+        "{}",
+        out.stdout
+    );
+    // A file that exists but is not a kubeconfig is still an error, naming it.
+    let broken = bad.path().join("broken");
+    std::fs::write(&broken, "clusters: [[[\n").unwrap();
+    let list = std::env::join_paths([&missing, &broken, &first]).unwrap();
+    let out = run_kairo_with_env(
+        repo.path(),
+        &["drift", "--env", "production", "--context", "test"],
+        &[
+            ("KUBECONFIG", list.to_str().unwrap()),
+            ("HOME", home.to_str().unwrap()),
+            ("KUBERNETES_SERVICE_HOST", ""),
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot use context `test` of the kubeconfig: `{}`:",
+            broken.display()
+        )),
         "{}",
         out.stderr
     );
@@ -778,6 +880,35 @@ fn wait_gives_up_at_the_timeout_and_without_wait_not_ready_is_exit_1() {
     assert!(
         out.stdout
             .contains("pending: generation 3 not yet reconciled (observed 2)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("error: timed out: 1 of 2 release(s) not ready"),
+        "{}",
+        out.stderr
+    );
+    // Several checks, then the timeout: not ready (exit 1) with the last check's report,
+    // not an error, whether the timeout falls in a pause or in a check.
+    let (out, api) = against(
+        &repo,
+        objects.clone(),
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "2s",
+            "--poll-interval",
+            "500ms",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(api.state.lock().unwrap().helmrelease_lists >= 2);
+    assert!(
+        out.stdout.contains("api progressing chart 1.2.0"),
         "{}",
         out.stdout
     );
@@ -1098,6 +1229,48 @@ fn missing_workloads_and_autoscalers_are_drift_and_not_ready() {
     );
 }
 
+/// An HPA the model declares but the cluster lacks keeps the release from Ready in `status`,
+/// as drift reports it missing.
+#[test]
+fn a_missing_autoscaler_is_not_ready_in_status() {
+    let repo = repo();
+    let objects: Vec<Value> = cluster(&repo)
+        .into_iter()
+        .filter(|o| o["kind"] != json!("HorizontalPodAutoscaler"))
+        .collect();
+    let (out, _api) = against(&repo, objects.clone(), &["status", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("api ready chart 1.2.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("web progressing chart >=2.0.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("pending: no HorizontalPodAutoscaler of release `web` in namespace `shop`"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("1 of 2 release(s) not ready"),
+        "{}",
+        out.stderr
+    );
+    let (out, _api) = against(&repo, objects, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("- HorizontalPodAutoscaler shop/web: missing in cluster\n"),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn every_workload_of_a_release_running_the_service_is_compared() {
     let repo = repo();
@@ -1151,17 +1324,26 @@ fn every_workload_of_a_release_running_the_service_is_compared() {
     );
 }
 
-/// `kairo watch --listen --drift-interval`: the daemon renders the remote tip, lists the
-/// cluster and exports what drifted and which releases are ready. No timing is asserted:
-/// `/metrics` is polled until the first check has been exported.
-#[test]
-fn the_daemon_exports_drift_and_readiness_metrics() {
-    let repo = repo();
-    let mut objects = cluster(&repo);
-    replace(&mut objects, "Deployment", "api", |o| {
-        o["spec"]["replicas"] = json!(5)
-    });
-    let api = FakeApi::start(TOKEN, objects);
+/// Pushes `repo` to a bare remote and starts `kairo watch --drift-interval 1s` in a clone of
+/// it, against `api`. Returns the daemon and the directories it lives in: (bare remote, ...).
+fn drift_daemon(
+    repo: &Repo,
+    api: &FakeApi,
+    extra: &[&str],
+) -> (crate::watch::Daemon, Vec<tempfile::TempDir>) {
+    let kube = tempfile::tempdir().unwrap();
+    let config = kubeconfig(kube.path(), &api.url(), TOKEN);
+    let (d, mut dirs) = daemon_with(repo, &config, extra);
+    dirs.push(kube);
+    (d, dirs)
+}
+
+/// As [`drift_daemon`], with the kubeconfig given.
+fn daemon_with(
+    repo: &Repo,
+    config: &std::path::Path,
+    extra: &[&str],
+) -> (crate::watch::Daemon, Vec<tempfile::TempDir>) {
     let remote = tempfile::tempdir().unwrap();
     let bare = remote.path().join("remote.git");
     git2::Repository::init_bare(&bare).unwrap();
@@ -1180,21 +1362,38 @@ fn the_daemon_exports_drift_and_readiness_metrics() {
         .unwrap();
     let clone = tempfile::tempdir().unwrap();
     git2::Repository::clone(bare.to_str().unwrap(), clone.path()).unwrap();
-    let kube = tempfile::tempdir().unwrap();
-    let config = kubeconfig(kube.path(), &api.url(), TOKEN);
-    let home = kube.path().join("home");
+    let home = clone.path().join(".git/home");
     std::fs::create_dir_all(&home).unwrap();
+    let mut args = vec!["--drift-interval", "1s"];
+    args.extend(extra);
     let d = crate::watch::Daemon::start(
         clone.path(),
-        &["--drift-interval", "1s"],
+        &args,
         &[
             ("KUBECONFIG", config.to_str().unwrap()),
             ("HOME", home.to_str().unwrap()),
             ("KUBERNETES_SERVICE_HOST", ""),
         ],
     );
+    (d, vec![remote, clone])
+}
+
+/// `kairo watch --listen --drift-interval`: the daemon renders the remote tip, lists the
+/// cluster and exports what drifted and which releases are ready. No timing is asserted:
+/// `/metrics` is polled until the first check has been exported.
+#[test]
+fn the_daemon_exports_drift_and_readiness_metrics() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "Deployment", "api", |o| {
+        o["spec"]["replicas"] = json!(5)
+    });
+    let api = FakeApi::start(TOKEN, objects);
+    let (d, _dirs) = drift_daemon(&repo, &api, &[]);
+    // The timestamp is exported last: once it is there, the whole check is.
     crate::watch::wait_for("a drift check is exported", || {
-        d.metrics().contains("kairo_drift_objects{")
+        d.metrics()
+            .contains("kairo_drift_last_check_timestamp_seconds{")
     });
     let metrics = d.metrics();
     let lines: Vec<&str> = metrics.lines().collect();
@@ -1244,4 +1443,435 @@ fn the_daemon_exports_drift_and_readiness_metrics() {
     );
     crate::watch::promtool_check(&d.metrics());
     assert_eq!(d.terminate(), 0);
+}
+
+/// A release removed from Git loses its `kairo_release_ready` series at the next check (a
+/// release still in Git but gone from the cluster stays exported, as not ready).
+#[test]
+fn the_daemon_drops_readiness_series_of_releases_gone_from_git() {
+    let repo = repo();
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let (d, dirs) = drift_daemon(&repo, &api, &[]);
+    let ready =
+        |release: &str| format!(r#"kairo_release_ready{{env="production",release="{release}"}} "#);
+    crate::watch::wait_for("web is ready", || {
+        d.metrics().contains(&ready("web")) && d.sample(&ready("web")) == 1.0
+    });
+
+    // Gone from the cluster, still in Git: exported as not ready.
+    let web = |o: &Value| o["metadata"]["name"] == json!("web");
+    api.state
+        .lock()
+        .unwrap()
+        .objects
+        .values_mut()
+        .for_each(|list| list.retain(|o| !(o["kind"] == json!("HelmRelease") && web(o))));
+    crate::watch::wait_for("web is not ready", || d.sample(&ready("web")) == 0.0);
+
+    // Gone from Git: the series goes at the next check; api's stays.
+    repo.write(
+        "environments/production.yaml",
+        &PRODUCTION.replace("    web:\n      image: {tag: \"2.0.0\"}\n", ""),
+    );
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "web retired", 1_700_000_100);
+    let bare = dirs[0].path().join("remote.git");
+    crate::support::git(
+        repo.path(),
+        &[
+            "push",
+            "--quiet",
+            bare.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    crate::watch::wait_for("web's series is dropped", || {
+        !d.metrics().contains(r#"release="web""#)
+    });
+    let metrics = d.metrics();
+    assert!(metrics.contains(&ready("api")), "{metrics}");
+    crate::watch::promtool_check(&metrics);
+    assert_eq!(d.terminate(), 0);
+}
+
+/// With `--leader-elect`, only the Lease holder checks drift and exports drift metrics: a
+/// follower sends the API server no drift request and exports no drift series (so Prometheus
+/// scraping every replica sees each series once); it starts when it takes the Lease over.
+#[test]
+fn with_leader_election_only_the_holder_checks_drift() {
+    let repo = repo();
+    let api = FakeApi::start("replica-a", cluster(&repo));
+    api.state.lock().unwrap().tokens = vec!["replica-b".into()];
+    // One API server for Leases and everything else, as a cluster has.
+    let leases = crate::lease_support::FakeApi::start_with(Some(api.url()));
+    let (ka, kb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let replica = |id: &str, dir: &tempfile::TempDir| {
+        let config = leases.kubeconfig_with_token(dir.path(), &format!("replica-{id}"));
+        daemon_with(
+            &repo,
+            &config,
+            &[
+                "--leader-elect",
+                "--lease-duration",
+                "2s",
+                "--lease-identity",
+                id,
+            ],
+        )
+    };
+    // Drift requests (HelmRelease lists) sent with a replica's token.
+    let checks = |token: &str| {
+        api.server
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.target.contains("/helmreleases")
+                    && r.header("authorization") == Some(&format!("Bearer {token}"))
+            })
+            .count()
+    };
+    let (a, _a_dirs) = replica("a", &ka);
+    crate::watch::wait_for("a leads", || a.sample("kairo_leader ") == 1.0);
+    let (b, _b_dirs) = replica("b", &kb);
+    crate::watch::wait_for("b is up", || b.metrics().contains("kairo_leader 0"));
+    // Three of a's checks after b came up: b has had as many drift ticks, all skipped.
+    let seen = checks("replica-a");
+    crate::watch::wait_for("a checks drift", || checks("replica-a") >= seen + 3);
+    assert_eq!(leases.holder("gitops", "kairo-watch").as_deref(), Some("a"));
+    assert_eq!(checks("replica-b"), 0);
+    let metrics = b.metrics();
+    assert!(!metrics.contains("kairo_release_ready{"), "{metrics}");
+    assert!(
+        !metrics.contains("kairo_drift_last_check_timestamp_seconds{"),
+        "{metrics}"
+    );
+    assert!(
+        a.metrics()
+            .contains(r#"kairo_release_ready{env="production",release="web"} 1"#),
+        "{}",
+        a.metrics()
+    );
+
+    // `a` dies without giving the Lease up: `b` takes over, and checks drift.
+    drop(a);
+    crate::watch::wait_for("b leads", || b.sample("kairo_leader ") == 1.0);
+    crate::watch::wait_for("b checks drift", || {
+        b.metrics()
+            .contains(r#"kairo_release_ready{env="production",release="web"} 1"#)
+    });
+    assert!(checks("replica-b") >= 1);
+
+    // Another replica takes the Lease while `b` lives: `b` stops exporting drift at once.
+    leases.steal("gitops", "kairo-watch", "c");
+    crate::watch::wait_for("b follows", || b.sample("kairo_leader ") == 0.0);
+    crate::watch::wait_for("b drops its drift series", || {
+        let metrics = b.metrics();
+        !metrics.contains("kairo_release_ready{") && !metrics.contains("kairo_drift_objects{")
+    });
+    assert_eq!(b.terminate(), 0);
+}
+
+/// A team's namespace template emitting a Secret, as `kairo diff` masks it: `stringData` and
+/// `data` (base64) both.
+const SECRET_TEMPLATE: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: git\n  namespace: {{ env.namespace | yaml }}\n  labels:\n    app.kubernetes.io/managed-by: kairo\ntype: Opaque\nstringData:\n  branch: {{ env.branch | yaml }}\n  token: s3cr3t-from-git\ndata:\n  ca.crt: Q0EtQllURVMtZnJvbS1naXQ=\n";
+
+/// The Secret as the API server holds it once applied: everything in `data`, base64.
+fn live_secret(token: &str) -> Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "git", "namespace": "shop",
+            "labels": {"app.kubernetes.io/managed-by": "kairo", "kustomize.toolkit.fluxcd.io/name": "flux-system"}},
+        "type": "Opaque",
+        "data": {"branch": b64("main"), "token": b64(token), "ca.crt": b64("CA-BYTES-from-git")},
+    })
+}
+
+fn secret_repo() -> Repo {
+    let repo = Repo::new();
+    repo.write("environments/services.yaml", CATALOG);
+    repo.write("environments/production.yaml", PRODUCTION);
+    repo.write("templates/namespace.yaml.j2", SECRET_TEMPLATE);
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "production with a secret", 1_700_000_000);
+    repo
+}
+
+/// No byte of a Secret value, plain or base64, in `text`.
+fn assert_no_secret_bytes(text: &str) {
+    for leak in [
+        "hunter2",
+        "aHVudGVyMi",
+        "s3cr3t",
+        "czNjcjN0",
+        "CA-BYTES",
+        "Q0EtQllURV",
+    ] {
+        assert!(!text.contains(leak), "`{leak}` leaked: {text}");
+    }
+}
+
+/// Secrets kairo renders are compared (live `data` base64 against Git's `stringData` and
+/// `data`) and reported by key, with masked values, in every output and in the logs.
+#[test]
+fn rendered_secrets_are_compared_and_masked_everywhere() {
+    let repo = secret_repo();
+    let mut objects = cluster(&repo);
+    objects.push(live_secret("s3cr3t-from-git"));
+    let (out, api) = against(&repo, objects.clone(), &["drift", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("(6 objects compared)"),
+        "{}",
+        out.stdout
+    );
+    // Read by name, never listed.
+    let targets = api.targets();
+    assert!(
+        targets.contains(&"/api/v1/namespaces/shop/secrets/git".to_string()),
+        "{targets:?}"
+    );
+    assert!(
+        !targets
+            .iter()
+            .any(|t| t.starts_with("/api/v1/namespaces/shop/secrets?")),
+        "{targets:?}"
+    );
+
+    // Changed by hand in the cluster.
+    *objects.last_mut().unwrap() = live_secret("hunter2");
+    let home = repo.path().join(".home");
+    for output in ["text", "markdown", "json"] {
+        let api = FakeApi::start(TOKEN, objects.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+        std::fs::create_dir_all(&home).unwrap();
+        let out = run_kairo_with_env(
+            repo.path(),
+            &["drift", "--env", "production", "--output", output],
+            &[
+                ("KUBECONFIG", config.to_str().unwrap()),
+                ("HOME", home.to_str().unwrap()),
+                ("KUBERNETES_SERVICE_HOST", ""),
+                ("RUST_LOG", "trace"),
+            ],
+        );
+        assert_eq!(out.code, 1, "{output}: {}\n{}", out.stdout, out.stderr);
+        assert_no_secret_bytes(&out.stdout);
+        assert_no_secret_bytes(&out.stderr);
+        match output {
+            "text" => {
+                assert!(
+                    out.stdout
+                        .contains("~ Secret shop/git: data.token (masked) -> (masked)\n"),
+                    "{}",
+                    out.stdout
+                );
+                // The diff shows which key changed, not how.
+                assert!(
+                    out.stdout.contains("-  token: (masked)\n"),
+                    "{}",
+                    out.stdout
+                );
+                assert!(
+                    out.stdout.contains("+  token: (masked, changed)\n"),
+                    "{}",
+                    out.stdout
+                );
+                assert!(
+                    out.stdout.contains("   branch: (masked)\n"),
+                    "{}",
+                    out.stdout
+                );
+            }
+            "markdown" => assert!(
+                out.stdout
+                    .contains("Secret shop/git: data.token (masked) → (masked)"),
+                "{}",
+                out.stdout
+            ),
+            _ => {
+                let report: Value = serde_json::from_str(&out.stdout).unwrap();
+                let secret = &report["objects"][0];
+                assert_eq!(secret["kind"], "Secret");
+                assert_eq!(secret["state"], "changed");
+                assert_eq!(
+                    secret["fields"],
+                    json!([{"path": "data.token", "before": "(masked)", "after": "(masked)"}])
+                );
+                assert!(secret.get("release").is_none(), "{secret}");
+            }
+        }
+    }
+
+    // Missing in the cluster; a key added there and the type changed.
+    objects.pop();
+    let (out, _api) = against(&repo, objects.clone(), &["drift", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("- Secret shop/git: missing in cluster\n"),
+        "{}",
+        out.stdout
+    );
+    assert_no_secret_bytes(&out.stdout);
+    let mut extra = live_secret("s3cr3t-from-git");
+    extra["data"]["password"] = json!("aHVudGVyMg==");
+    extra["type"] = json!("kubernetes.io/basic-auth");
+    objects.push(extra);
+    let (out, _api) = against(&repo, objects.clone(), &["drift", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "~ Secret shop/git: data.password (none) -> (masked); type Opaque -> kubernetes.io/basic-auth\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_no_secret_bytes(&out.stdout);
+
+    // A live file holding the Secret (`kubectl get ... secret/git -o yaml`): the same report.
+    objects.pop();
+    objects.push(live_secret("hunter2"));
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let path = repo.path().join(".home/live.yaml");
+    std::fs::write(&path, kairo::yaml::to_string(&list).unwrap()).unwrap();
+    let out = repo.kairo(&[
+        "drift",
+        "--env",
+        "production",
+        "--live-file",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("~ Secret shop/git: data.token (masked) -> (masked)\n"),
+        "{}",
+        out.stdout
+    );
+    assert_no_secret_bytes(&out.stdout);
+
+    // 403 on the Secret: the verb is `get`, the hint names it.
+    let (out, _api) = {
+        let api = FakeApi::start(TOKEN, objects);
+        api.state.lock().unwrap().forbidden = vec!["secrets".into()];
+        let dir = tempfile::tempdir().unwrap();
+        let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+        (
+            kairo(&repo, &config, &["drift", "--env", "production"]),
+            api,
+        )
+    };
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("context `test` may not `get` secrets in namespace `shop` (403 Forbidden)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: grant the identity `get` on the `secrets` Git renders"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// An API server that sends its headers, then dribbles the body and never finishes: every byte
+/// resets a read timeout, but `--request-timeout` bounds the whole request. Exit 2, naming the
+/// context; no sleep in the test, the server simply never ends its answer.
+#[test]
+fn a_trickling_api_server_hits_the_request_timeout() {
+    let repo = repo();
+    let server = crate::kube_support::Trickle::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &format!("http://{}", server.addr), TOKEN);
+    for command in ["drift", "status"] {
+        let out = kairo(
+            &repo,
+            &config,
+            &[command, "--env", "production", "--request-timeout", "2s"],
+        );
+        assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "error: the API server of context `test` (`http://{}/`) did not answer listing helmreleases.helm.toolkit.fluxcd.io in namespace `shop` within `--request-timeout 2s`",
+                server.addr
+            )),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("hint: "), "{}", out.stderr);
+    }
+    assert!(server.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}
+
+/// HTTPS with the CA from the kubeconfig's `certificate-authority-data`, authenticating by
+/// token and by client certificate; a CA that did not sign the server's certificate is an
+/// error naming the context.
+#[test]
+fn a_tls_api_server_with_the_kubeconfig_ca_and_a_client_certificate() {
+    let repo = repo();
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = crate::kube_support::Pki::new(pki_dir.path());
+    let dir = tempfile::tempdir().unwrap();
+
+    let api = FakeApi::start_tls(TOKEN, cluster(&repo), &pki, false);
+    let url = format!("https://{}", api.server.addr);
+    let config = crate::kube_support::tls_kubeconfig(dir.path(), &url, &pki, Some(TOKEN));
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("-> context `secure`: 0 changed, 0 missing, 0 extra"),
+        "{}",
+        out.stdout
+    );
+    assert!(!api.targets().is_empty());
+
+    // A client certificate the server's CA signed, no token.
+    let api = FakeApi::start_tls(TOKEN, cluster(&repo), &pki, true);
+    let url = format!("https://{}", api.server.addr);
+    let config = crate::kube_support::tls_kubeconfig(dir.path(), &url, &pki, None);
+    let out = kairo(&repo, &config, &["status", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        api.server
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization").is_none()),
+        "authenticated by the certificate alone"
+    );
+
+    // A kubeconfig trusting another CA: the handshake fails; nothing is listed.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = crate::kube_support::Pki::new(other_dir.path());
+    let config = crate::kube_support::tls_kubeconfig(dir.path(), &url, &other, Some(TOKEN));
+    let seen = api.server.requests().len();
+    let out = kairo(&repo, &config, &["drift", "--env", "production"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "error: cannot list helmreleases.helm.toolkit.fluxcd.io in namespace `shop` from the API server of context `secure` (`{url}/`)"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("invalid peer certificate"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "hint: the API server's certificate is not signed by a CA the kubeconfig trusts"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(api.server.requests().len(), seen);
 }

@@ -14,6 +14,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
 
@@ -24,6 +25,8 @@ struct Store {
     /// The next update finds the Lease changed by another client first.
     interfere: AtomicBool,
     requests: Mutex<Vec<String>>,
+    /// Where requests for anything but Leases go (another fake API server), if anywhere.
+    fallback: Option<String>,
 }
 
 pub struct FakeApi {
@@ -186,9 +189,50 @@ async fn replace_lease(
     (StatusCode::OK, Json(body))
 }
 
+/// Forwards a request for anything but Leases to the fallback server, as one API server
+/// serves every API group: method, path, query and `Authorization` header.
+async fn proxy(State(s): State<Arc<Store>>, request: axum::extract::Request) -> impl IntoResponse {
+    let Some(base) = &s.fallback else {
+        return (
+            StatusCode::NOT_FOUND,
+            [("content-type", "text/plain")],
+            b"404 page not found\n".to_vec(),
+        );
+    };
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/".to_string(), |p| p.to_string());
+    let mut forward =
+        reqwest::Client::new().request(request.method().clone(), format!("{base}{target}"));
+    if let Some(auth) = request.headers().get("authorization") {
+        forward = forward.header("authorization", auth.as_bytes());
+    }
+    match forward.send().await {
+        Ok(answer) => {
+            let code = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+            let body = answer.bytes().await.unwrap_or_default().to_vec();
+            (code, [("content-type", "application/json")], body)
+        }
+        Err(_) => (
+            StatusCode::BAD_GATEWAY,
+            [("content-type", "text/plain")],
+            Vec::new(),
+        ),
+    }
+}
+
 impl FakeApi {
     pub fn start() -> FakeApi {
-        let store = Arc::new(Store::default());
+        Self::start_with(None)
+    }
+
+    /// Leases here; every other request forwarded to the server at `fallback` (`http://...`).
+    pub fn start_with(fallback: Option<String>) -> FakeApi {
+        let store = Arc::new(Store {
+            fallback,
+            ..Default::default()
+        });
         let app = Router::new()
             .route(
                 "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
@@ -198,6 +242,7 @@ impl FakeApi {
                 "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
                 get(get_lease).put(replace_lease),
             )
+            .fallback(proxy)
             .with_state(store.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -217,11 +262,16 @@ impl FakeApi {
 
     /// A kubeconfig for this server, written into `dir`.
     pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        self.kubeconfig_with_token(dir, "fake-token")
+    }
+
+    /// A kubeconfig for this server authenticating with `token`, written into `dir`.
+    pub fn kubeconfig_with_token(&self, dir: &Path, token: &str) -> PathBuf {
         let path = dir.join("kubeconfig");
         std::fs::write(
             &path,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: gitops\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: fake-token\n",
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: gitops\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: {token}\n",
                 self.addr
             ),
         )
@@ -241,6 +291,19 @@ impl FakeApi {
     pub fn holder(&self, ns: &str, name: &str) -> Option<String> {
         self.lease(ns, name)
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    }
+
+    /// Another client takes the Lease (as after a network partition): `holder`, renewed now,
+    /// for an hour.
+    pub fn steal(&self, ns: &str, name: &str, holder: &str) {
+        let mut leases = self.store.leases.lock().unwrap();
+        let lease = leases
+            .get_mut(&(ns.to_string(), name.to_string()))
+            .expect("a Lease to steal");
+        lease["spec"]["holderIdentity"] = json!(holder);
+        lease["spec"]["renewTime"] = json!(now());
+        lease["spec"]["leaseDurationSeconds"] = json!(3600);
+        lease["metadata"]["resourceVersion"] = json!(self.store.next_version());
     }
 
     /// Makes the next update meet a Lease another client has just changed.

@@ -806,6 +806,43 @@ fn deploy_manifests_parse() {
                     assert_eq!(rule["resources"], serde_json::json!(["leases"]));
                 }
             }
+            // The optional read access for `--drift-interval`: read verbs only, on what
+            // `kairo drift` lists, bound to the daemon's ServiceAccount.
+            if kind == "ClusterRole" {
+                let mut read = Vec::new();
+                for rule in d["rules"].as_array().unwrap() {
+                    assert_eq!(
+                        rule["verbs"],
+                        serde_json::json!(["get", "list", "watch"]),
+                        "{}",
+                        path.display()
+                    );
+                    for r in rule["resources"].as_array().unwrap() {
+                        read.push(format!(
+                            "{}.{}",
+                            r.as_str().unwrap(),
+                            rule["apiGroups"][0].as_str().unwrap()
+                        ));
+                    }
+                }
+                read.sort();
+                assert_eq!(
+                    read,
+                    [
+                        "deployments.apps",
+                        "helmreleases.helm.toolkit.fluxcd.io",
+                        "horizontalpodautoscalers.autoscaling",
+                        "statefulsets.apps"
+                    ]
+                );
+            }
+            if kind == "ClusterRoleBinding" {
+                assert_eq!(d["roleRef"]["name"], "kairo-watch-drift-read");
+                assert_eq!(
+                    d["subjects"],
+                    serde_json::json!([{"kind": "ServiceAccount", "name": "kairo-watch", "namespace": "gitops"}])
+                );
+            }
             kinds.push(kind.to_string());
         }
     }
@@ -813,6 +850,8 @@ fn deploy_manifests_parse() {
     assert_eq!(
         kinds,
         [
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Deployment",
             "Kustomization",
             "Role",
@@ -820,6 +859,12 @@ fn deploy_manifests_parse() {
             "Service",
             "ServiceAccount"
         ]
+    );
+    // The drift read access is opt-in: `kubectl apply -k deploy/` does not grant it.
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    assert!(
+        !kustomization.contains("drift-rbac.yaml"),
+        "{kustomization}"
     );
 }
 
