@@ -32,7 +32,10 @@ pub use cache::default_dir as default_cache_dir;
 pub use eval::Limits;
 
 use crate::model::{Environment, Model};
-use crate::render::Rendered;
+use crate::render::{Origin, OriginObject, Rendered};
+
+/// A rendered file to check: its path, bytes, environment and origin.
+type Object<'a> = (&'a String, &'a Vec<u8>, &'a Environment, Option<&'a Origin>);
 
 /// The directory under the root holding policies.
 pub const POLICIES_DIR: &str = "policies";
@@ -399,18 +402,18 @@ impl Policies {
                 )?;
                 Some((digest, cache::Cache::open(dir.clone(), digest)))
             });
-        let objects: Vec<(&String, &Vec<u8>, &Environment)> = rendered
+        let objects: Vec<Object> = rendered
             .files
             .iter()
             .filter_map(|(path, bytes)| {
                 let env = model.environment(path.split('/').nth(1)?)?;
-                Some((path, bytes, env))
+                Some((path, bytes, env, rendered.origins.get(path)))
             })
             .collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let _ceiling = eval::Ceiling::set(options.limits.memory, threads);
         // One chunk per thread, each with its own evaluators; results come back in order.
-        let chunks: Vec<&[(&String, &Vec<u8>, &Environment)]> = objects
+        let chunks: Vec<&[Object]> = objects
             .chunks(objects.len().div_ceil(threads).max(1))
             .collect();
         let results = crate::par::map(&chunks, |chunk| {
@@ -437,7 +440,7 @@ impl Policies {
     #[allow(clippy::type_complexity)]
     fn check_chunk(
         &self,
-        objects: &[(&String, &Vec<u8>, &Environment)],
+        objects: &[Object],
         cache: Option<&(cache::Key, cache::Cache)>,
         limits: Limits,
     ) -> Result<(Vec<Finding>, Vec<(cache::Key, cache::Entry)>, usize), PolicyError> {
@@ -449,8 +452,8 @@ impl Policies {
         let mut findings = Vec::new();
         let mut new = Vec::new();
         let mut hits = 0;
-        for &(path, bytes, env) in objects {
-            let context = context(env, bytes);
+        for &(path, bytes, env, origin) in objects {
+            let context = context(env, origin);
             let context_json = serde_json::to_vec(&context).expect("plain JSON values");
             let key = cache.map(|(set, _)| cache::key(set, bytes, &context_json));
             let entry = match cache.zip(key.as_ref()).and_then(|((_, c), k)| c.get(k)) {
@@ -573,32 +576,25 @@ fn label(object: &regorus::Value) -> String {
 }
 
 /// `data.kairo`: the environment, and for a HelmRelease the resolved service.
-fn context(env: &Environment, bytes: &[u8]) -> Value {
-    // The release's name is in the rendered bytes; finding it without parsing keeps cache hits
-    // cheap. A file that is not a HelmRelease, or names no release, gets `service: null`.
-    let text = String::from_utf8_lossy(bytes);
-    let is_release = text.lines().any(|l| l == "kind: HelmRelease");
-    let name = text
-        .lines()
-        .skip_while(|l| *l != "metadata:")
-        .find_map(|l| l.strip_prefix("  name: "))
-        .map(|n| n.trim().trim_matches('"'));
-    let service = is_release
-        .then(|| {
-            let name = name?;
+fn context(env: &Environment, origin: Option<&Origin>) -> Value {
+    let (service, addon) = match origin.and_then(|o| o.object.as_ref()) {
+        Some(OriginObject::Service(name)) => (
             env.releases
                 .binary_search_by(|r| r.name.as_str().cmp(name))
                 .ok()
-                .map(|i| &env.releases[i])
-        })
-        .flatten();
+                .map(|i| &env.releases[i]),
+            false,
+        ),
+        Some(OriginObject::AddOn(_)) => (None, true),
+        _ => (None, false),
+    };
     serde_json::json!({
         "environment": {
             "name": env.name, "namespace": env.namespace, "branch": env.branch,
             "cluster": env.cluster, "resourceMultiplier": env.resource_multiplier,
         },
         "service": service,
-        "addon": is_release && name.is_some_and(|n| env.addon(n).is_some()),
+        "addon": addon,
     })
 }
 

@@ -348,6 +348,27 @@ pub struct Rendered {
     /// The environments rendered; their `clusters/<env>/` trees are complete in `files`.
     pub environments: Vec<String>,
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Where each file of `files` came from, by the same path.
+    pub origins: BTreeMap<String, Origin>,
+}
+
+/// What a rendered file was made from, so later stages never read it back out of the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The template, relative to `templates/`.
+    pub template: &'static str,
+    /// The model object it was rendered for, if any.
+    pub object: Option<OriginObject>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginObject {
+    /// A service's release, by name (an entry of `Environment::releases`).
+    Service(String),
+    /// An add-on's release, by name (an entry of `Environment::addons`).
+    AddOn(String),
+    /// A Helm or OCI chart source, by name.
+    Source(String),
 }
 
 /// Renders the given environments (all when `only` is empty).
@@ -365,16 +386,18 @@ pub fn render(
         .collect();
     // Environments are independent: render them on all cores, then merge in sorted order.
     let results = crate::par::map(&envs, |env| {
-        let mut files = BTreeMap::new();
-        render_environment(env, templates, bootstrapped.contains(&env.name), &mut files)?;
-        Ok::<_, RenderError>(files)
+        let mut out = (BTreeMap::new(), BTreeMap::new());
+        render_environment(env, templates, bootstrapped.contains(&env.name), &mut out)?;
+        Ok::<_, RenderError>(out)
     });
     let mut rendered = Rendered {
         environments: envs.iter().map(|e| e.name.clone()).collect(),
-        files: BTreeMap::new(),
+        ..Rendered::default()
     };
     for r in results {
-        rendered.files.extend(r?);
+        let (files, origins) = r?;
+        rendered.files.extend(files);
+        rendered.origins.extend(origins);
     }
     Ok(rendered)
 }
@@ -383,7 +406,7 @@ fn render_environment(
     env: &Environment,
     templates: &Templates,
     bootstrapped: bool,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    (files, origins): &mut (BTreeMap<String, Vec<u8>>, BTreeMap<String, Origin>),
 ) -> Result<(), RenderError> {
     let base = format!("{CLUSTERS_DIR}/{}", env.name);
     // The environment is converted to a template value once; each release and repository is
@@ -398,8 +421,13 @@ fn render_environment(
     let mut emit = |template: &'static str,
                     path: String,
                     ctx: Value,
-                    object: Option<&str>|
+                    origin: Option<OriginObject>|
      -> Result<(), RenderError> {
+        let object = origin.as_ref().map(|o| match o {
+            OriginObject::Service(n) | OriginObject::AddOn(n) | OriginObject::Source(n) => {
+                n.as_str()
+            }
+        });
         let tmpl = templates
             .jinja
             .get_template(template)
@@ -422,6 +450,13 @@ fn render_environment(
             out.push(b'\n');
         }
         check_rendered(template, tmpl.source(), &path, &out)?;
+        origins.insert(
+            path.clone(),
+            Origin {
+                template,
+                object: origin.clone(),
+            },
+        );
         files.insert(path, out);
         Ok(())
     };
@@ -433,7 +468,8 @@ fn render_environment(
         None,
     )?;
 
-    // (template, list in `env`, context name, directory, object names) for each kind of object.
+    // (template, list in `env`, context name, directory, object names, origin) for each kind
+    // of object.
     let helm: Vec<&str> = env
         .helm_repositories
         .iter()
@@ -447,13 +483,14 @@ fn render_environment(
     let releases: Vec<&str> = env.releases.iter().map(|r| r.name.as_str()).collect();
     let addons: Vec<&str> = env.addons.iter().map(|r| r.name.as_str()).collect();
     let mut listed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (template, list, var, dir, names) in [
+    for (template, list, var, dir, names, origin) in [
         (
             HELM_REPOSITORY,
             "helmRepositories",
             "repository",
             "sources",
             &helm,
+            OriginObject::Source as fn(String) -> OriginObject,
         ),
         (
             OCI_REPOSITORY,
@@ -461,9 +498,24 @@ fn render_environment(
             "repository",
             "sources",
             &oci,
+            OriginObject::Source,
         ),
-        (HELM_RELEASE, "releases", "release", "releases", &releases),
-        (HELM_RELEASE, "addons", "release", "releases", &addons),
+        (
+            HELM_RELEASE,
+            "releases",
+            "release",
+            "releases",
+            &releases,
+            OriginObject::Service,
+        ),
+        (
+            HELM_RELEASE,
+            "addons",
+            "release",
+            "releases",
+            &addons,
+            OriginObject::AddOn,
+        ),
     ] {
         for (i, name) in names.iter().enumerate() {
             let file = format!("{name}.yaml");
@@ -471,7 +523,12 @@ fn render_environment(
                 ("env", env_value.clone()),
                 (var, item(list, i)?),
             ]));
-            emit(template, format!("{base}/{dir}/{file}"), ctx, Some(name))?;
+            emit(
+                template,
+                format!("{base}/{dir}/{file}"),
+                ctx,
+                Some(origin(name.to_string())),
+            )?;
             listed.entry(dir).or_default().push(file);
         }
     }

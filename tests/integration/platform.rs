@@ -288,3 +288,56 @@ fn bump_and_promote_refuse_add_ons() {
     assert!(!addon.contains("image"), "{addon}");
     assert_eq!(repo.kairo(&["check"]).code, 0);
 }
+
+/// `data.kairo` comes from what each file was rendered for, never from reading the file back:
+/// a service's release gets its service, an add-on's release `addon: true`, anything else
+/// neither; a template that renames the object changes nothing.
+#[test]
+fn policies_see_the_model_object_each_file_was_rendered_for() {
+    let repo = Repo::with_staging();
+    repo.write(
+        "environments/services.yaml",
+        &catalog(
+            "",
+            "  addons:\n    cert-manager:\n      chart: {version: \"1.11.x\", source: charts}\n      namespace: cert-manager\n",
+        ),
+    );
+    repo.write(
+        "environments/staging.yaml",
+        &staging("", "  addons:\n    cert-manager: {}\n"),
+    );
+    repo.write(
+        "policies/context.rego",
+        "package main\n\nimport rego.v1\n\nwarn contains msg if {\n\tmsg := sprintf(\"%s %s service=%v addon=%v env=%s\", [input.kind, object.get(input, [\"metadata\", \"name\"], \"-\"), object.get(data.kairo, [\"service\", \"name\"], \"-\"), data.kairo.addon, data.kairo.environment.name])\n}\n",
+    );
+    let template_dir = crate::support::manifest_dir().join("templates");
+    let release = std::fs::read_to_string(template_dir.join("helmrelease.yaml.j2")).unwrap();
+    let renamed = release.replacen(
+        "  name: {{ release.name | yaml }}\n",
+        "  name: renamed-{{ release.name }}\n",
+        1,
+    );
+    assert_ne!(renamed, release, "the template names the release");
+    repo.write("templates/helmrelease.yaml.j2", &renamed);
+    let out = repo.kairo(&["check", "--output", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut messages: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .filter(|m| m.starts_with("HelmRelease") || m.starts_with("Namespace"))
+        .collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "HelmRelease renamed-cert-manager service=- addon=true env=staging",
+            "HelmRelease renamed-web service=web addon=false env=staging",
+            "Namespace acme-staging service=- addon=false env=staging",
+        ],
+        "{}",
+        out.stdout
+    );
+}
