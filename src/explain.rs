@@ -28,7 +28,7 @@ pub enum ExplainError {
     #[error("failed to read the environments")]
     Load(#[source] model::ModelError),
     #[error(transparent)]
-    Render(#[from] render::RenderError),
+    Render(#[from] crate::pipeline::PipelineError),
     #[error("the rendered release `{path}` is not YAML: {message}")]
     Output { path: String, message: String },
 }
@@ -87,9 +87,13 @@ pub fn explain(root: &Path, service: &str, environment: &str) -> Result<Explaine
             });
         }
     };
-    let templates = render::Templates::load(root)?;
-    let only = [environment.to_string()];
-    let rendered = render::render(&model, &templates, &only, &Default::default())?;
+    let options = crate::pipeline::Options {
+        only: vec![environment.to_string()],
+        ..Default::default()
+    };
+    let inputs = crate::pipeline::Inputs::Disk(root.to_path_buf());
+    let rendered =
+        crate::pipeline::run_model(&inputs, model, &Default::default(), &options)?.rendered;
     let path = format!(
         "{}/{environment}/releases/{service}.yaml",
         render::CLUSTERS_DIR

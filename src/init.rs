@@ -53,7 +53,7 @@ pub enum InitError {
     #[error("the scaffolded environments are invalid; this is a kairo bug")]
     Model(#[from] model::ModelError),
     #[error(transparent)]
-    Render(#[from] render::RenderError),
+    Render(#[from] crate::pipeline::PipelineError),
     #[error(transparent)]
     Apply(#[from] apply::ApplyError),
 }
@@ -88,8 +88,10 @@ pub fn init(dir: &Path, templates: bool) -> Result<Vec<String>, InitError> {
         std::fs::write(&path, text).map_err(io)?;
     }
     let model = model::load(dir)?;
-    let tmpl = render::Templates::load(dir)?;
-    let rendered = render::render(&model, &tmpl, &[], &Default::default())?;
+    let inputs = crate::pipeline::Inputs::Disk(dir.to_path_buf());
+    let rendered =
+        crate::pipeline::run_model(&inputs, model, &Default::default(), &Default::default())?
+            .rendered;
     let plan = apply::plan(dir, &rendered, true, false)?;
     plan.apply(dir)?;
     let mut written: Vec<String> = files.into_iter().map(|(p, _)| p).collect();

@@ -233,16 +233,30 @@ pub fn run(inputs: &Inputs, options: &Options) -> Result<Output, PipelineError> 
     let started = std::time::Instant::now();
     let model = inputs.model_only(&options.only)?;
     tracing::debug!(environments = model.environments.len(), elapsed = ?started.elapsed(), "model loaded");
-    let known = model.defined.clone();
-    if let Some(name) = options.only.iter().find(|e| !known.contains(e)) {
+    if let Some(name) = options.only.iter().find(|e| !model.defined.contains(e)) {
         return Err(PipelineError::UnknownEnvironment {
             name: name.clone(),
-            known,
+            known: model.defined.clone(),
         });
     }
+    let bootstrapped = inputs.bootstrapped(&model.defined);
+    run_model(inputs, model, &bootstrapped, options)
+}
+
+/// Renders `model` with the templates of `inputs` and (when asked) checks the result with its
+/// policies: [`run`] after loading, for a caller that builds the model its own way (a bump
+/// edits an environment's text first; `explain` and `init` report model errors their own
+/// way). `bootstrapped` names the environments whose `clusters/<env>/flux-system/` exists.
+pub fn run_model(
+    inputs: &Inputs,
+    model: Model,
+    bootstrapped: &BTreeSet<String>,
+    options: &Options,
+) -> Result<Output, PipelineError> {
+    let started = std::time::Instant::now();
     let templates = inputs.templates()?;
-    let bootstrapped = inputs.bootstrapped(&known);
-    let rendered = render::render(&model, &templates, &options.only, &bootstrapped)?;
+    #[allow(clippy::disallowed_methods)] // this is the one place that renders
+    let rendered = render::render(&model, &templates, &options.only, bootstrapped)?;
     tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered");
     let (findings, policies_found) = match &options.policies {
         Some(namespaces) => {

@@ -418,23 +418,16 @@ pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned
         bootstrapped: Some(bootstrapped.clone()),
     };
     let model = edited.model()?;
-    let templates = inputs.templates()?;
-    let only = [intent.environment.clone()];
-    let rendered = crate::render::render(&model, &templates, &only, &bootstrapped)
-        .map_err(PipelineError::from)?;
-    if intent.check_policies {
-        let policies = inputs.policies(&["main".into()])?;
-        let findings = if policies.is_empty() {
-            Vec::new()
-        } else {
-            policies
-                .check(&model, &rendered, &intent.policy)
-                .map_err(PipelineError::from)?
-        };
-        if pipeline::denied(&findings) {
-            return Err(BumpError::Denied(findings));
-        }
+    let options = pipeline::Options {
+        only: vec![intent.environment.clone()],
+        policies: intent.check_policies.then(|| vec!["main".into()]),
+        check: intent.policy.clone(),
+    };
+    let out = pipeline::run_model(inputs, model, &bootstrapped, &options)?;
+    if pipeline::denied(&out.findings) {
+        return Err(BumpError::Denied(out.findings));
     }
+    let rendered = out.rendered;
     let plan = apply::plan_against(base, &rendered, &BTreeSet::new(), false)?;
     if let Some(c) = plan.conflicts.first() {
         return Err(BumpError::Conflict(c.path.clone()));
