@@ -277,16 +277,18 @@ pub struct ObjectHead {
 /// file.
 pub fn check_object(text: &str) -> Result<ObjectHead, YamlError> {
     use serde_saphyr::granit_parser::{Event, Parser};
+    use std::borrow::Cow;
     use std::collections::BTreeSet;
-    struct Map {
-        keys: BTreeSet<String>,
+    struct Map<'t> {
+        /// Borrowed from the text when the parser can (plain keys), so a key costs no copy.
+        keys: BTreeSet<Cow<'t, str>>,
         /// Child nodes completed so far: even means the next node is a key.
         children: usize,
         /// The key whose value comes next, at the top level only.
         pending: Option<String>,
     }
-    enum Frame {
-        Map(Map),
+    enum Frame<'t> {
+        Map(Map<'t>),
         Seq,
     }
     let error = |line: u64, column: u64, message: String| YamlError {
@@ -328,7 +330,7 @@ pub fn check_object(text: &str) -> Result<ObjectHead, YamlError> {
             {
                 // A key. Only scalar keys can be compared; kairo's templates use no others.
                 if let Event::Scalar(key, ..) = &event {
-                    if !map.keys.insert(key.to_string()) {
+                    if !map.keys.insert(key.clone()) {
                         return Err(error(line, column, format!("duplicate key `{key}`")));
                     }
                     if stack.len() == 1
