@@ -65,6 +65,9 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitC
         }
     };
     output::init(cli.color);
+    // libgit2 re-hashes every object it reads back; git itself leaves that to `git fsck`. A
+    // write reads the trees and blobs it replaces, so the check doubled a bump's git time.
+    git2::opts::strict_hash_verification(false);
     // The daemon reports its work at info level by default; commands stay quiet.
     let daemon = matches!(&cli.command, cli::Command::Watch(w) if w.listen.is_some());
     init_logging(cli.verbose, cli.log_format, daemon);

@@ -543,16 +543,15 @@ impl Writer {
         base: git2::Oid,
         paths: &[String],
     ) -> Result<Option<String>, WriteError> {
-        let tree = self.repo.find_commit(base)?.tree()?;
+        let mut tree = Entries::new(&self.repo, self.repo.find_commit(base)?.tree()?);
         let index = self.repo.index()?;
         for path in paths {
             let full = format!("{}{path}", self.prefix);
             let entry = tree
-                .get_path(Path::new(&full))
-                .ok()
-                .filter(|e| e.kind() == Some(git2::ObjectType::Blob));
-            let blob = entry.as_ref().map(|e| e.id());
-            let mode = entry.as_ref().map(|e| e.filemode() as u32);
+                .get(&full)?
+                .filter(|e| e.kind == Some(git2::ObjectType::Blob));
+            let blob = entry.as_ref().map(|e| e.id);
+            let mode = entry.as_ref().map(|e| e.mode as u32);
             let staged = index.get_path(Path::new(&full), 0);
             // Content and mode: a staged or on-disk `chmod +x` is the user's work too.
             if staged.as_ref().map(|e| e.id) != blob || staged.as_ref().map(|e| e.mode) != mode {
@@ -614,26 +613,25 @@ impl Writer {
         paths: &[String],
         unchanged_since: Option<git2::Oid>,
     ) -> Result<(), WriteError> {
-        let tree = self.repo.find_commit(commit)?.tree()?;
-        let before = match unchanged_since {
-            Some(c) => Some(self.repo.find_commit(c)?.tree()?),
+        let mut tree = Entries::new(&self.repo, self.repo.find_commit(commit)?.tree()?);
+        let mut before = match unchanged_since {
+            Some(c) => Some(Entries::new(&self.repo, self.repo.find_commit(c)?.tree()?)),
             None => None,
         };
         for path in paths {
             let full = format!("{}{path}", self.prefix);
-            if let Some(before) = &before {
+            if let Some(before) = &mut before {
                 // Just before replacing it: the file must still be what was checked (an edit
                 // made since is the user's, and stops the update; the journal lets the next
                 // run sort it out).
-                let blob = before.get_path(Path::new(&full)).ok().map(|e| e.id());
+                let blob = before.get(&full)?.map(|e| e.id);
                 if !holds(&read_nofollow(&self.workdir.join(&full))?, blob)? {
                     return Err(WriteError::Dirty(path.clone()));
                 }
             }
-            let entry = tree.get_path(Path::new(&full)).ok();
-            match entry {
+            match tree.get(&full)? {
                 Some(e) => {
-                    let blob = self.repo.find_blob(e.id())?;
+                    let blob = self.repo.find_blob(e.id)?;
                     crate::apply::write_below(&self.workdir, &full, blob.content())
                         .map_err(|e| WriteError::Command(format!("{e}")))?;
                 }
@@ -705,21 +703,19 @@ impl Writer {
         let branch = reference.trim_start_matches("refs/heads/");
         // Which paths still hold bytes that are either side's (kairo's), and which the user
         // changed since.
-        let new_tree = self.repo.find_commit(new)?.tree()?;
-        let old_tree = self.repo.find_commit(old)?.tree()?;
+        let mut new_tree = Entries::new(&self.repo, self.repo.find_commit(new)?.tree()?);
+        let mut old_tree = Entries::new(&self.repo, self.repo.find_commit(old)?.tree()?);
         let index = self.repo.index()?;
         let mut foreign = Vec::new();
         for path in &paths {
             let full = format!("{}{path}", self.prefix);
             let disk = read_nofollow(&self.workdir.join(&full))?;
-            let matches = |tree: &git2::Tree| {
-                holds(&disk, tree.get_path(Path::new(&full)).ok().map(|e| e.id()))
-            };
+            let in_new = new_tree.get(&full)?.map(|e| e.id);
+            let in_old = old_tree.get(&full)?.map(|e| e.id);
             // The index too: a change staged since the kill is the user's.
             let staged = index.get_path(Path::new(&full), 0).map(|e| e.id);
-            let in_tree = |tree: &git2::Tree| tree.get_path(Path::new(&full)).ok().map(|e| e.id());
-            let index_ours = staged == in_tree(&new_tree) || staged == in_tree(&old_tree);
-            if !index_ours || (!matches(&new_tree)? && !matches(&old_tree)?) {
+            let index_ours = staged == in_new || staged == in_old;
+            if !index_ours || (!holds(&disk, in_new)? && !holds(&disk, in_old)?) {
                 foreign.push(path.clone());
             }
         }
@@ -899,6 +895,58 @@ pub fn redact(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// One tree entry: what [`Entries::get`] returns.
+struct Entry {
+    id: git2::Oid,
+    kind: Option<git2::ObjectType>,
+    mode: i32,
+}
+
+/// Entries of one tree by path, reading each directory's tree once: writing 500 files of one
+/// directory walks down from the root once, not 500 times.
+struct Entries<'r> {
+    repo: &'r git2::Repository,
+    root: git2::Tree<'r>,
+    /// Directory path -> its tree (`None`: no such directory).
+    dirs: std::collections::BTreeMap<String, Option<git2::Tree<'r>>>,
+}
+
+impl<'r> Entries<'r> {
+    fn new(repo: &'r git2::Repository, root: git2::Tree<'r>) -> Entries<'r> {
+        Entries {
+            repo,
+            root,
+            dirs: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// The entry at `path` (repository-relative, `/`-separated), as `Tree::get_path` finds it.
+    fn get(&mut self, path: &str) -> Result<Option<Entry>, git2::Error> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if !self.dirs.contains_key(dir) {
+            let tree = if dir.is_empty() {
+                Some(self.root.clone())
+            } else {
+                match self.root.get_path(Path::new(dir)) {
+                    Ok(e) if e.kind() == Some(git2::ObjectType::Tree) => {
+                        Some(self.repo.find_tree(e.id())?)
+                    }
+                    _ => None,
+                }
+            };
+            self.dirs.insert(dir.to_string(), tree);
+        }
+        Ok(self.dirs[dir]
+            .as_ref()
+            .and_then(|t| t.get_name(name))
+            .map(|e| Entry {
+                id: e.id(),
+                kind: e.kind(),
+                mode: e.filemode(),
+            }))
+    }
 }
 
 #[cfg(test)]
