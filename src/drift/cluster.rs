@@ -211,7 +211,7 @@ pub fn read_kubeconfig(list: Option<&OsStr>) -> Result<Option<Kubeconfig>, Strin
         // `~/.kube/config` (kube finds the home directory as kubectl does).
         return match Kubeconfig::read() {
             Ok(k) => Ok(Some(k)),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(quiet(&e)),
         };
     };
     let mut merged: Option<Kubeconfig> = None;
@@ -225,17 +225,28 @@ pub fn read_kubeconfig(list: Option<&OsStr>) -> Result<Option<Kubeconfig>, Strin
         }
         let next = Kubeconfig::read_from(&path).map_err(|e| match e {
             // Names the path already.
-            kube::config::KubeconfigError::ReadConfig(..) => e.to_string(),
-            e => format!("`{}`: {e}", path.display()),
+            kube::config::KubeconfigError::ReadConfig(..) => quiet(&e),
+            e => format!("`{}`: {}", path.display(), quiet(&e)),
         })?;
         merged = Some(match merged {
             Some(m) => m
                 .merge(next)
-                .map_err(|e| format!("`{}`: {e}", path.display()))?,
+                .map_err(|e| format!("`{}`: {}", path.display(), quiet(&e)))?,
             None => next,
         });
     }
     Ok(merged)
+}
+
+/// A kubeconfig error's first line only: the YAML parser goes on to quote the lines around the
+/// error, and in a kubeconfig those hold tokens and keys.
+fn quiet(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
 }
 
 /// A client configuration and its label (`context `name``, or `in-cluster`): the kubeconfig's
@@ -257,7 +268,7 @@ pub async fn resolve(
                 .unwrap_or_default();
             match kube::Config::from_custom_kubeconfig(kubeconfig, &options).await {
                 Ok(config) => return Ok((config, format!("context `{name}`"))),
-                Err(e) => e.to_string(),
+                Err(e) => quiet(&e),
             }
         }
         Ok(None) => format!(

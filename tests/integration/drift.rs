@@ -1875,3 +1875,38 @@ fn a_tls_api_server_with_the_kubeconfig_ca_and_a_client_certificate() {
     );
     assert_eq!(api.server.requests().len(), seen);
 }
+
+/// A kubeconfig that does not parse is an input error naming the file and the line, but never
+/// quoting it: the lines around a YAML syntax error are where the tokens and keys are.
+#[test]
+fn a_malformed_kubeconfig_is_named_but_its_credentials_are_not_printed() {
+    let repo = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let leaky = [
+        "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: hunter2-token\n    client-key-data: aHVudGVyMi1rZXk=\n  - oops\n",
+        "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: [hunter2-token]\n",
+    ];
+    for (i, text) in leaky.iter().enumerate() {
+        let path = dir.path().join(format!("config-{i}"));
+        std::fs::write(&path, text).unwrap();
+        for context in [None, Some("test")] {
+            let mut args = vec!["drift", "--env", "production"];
+            args.extend(context.iter().flat_map(|c| ["--context", c]));
+            let out = kairo(&repo, &path, &args);
+            assert_eq!(out.code, 2, "{}", out.stderr);
+            assert!(
+                out.stderr.contains(&format!("`{}`", path.display())),
+                "{}",
+                out.stderr
+            );
+            assert!(out.stderr.contains(" line "), "{}", out.stderr);
+            for leak in ["hunter2", "aHVudGVyMi"] {
+                assert!(
+                    !out.stderr.contains(leak),
+                    "`{leak}` leaked: {}",
+                    out.stderr
+                );
+            }
+        }
+    }
+}
