@@ -170,7 +170,8 @@ fn release_status(
     let mut in_git = normalize_helm_release(&r.object, Some(&r.object));
     super::ignore(desired, &mut in_cluster);
     super::ignore(desired, &mut in_git);
-    if in_cluster != in_git {
+    let spec_from_git = in_cluster == in_git;
+    if !spec_from_git {
         status
             .pending
             .push("the cluster's HelmRelease spec is not what Git renders".into());
@@ -239,11 +240,13 @@ fn release_status(
 
     let suspended = hr["spec"]["suspend"].as_bool() == Some(true);
     let ready_false = ready.is_some_and(|c| c["status"].as_str() == Some("False"));
+    // A failure counts only for the spec Git renders: right after a commit, the cluster still
+    // holds the old spec and its failure until Flux applies the commit, and waiting helps.
     status.phase = if suspended {
         Phase::Suspended
-    } else if is_true(condition(hr, "Stalled")) {
+    } else if spec_from_git && is_true(condition(hr, "Stalled")) {
         Phase::Stalled
-    } else if ready_false && current && !is_true(condition(hr, "Reconciling")) {
+    } else if spec_from_git && ready_false && current && !is_true(condition(hr, "Reconciling")) {
         Phase::Failed
     } else if is_true(ready) && status.pending.is_empty() {
         Phase::Ready

@@ -1910,3 +1910,67 @@ fn a_malformed_kubeconfig_is_named_but_its_credentials_are_not_printed() {
         }
     }
 }
+
+/// The CI gate right after a commit that fixes a failed release: until Flux applies the commit,
+/// the cluster still holds the old spec and its failure. That failure is not of what Git
+/// renders, so `--wait` keeps waiting (and reports progressing, not failed) until Flux has
+/// applied the new spec; a failure of Git's own spec still ends the wait at once.
+#[test]
+fn a_failure_of_the_spec_before_the_commit_does_not_end_the_wait() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    let mut fixed = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == json!("api") && o["kind"] == json!("HelmRelease"))
+        .unwrap()
+        .clone();
+    fixed["metadata"]["generation"] = json!(3);
+    fixed["status"]["observedGeneration"] = json!(3);
+    replace(&mut objects, "HelmRelease", "api", |o| {
+        // The broken version the commit replaces, failed and reconciled.
+        o["spec"]["chart"]["spec"]["version"] = json!("1.1.9");
+        o["status"]["lastAttemptedRevision"] = json!("1.1.9");
+        o["status"]["history"][0]["chartVersion"] = json!("1.1.9");
+        o["status"]["history"][0]["status"] = json!("failed");
+        o["status"]["conditions"] = json!([
+            {"type": "Ready", "status": "False", "reason": "UpgradeFailed", "observedGeneration": 2,
+             "lastTransitionTime": "2026-11-02T09:20:00Z",
+             "message": "Helm upgrade failed for release shop/api with chart api@1.1.9: image pull"}
+        ]);
+    });
+    let (out, _api) = against(&repo, objects.clone(), &["status", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("api progressing chart 1.2.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("error: not ready: 1 of 2 release(s) not ready"),
+        "{}",
+        out.stderr
+    );
+
+    let api = FakeApi::start(TOKEN, objects);
+    // Flux applies the commit; the third look finds the release Ready at Git's spec.
+    api.state.lock().unwrap().flips.push((3, fixed));
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(
+        &repo,
+        &config,
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "10m",
+            "--poll-interval",
+            "1ms",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(api.state.lock().unwrap().helmrelease_lists, 3);
+}
