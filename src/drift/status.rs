@@ -189,13 +189,22 @@ fn release_status(
         None => status.pending.push("no chart version attempted yet".into()),
         _ => {}
     }
-    if let Some(latest) = hr["status"]["history"].as_array().and_then(|h| h.first())
-        && latest["status"].as_str() != Some("deployed")
-    {
-        status.pending.push(format!(
-            "the latest Helm release is `{}`",
-            latest["status"].as_str().unwrap_or("unknown")
-        ));
+    if let Some(latest) = hr["status"]["history"].as_array().and_then(|h| h.first()) {
+        if latest["status"].as_str() != Some("deployed") {
+            status.pending.push(format!(
+                "the latest Helm release is `{}`",
+                latest["status"].as_str().unwrap_or("unknown")
+            ));
+        }
+        // Attempted is not installed: a rollback, or history not written yet.
+        if let Some(v) = latest["chartVersion"].as_str()
+            && !version_matches(&r.chart_version, v)
+        {
+            status.pending.push(format!(
+                "the latest Helm release runs chart version `{v}`, Git asks for `{}`",
+                r.chart_version
+            ));
+        }
     }
     if let Some(w) = &r.workload {
         let workloads = owners.workloads(&r.name, &w.namespace);

@@ -1974,3 +1974,29 @@ fn a_failure_of_the_spec_before_the_commit_does_not_end_the_wait() {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(api.state.lock().unwrap().helmrelease_lists, 3);
 }
+
+/// Flux attempted Git's chart version, but the latest Helm release is still another one (a
+/// rollback, or history not yet written): not ready, whatever the Ready condition says.
+#[test]
+fn a_release_whose_history_lags_the_attempted_version_is_not_ready() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "HelmRelease", "api", |o| {
+        o["status"]["history"][0]["chartVersion"] = json!("1.1.9");
+    });
+    let (out, _api) = against(&repo, objects, &["status", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("api progressing chart 1.2.0 (attempted 1.2.0)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "    pending: the latest Helm release runs chart version `1.1.9`, Git asks for `1.2.0`\n"
+        ),
+        "{}",
+        out.stdout
+    );
+}
