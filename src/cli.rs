@@ -237,6 +237,10 @@ pub struct WatchArgs {
     /// remote tip this often, exporting drift and release readiness metrics. Off by default.
     #[arg(long, requires = "listen", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub drift_interval: Option<std::time::Duration>,
+    /// Daemon: check drift only for this environment (repeatable; every environment when
+    /// none): the ones deployed to the cluster the kubeconfig reaches.
+    #[arg(long = "drift-env", value_name = "ENV", requires = "drift_interval")]
+    pub drift_envs: Vec<String>,
     /// Images looked up at once.
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,

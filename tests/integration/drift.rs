@@ -2000,3 +2000,44 @@ fn a_release_whose_history_lags_the_attempted_version_is_not_ready() {
         out.stdout
     );
 }
+
+/// Environments run in different clusters (`spec.cluster`), and the daemon's kubeconfig reaches
+/// one: `--drift-env` names the environments this daemon checks, and the others are never
+/// listed against the wrong cluster (no request, no series, no error counted for them).
+#[test]
+fn the_daemon_checks_only_the_environments_named_by_drift_env() {
+    let repo = repo();
+    let staging = PRODUCTION
+        .replace("name: production", "name: staging")
+        .replace("namespace: shop", "namespace: shop-staging")
+        .replace("cluster: prod-eu", "cluster: staging-eu");
+    repo.write("environments/staging.yaml", &staging);
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "staging", 1_700_000_100);
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let (d, _dirs) = drift_daemon(&repo, &api, &["--drift-env", "production"]);
+    let lists = || {
+        api.server
+            .requests()
+            .iter()
+            .filter(|r| r.target.contains("/helmreleases"))
+            .count()
+    };
+    crate::watch::wait_for("three drift checks", || lists() >= 3);
+    crate::watch::wait_for("production is exported", || {
+        d.metrics()
+            .contains(r#"kairo_release_ready{env="production",release="web"} 1"#)
+    });
+    let metrics = d.metrics();
+    assert!(!metrics.contains(r#"env="staging""#), "{metrics}");
+    assert!(!metrics.contains("kairo_drift_errors_total{"), "{metrics}");
+    assert!(
+        !api.server
+            .requests()
+            .iter()
+            .any(|r| r.target.contains("/namespaces/shop-staging/")),
+        "staging was listed against production's cluster"
+    );
+    assert_eq!(d.terminate(), 0);
+}
