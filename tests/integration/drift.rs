@@ -2041,3 +2041,67 @@ fn the_daemon_checks_only_the_environments_named_by_drift_env() {
     );
     assert_eq!(d.terminate(), 0);
 }
+
+/// Listings concatenated into one YAML stream (`kubectl get ... -o yaml; echo ---; kubectl get
+/// ... -o yaml`), and a raw API list among them: read as one set of live objects. An object
+/// listed in two documents is still refused.
+#[test]
+fn a_live_file_may_be_a_stream_of_listings() {
+    let repo = repo();
+    let items = cluster(&repo);
+    let (releases, rest): (Vec<Value>, Vec<Value>) = items
+        .into_iter()
+        .partition(|o| o["kind"] == json!("HelmRelease"));
+    let (deployments, autoscalers): (Vec<Value>, Vec<Value>) = rest
+        .into_iter()
+        .partition(|o| o["kind"] == json!("Deployment"));
+    let deployments: Vec<Value> = deployments
+        .into_iter()
+        .map(|mut o| {
+            o.as_object_mut().unwrap().remove("kind");
+            o
+        })
+        .collect();
+    let docs = [
+        json!({"apiVersion": "v1", "kind": "List", "items": releases}),
+        json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "items": deployments}),
+        autoscalers[0].clone(),
+    ];
+    let text = docs
+        .iter()
+        .map(|d| kairo::yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let path = repo.path().join(".live.yaml");
+    std::fs::write(&path, format!("---\n{text}\n---\n")).unwrap();
+    let live = |command: &str| {
+        repo.kairo(&[
+            command,
+            "--env",
+            "production",
+            "--live-file",
+            path.to_str().unwrap(),
+        ])
+    };
+    let out = live("drift");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("(5 objects compared)"),
+        "{}",
+        out.stdout
+    );
+    let out = live("status");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+
+    // The same HPA in two documents.
+    let again = kairo::yaml::to_string(&autoscalers[0]).unwrap();
+    std::fs::write(&path, format!("{text}\n---\n{again}")).unwrap();
+    let out = live("drift");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("holds HorizontalPodAutoscaler `shop/web` twice"),
+        "{}",
+        out.stderr
+    );
+}
