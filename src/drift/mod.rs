@@ -95,16 +95,19 @@ pub struct Live {
 impl Live {
     /// Reads `kubectl get helmreleases,deploy,sts,hpa -o yaml` output (a `List`, or one
     /// object; JSON works too), or a stream of such documents separated by `---` (listings
-    /// concatenated, one namespace each). Objects of other kinds are left out.
+    /// concatenated, one namespace each; for JSON, one value after another). Objects of other
+    /// kinds are left out.
     pub fn from_yaml(path: &str, text: &str) -> Result<Live, DriftError> {
         // `-o json` output is read as JSON: several times faster than the YAML parser.
+        // Several `-o json` outputs one after another are a stream of JSON values.
         let documents: Vec<Value> = if text.trim_start().starts_with('{') {
-            vec![
-                serde_json::from_str(text).map_err(|e| DriftError::LiveFile {
+            serde_json::Deserializer::from_str(text)
+                .into_iter::<Value>()
+                .collect::<Result<_, _>>()
+                .map_err(|e| DriftError::LiveFile {
                     path: path.to_string(),
                     message: format!("{}:{}: {e}", e.line(), e.column()),
-                })?,
-            ]
+                })?
         } else {
             crate::yaml::from_str_all(text).map_err(|e| DriftError::LiveFile {
                 path: path.to_string(),

@@ -2092,6 +2092,20 @@ fn a_live_file_may_be_a_stream_of_listings() {
     );
     let out = live("status");
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // `-o json` outputs one after another.
+    let json_text = docs
+        .iter()
+        .map(|d| serde_json::to_string_pretty(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, json_text).unwrap();
+    let out = live("drift");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("(5 objects compared)"),
+        "{}",
+        out.stdout
+    );
 
     // The same HPA in two documents.
     let again = kairo::yaml::to_string(&autoscalers[0]).unwrap();
