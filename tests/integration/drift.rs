@@ -658,6 +658,12 @@ fn api_errors_name_the_context_and_the_missing_permission() {
         "{}",
         out.stderr
     );
+    // kairo's message, with its causes, and not the kube client's own log line before it.
+    assert!(
+        out.stderr.starts_with("error: cannot list") && !out.stderr.contains("ERROR"),
+        "{}",
+        out.stderr
+    );
 
     // No kubeconfig, and not in a pod.
     let out = kairo(
