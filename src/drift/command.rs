@@ -159,7 +159,10 @@ fn run_status(
             "drop `--wait`, or drop `--live-file`",
         ));
     }
-    let desired = desired(root, &args.cluster)?;
+    let mut desired = desired(root, &args.cluster)?;
+    // Readiness does not depend on Secrets: status never asks for them (and so needs no
+    // `get` on them).
+    desired.secrets.clear();
     let report = match &args.cluster.live_file {
         Some(path) => {
             let (live, label) = read_live_file(path)?;

@@ -2125,3 +2125,23 @@ fn a_live_file_may_be_a_stream_of_listings() {
         out.stderr
     );
 }
+
+/// `kairo status` reads no Secret: its verdict does not depend on them, and a CI identity
+/// allowed to read releases and workloads but not Secrets must be able to gate on it.
+#[test]
+fn status_reads_no_secret() {
+    let repo = secret_repo();
+    let mut objects = cluster(&repo);
+    objects.push(live_secret("s3cr3t-from-git"));
+    let api = FakeApi::start(TOKEN, objects);
+    api.state.lock().unwrap().forbidden = vec!["secrets".into()];
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(&repo, &config, &["status", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        !api.targets().iter().any(|t| t.contains("/secrets")),
+        "{:?}",
+        api.targets()
+    );
+}
