@@ -47,8 +47,8 @@ use crate::render::{CLUSTERS_DIR, TEMPLATES_DIR};
 use crate::watch::command::Env;
 use crate::watch::{self, Found, Watched, WriteSettings};
 use metrics::{
-    DriftEnvLabels, DriftKindLabels, EnvLabels, ImageLabels, Metrics, RegistryLabels,
-    ReleaseLabels, ScanLabels, WebhookLabels,
+    DriftEnvLabels, EnvLabels, ImageLabels, Metrics, RegistryLabels, ReleaseLabels, ScanLabels,
+    WebhookLabels,
 };
 
 /// Without `--interval`, how often the loop wakes to scan the images whose own interval has
@@ -694,12 +694,7 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>, envs: Ar
             .collect::<BTreeSet<_>>();
         for kind in kinds {
             let n = by_kind.get(&kind).copied().unwrap_or(0);
-            m.drift_objects
-                .get_or_create(&DriftKindLabels {
-                    env: d.environment.clone(),
-                    kind,
-                })
-                .set(n as i64);
+            m.set_drift_objects(&d.environment, &kind, n as i64);
         }
         let status = drift::status::evaluate(d, &live, &cluster.label);
         for r in &status.releases {
@@ -719,6 +714,7 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>, envs: Ar
     }
     // A release (or environment) gone from Git must not stay exported as ready or not.
     m.retain_release_ready(produced, &failed);
+    m.retain_drift_envs(&desired.iter().map(|d| d.environment.clone()).collect());
 }
 
 /// The kinds `drift::check` compares.

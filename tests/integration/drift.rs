@@ -2013,14 +2013,7 @@ fn a_release_whose_history_lags_the_attempted_version_is_not_ready() {
 #[test]
 fn the_daemon_checks_only_the_environments_named_by_drift_env() {
     let repo = repo();
-    let staging = PRODUCTION
-        .replace("name: production", "name: staging")
-        .replace("namespace: shop", "namespace: shop-staging")
-        .replace("cluster: prod-eu", "cluster: staging-eu");
-    repo.write("environments/staging.yaml", &staging);
-    let out = repo.kairo(&["render"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    commit_all(repo.path(), "staging", 1_700_000_100);
+    add_staging(&repo);
     let api = FakeApi::start(TOKEN, cluster(&repo));
     let (d, _dirs) = drift_daemon(&repo, &api, &["--drift-env", "production"]);
     let lists = || {
@@ -2144,4 +2137,59 @@ fn status_reads_no_secret() {
         "{:?}",
         api.targets()
     );
+}
+
+/// Adds (and commits) a `staging` environment in namespace `shop-staging`, cluster `staging-eu`.
+fn add_staging(repo: &Repo) {
+    let staging = PRODUCTION
+        .replace("name: production", "name: staging")
+        .replace("namespace: shop", "namespace: shop-staging")
+        .replace("cluster: prod-eu", "cluster: staging-eu");
+    repo.write("environments/staging.yaml", &staging);
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "staging", 1_700_000_100);
+}
+
+/// An environment removed from Git loses all its drift series at the next check, not only its
+/// readiness ones: a stale `kairo_drift_objects` would keep an alert firing, and a stale
+/// last-check timestamp would age into a "drift checks stopped" alert, for an environment that
+/// no longer exists.
+#[test]
+fn the_daemon_drops_every_drift_series_of_an_environment_gone_from_git() {
+    let repo = repo();
+    add_staging(&repo);
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let (d, dirs) = drift_daemon(&repo, &api, &[]);
+    crate::watch::wait_for("staging is exported", || {
+        let metrics = d.metrics();
+        metrics.contains(r#"kairo_drift_last_check_timestamp_seconds{env="staging"}"#)
+            && metrics.contains(r#"kairo_drift_objects{env="staging",kind="HelmRelease"} 2"#)
+    });
+
+    std::fs::remove_file(repo.path().join("environments/staging.yaml")).unwrap();
+    std::fs::remove_dir_all(repo.path().join("clusters/staging")).unwrap();
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "staging retired", 1_700_000_200);
+    let bare = dirs[0].path().join("remote.git");
+    crate::support::git(
+        repo.path(),
+        &[
+            "push",
+            "--quiet",
+            bare.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    crate::watch::wait_for("staging's series are dropped", || {
+        !d.metrics().contains(r#"env="staging""#)
+    });
+    let metrics = d.metrics();
+    assert!(
+        metrics.contains(r#"kairo_drift_last_check_timestamp_seconds{env="production"}"#),
+        "{metrics}"
+    );
+    crate::watch::promtool_check(&metrics);
+    assert_eq!(d.terminate(), 0);
 }
