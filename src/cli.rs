@@ -460,7 +460,7 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 500, value_name = "N", hide = true)]
     pub page_size: u32,
     /// How long one request to the API server may take, connecting included (as kubectl's
-    /// `--request-timeout`).
+    /// `--request-timeout`; 0 means no timeout).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub request_timeout: std::time::Duration,
 }

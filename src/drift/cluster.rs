@@ -297,10 +297,12 @@ impl Cluster {
         // kube leaves reads unbounded: a server that accepts and never answers would hang
         // kairo. The per-read bound catches silence; `list` bounds each whole request too,
         // which also catches a server trickling a byte at a time.
-        let timeout = c.request_timeout.max(Duration::from_millis(1));
-        config.connect_timeout = Some(timeout);
-        config.read_timeout = Some(timeout);
-        config.write_timeout = Some(timeout);
+        // `--request-timeout 0` is kubectl's "no timeout".
+        let bound = (!c.request_timeout.is_zero()).then_some(c.request_timeout);
+        let timeout = bound.unwrap_or(Duration::MAX);
+        config.connect_timeout = bound;
+        config.read_timeout = bound;
+        config.write_timeout = bound;
         // Count from sending the request, not from when a pooled connection went idle.
         config.reset_reader_on_write = true;
         let server = config.cluster_url.to_string();
@@ -500,10 +502,14 @@ impl Cluster {
             server: self.server.clone(),
             resource: resource.to_string(),
             namespace: namespace.to_string(),
-            after: format!(
-                "`--request-timeout {}`",
-                humantime::format_duration(self.request_timeout)
-            ),
+            after: if self.request_timeout == Duration::MAX {
+                "the system's own connection timeouts (`--request-timeout 0`)".to_string()
+            } else {
+                format!(
+                    "`--request-timeout {}`",
+                    humantime::format_duration(self.request_timeout)
+                )
+            },
         }
     }
 

@@ -2193,3 +2193,17 @@ fn the_daemon_drops_every_drift_series_of_an_environment_gone_from_git() {
     crate::watch::promtool_check(&metrics);
     assert_eq!(d.terminate(), 0);
 }
+
+/// `--request-timeout 0` means no timeout, as kubectl's does, not "time out at once".
+#[test]
+fn a_zero_request_timeout_is_no_timeout_as_in_kubectl() {
+    let repo = repo();
+    for command in ["drift", "status"] {
+        let (out, _api) = against(
+            &repo,
+            cluster(&repo),
+            &[command, "--env", "production", "--request-timeout", "0"],
+        );
+        assert_eq!(out.code, 0, "{command}: {}\n{}", out.stdout, out.stderr);
+    }
+}
