@@ -136,6 +136,17 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// Whether asking again later may succeed: the server unreachable or slow, 429, or a 5xx
+    /// (an API server restarting or overloaded). Credentials, permissions and missing types
+    /// or namespaces do not fix themselves.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClusterError::Unreachable { .. } | ClusterError::TimedOut { .. } => true,
+            ClusterError::Api { code, .. } => *code == 429 || *code >= 500,
+            _ => false,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             ClusterError::NoConfig { .. } => "set `KUBECONFIG` or write `~/.kube/config` (as for kubectl), or run kairo in a pod".into(),

@@ -2207,3 +2207,75 @@ fn a_zero_request_timeout_is_no_timeout_as_in_kubectl() {
         assert_eq!(out.code, 0, "{command}: {}\n{}", out.stdout, out.stderr);
     }
 }
+
+/// A CI gate waits minutes through a rollout; an API server that answers 500 once (etcd
+/// overloaded) must not end the wait: `--wait` asks again at the next poll. A check that keeps
+/// failing until the timeout is still an error (exit 2), and a permanent refusal (403) ends the
+/// wait at once.
+#[test]
+fn wait_rides_out_a_transient_api_error() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    let mut ready = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == json!("api") && o["kind"] == json!("HelmRelease"))
+        .unwrap()
+        .clone();
+    ready["metadata"]["generation"] = json!(3);
+    ready["status"]["observedGeneration"] = json!(3);
+    replace(&mut objects, "HelmRelease", "api", progressing);
+    let wait = [
+        "status",
+        "--env",
+        "production",
+        "--wait",
+        "--timeout",
+        "10m",
+        "--poll-interval",
+        "1ms",
+    ];
+    let api = FakeApi::start(TOKEN, objects.clone());
+    {
+        let mut state = api.state.lock().unwrap();
+        state.unavailable = vec![2];
+        state.flips.push((3, ready));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(&repo, &config, &wait);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(api.state.lock().unwrap().helmrelease_lists, 3);
+
+    // Failing from the first check to the end: an error naming the context.
+    let api = FakeApi::start(TOKEN, objects.clone());
+    api.state.lock().unwrap().unavailable = (1..10_000).collect();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(
+        &repo,
+        &config,
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "1s",
+            "--poll-interval",
+            "100ms",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("context `test`") && out.stderr.contains("etcdserver"),
+        "{}",
+        out.stderr
+    );
+
+    // 403 is not transient.
+    let api = FakeApi::start(TOKEN, objects);
+    api.state.lock().unwrap().forbidden = vec!["helmreleases".into()];
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(&repo, &config, &wait);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("403 Forbidden"), "{}", out.stderr);
+}
