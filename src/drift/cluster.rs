@@ -141,7 +141,9 @@ impl ClusterError {
     /// or namespaces do not fix themselves.
     pub fn is_transient(&self) -> bool {
         match self {
-            ClusterError::Unreachable { .. } | ClusterError::TimedOut { .. } => true,
+            // A certificate the kubeconfig does not trust stays untrusted.
+            ClusterError::Unreachable { source, .. } => !tls_rejected(source),
+            ClusterError::TimedOut { .. } => true,
             ClusterError::Api { code, .. } => *code == 429 || *code >= 500,
             _ => false,
         }

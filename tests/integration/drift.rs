@@ -1879,6 +1879,23 @@ fn a_tls_api_server_with_the_kubeconfig_ca_and_a_client_certificate() {
         "{}",
         out.stderr
     );
+    // A certificate the kubeconfig does not trust is not transient: `--wait` does not ask again.
+    let out = kairo(
+        &repo,
+        &config,
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "2s",
+            "--poll-interval",
+            "10ms",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("asking again"), "{}", out.stderr);
     assert_eq!(api.server.requests().len(), seen);
 }
 
