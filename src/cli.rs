@@ -237,6 +237,10 @@ pub struct WatchArgs {
     /// remote tip this often, exporting drift and release readiness metrics. Off by default.
     #[arg(long, requires = "listen", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub drift_interval: Option<std::time::Duration>,
+    /// Daemon: check drift only for this environment (repeatable; every environment when
+    /// none): the ones deployed to the cluster the kubeconfig reaches.
+    #[arg(long = "drift-env", value_name = "ENV", requires = "drift_interval")]
+    pub drift_envs: Vec<String>,
     /// Images looked up at once.
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
@@ -456,7 +460,7 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 500, value_name = "N", hide = true)]
     pub page_size: u32,
     /// How long one request to the API server may take, connecting included (as kubectl's
-    /// `--request-timeout`).
+    /// `--request-timeout`; 0 means no timeout).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub request_timeout: std::time::Duration,
 }

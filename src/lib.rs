@@ -82,7 +82,9 @@ fn init_logging(verbose: u8, format: cli::LogFormat, daemon: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 if daemon => "kairo=info",
-        0 => "warn",
+        // The kube client logs a failed request at ERROR before returning it; kairo's own
+        // message names the context and the cause, so the client's line is only noise.
+        0 => "warn,kube_client=off",
         1 => "kairo=debug",
         _ => "kairo=trace",
     };

@@ -226,23 +226,31 @@ fn tab_position(text: &str, message: &str, line: u64, column: u64) -> (u64, u64)
 
 /// Parses one YAML document into `T`.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str_with_options(text, options(text.len())).map_err(|e| {
-        let loc = e.location();
-        let (message, hint, unknown_key) = describe(&e, text.len());
-        let (line, column) = tab_position(
-            text,
-            &message,
-            loc.map_or(0, |l| l.line()),
-            loc.map_or(0, |l| l.column()),
-        );
-        YamlError {
-            line,
-            column,
-            message,
-            hint,
-            unknown_key,
-        }
-    })
+    serde_saphyr::from_str_with_options(text, options(text.len())).map_err(|e| error(text, &e))
+}
+
+/// Parses a stream of YAML documents (`---` between them) into one `T` each, under the same
+/// limits as [`from_str`]; empty documents are skipped.
+pub fn from_str_all<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, YamlError> {
+    serde_saphyr::from_multiple_with_options(text, options(text.len())).map_err(|e| error(text, &e))
+}
+
+fn error(text: &str, e: &serde_saphyr::Error) -> YamlError {
+    let loc = e.location();
+    let (message, hint, unknown_key) = describe(e, text.len());
+    let (line, column) = tab_position(
+        text,
+        &message,
+        loc.map_or(0, |l| l.line()),
+        loc.map_or(0, |l| l.column()),
+    );
+    YamlError {
+        line,
+        column,
+        message,
+        hint,
+        unknown_key,
+    }
 }
 
 /// Whether `text` is well-formed YAML (used to check template output). This runs the parser

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub drift_errors: Family<DriftEnvLabels, Counter>,
     /// The (env, release) series of `release_ready` the last drift check exported.
     ready_series: Mutex<BTreeSet<(String, String)>>,
+    /// The (env, kind) series of `drift_objects` exported so far.
+    drift_series: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl Default for Metrics {
@@ -109,6 +111,7 @@ impl Metrics {
             drift_last_check: Family::default(),
             drift_errors: Family::default(),
             ready_series: Mutex::default(),
+            drift_series: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register("scans", "Scans run, by trigger and result", m.scans.clone());
@@ -205,8 +208,44 @@ impl Metrics {
         *last = next;
     }
 
+    /// Sets `drift_objects{env,kind}`, remembering the series for [`Self::retain_drift_envs`].
+    pub fn set_drift_objects(&self, env: &str, kind: &str, n: i64) {
+        let labels = DriftKindLabels {
+            env: env.to_string(),
+            kind: kind.to_string(),
+        };
+        self.drift_objects.get_or_create(&labels).set(n);
+        self.drift_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((labels.env, labels.kind));
+    }
+
+    /// Drops the `drift_objects` and last-check series of environments not in `envs` (the
+    /// environments Git holds now, checked or failed): one gone from Git must not keep an
+    /// alert firing or its timestamp aging.
+    pub fn retain_drift_envs(&self, envs: &BTreeSet<String>) {
+        let mut series = self.drift_series.lock().unwrap_or_else(|e| e.into_inner());
+        series.retain(|(env, kind)| {
+            if envs.contains(env) {
+                return true;
+            }
+            self.drift_objects.remove(&DriftKindLabels {
+                env: env.clone(),
+                kind: kind.clone(),
+            });
+            self.drift_last_check
+                .remove(&DriftEnvLabels { env: env.clone() });
+            false
+        });
+    }
+
     /// Drops every drift and readiness gauge (a replica that stopped leading exports none).
     pub fn clear_drift(&self) {
+        self.drift_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.drift_objects.clear();
         self.release_ready.clear();
         self.drift_last_check.clear();

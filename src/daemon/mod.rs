@@ -47,8 +47,8 @@ use crate::render::{CLUSTERS_DIR, TEMPLATES_DIR};
 use crate::watch::command::Env;
 use crate::watch::{self, Found, Watched, WriteSettings};
 use metrics::{
-    DriftEnvLabels, DriftKindLabels, EnvLabels, ImageLabels, Metrics, RegistryLabels,
-    ReleaseLabels, ScanLabels, WebhookLabels,
+    DriftEnvLabels, EnvLabels, ImageLabels, Metrics, RegistryLabels, ReleaseLabels, ScanLabels,
+    WebhookLabels,
 };
 
 /// Without `--interval`, how often the loop wakes to scan the images whose own interval has
@@ -89,8 +89,12 @@ impl Trigger {
 /// Work for the writer thread.
 enum Job {
     Load(oneshot::Sender<Result<Vec<Watched>, String>>),
-    /// Render every environment at the remote tip into its desired state.
-    Desired(oneshot::Sender<Result<Vec<drift::Desired>, String>>),
+    /// Render the environments named (every one when none) at the remote tip into their
+    /// desired state.
+    Desired(
+        Vec<String>,
+        oneshot::Sender<Result<Vec<drift::Desired>, String>>,
+    ),
     Write(
         BTreeMap<String, Vec<ImageSpec>>,
         oneshot::Sender<Vec<WriteSummary>>,
@@ -133,10 +137,10 @@ impl Shared {
             .map_err(|_| "the writer thread has stopped".to_string())?
     }
 
-    async fn desired(&self) -> Result<Vec<drift::Desired>, String> {
+    async fn desired(&self, envs: &[String]) -> Result<Vec<drift::Desired>, String> {
         let (tx, rx) = oneshot::channel();
         self.jobs
-            .send(Job::Desired(tx))
+            .send(Job::Desired(envs.to_vec(), tx))
             .map_err(|_| "the writer thread has stopped".to_string())?;
         rx.await
             .map_err(|_| "the writer thread has stopped".to_string())?
@@ -215,6 +219,7 @@ pub fn command(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
         listen: args.listen.expect("--listen"),
         interval: args.interval,
         drift_interval: args.drift_interval.map(|d| d.max(Duration::from_secs(1))),
+        drift_envs: Arc::new(args.drift_envs.clone()),
         concurrency: args.concurrency as usize,
         max_scans: args.max_scans as usize,
         auth,
@@ -228,6 +233,8 @@ struct Config {
     listen: SocketAddr,
     interval: Option<Duration>,
     drift_interval: Option<Duration>,
+    /// `--drift-env`: the environments this daemon's cluster runs (every one when empty).
+    drift_envs: Arc<Vec<String>>,
     concurrency: usize,
     max_scans: usize,
     auth: webhook::Auth,
@@ -263,7 +270,7 @@ fn writer_thread(
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
             }
-            Job::Desired(reply) => {
+            Job::Desired(envs, reply) => {
                 let result = watch::tip_files(
                     &writer,
                     &settings,
@@ -277,7 +284,7 @@ fn writer_thread(
                         files,
                         bootstrapped: None,
                     };
-                    drift::render_desired(&inputs, &[], &revision).map_err(|e| e.to_string())
+                    drift::render_desired(&inputs, &envs, &revision).map_err(|e| e.to_string())
                 });
                 let _ = reply.send(result);
             }
@@ -458,7 +465,11 @@ async fn run(
             }
             Event::DriftTick => {
                 if let Some(c) = &cluster {
-                    drift_checks.spawn(drift_check(shared.clone(), c.clone()));
+                    drift_checks.spawn(drift_check(
+                        shared.clone(),
+                        c.clone(),
+                        config.drift_envs.clone(),
+                    ));
                 }
             }
             Event::Shutdown => break,
@@ -640,9 +651,9 @@ async fn scan(shared: Arc<Shared>, trigger: Trigger) {
 
 /// One drift check: render each environment at the remote tip (on the writer thread), list its
 /// objects, compare, export. A failure is logged and counted; the next tick tries again.
-async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
+async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>, envs: Arc<Vec<String>>) {
     let m = &shared.metrics;
-    let desired = match shared.desired().await {
+    let desired = match shared.desired(&envs).await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "drift check: cannot render the remote tip");
@@ -683,12 +694,7 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
             .collect::<BTreeSet<_>>();
         for kind in kinds {
             let n = by_kind.get(&kind).copied().unwrap_or(0);
-            m.drift_objects
-                .get_or_create(&DriftKindLabels {
-                    env: d.environment.clone(),
-                    kind,
-                })
-                .set(n as i64);
+            m.set_drift_objects(&d.environment, &kind, n as i64);
         }
         let status = drift::status::evaluate(d, &live, &cluster.label);
         for r in &status.releases {
@@ -708,6 +714,7 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>) {
     }
     // A release (or environment) gone from Git must not stay exported as ready or not.
     m.retain_release_ready(produced, &failed);
+    m.retain_drift_envs(&desired.iter().map(|d| d.environment.clone()).collect());
 }
 
 /// The kinds `drift::check` compares.

@@ -136,6 +136,19 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// Whether asking again later may succeed: the server unreachable or slow, 429, or a 5xx
+    /// (an API server restarting or overloaded). Credentials, permissions and missing types
+    /// or namespaces do not fix themselves.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            // A certificate the kubeconfig does not trust stays untrusted.
+            ClusterError::Unreachable { source, .. } => !tls_rejected(source),
+            ClusterError::TimedOut { .. } => true,
+            ClusterError::Api { code, .. } => *code == 429 || *code >= 500,
+            _ => false,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             ClusterError::NoConfig { .. } => "set `KUBECONFIG` or write `~/.kube/config` (as for kubectl), or run kairo in a pod".into(),
@@ -211,7 +224,7 @@ pub fn read_kubeconfig(list: Option<&OsStr>) -> Result<Option<Kubeconfig>, Strin
         // `~/.kube/config` (kube finds the home directory as kubectl does).
         return match Kubeconfig::read() {
             Ok(k) => Ok(Some(k)),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(quiet(&e)),
         };
     };
     let mut merged: Option<Kubeconfig> = None;
@@ -225,17 +238,28 @@ pub fn read_kubeconfig(list: Option<&OsStr>) -> Result<Option<Kubeconfig>, Strin
         }
         let next = Kubeconfig::read_from(&path).map_err(|e| match e {
             // Names the path already.
-            kube::config::KubeconfigError::ReadConfig(..) => e.to_string(),
-            e => format!("`{}`: {e}", path.display()),
+            kube::config::KubeconfigError::ReadConfig(..) => quiet(&e),
+            e => format!("`{}`: {}", path.display(), quiet(&e)),
         })?;
         merged = Some(match merged {
             Some(m) => m
                 .merge(next)
-                .map_err(|e| format!("`{}`: {e}", path.display()))?,
+                .map_err(|e| format!("`{}`: {}", path.display(), quiet(&e)))?,
             None => next,
         });
     }
     Ok(merged)
+}
+
+/// A kubeconfig error's first line only: the YAML parser goes on to quote the lines around the
+/// error, and in a kubeconfig those hold tokens and keys.
+fn quiet(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
 }
 
 /// A client configuration and its label (`context `name``, or `in-cluster`): the kubeconfig's
@@ -257,7 +281,7 @@ pub async fn resolve(
                 .unwrap_or_default();
             match kube::Config::from_custom_kubeconfig(kubeconfig, &options).await {
                 Ok(config) => return Ok((config, format!("context `{name}`"))),
-                Err(e) => e.to_string(),
+                Err(e) => quiet(&e),
             }
         }
         Ok(None) => format!(
@@ -286,10 +310,12 @@ impl Cluster {
         // kube leaves reads unbounded: a server that accepts and never answers would hang
         // kairo. The per-read bound catches silence; `list` bounds each whole request too,
         // which also catches a server trickling a byte at a time.
-        let timeout = c.request_timeout.max(Duration::from_millis(1));
-        config.connect_timeout = Some(timeout);
-        config.read_timeout = Some(timeout);
-        config.write_timeout = Some(timeout);
+        // `--request-timeout 0` is kubectl's "no timeout".
+        let bound = (!c.request_timeout.is_zero()).then_some(c.request_timeout);
+        let timeout = bound.unwrap_or(Duration::MAX);
+        config.connect_timeout = bound;
+        config.read_timeout = bound;
+        config.write_timeout = bound;
         // Count from sending the request, not from when a pooled connection went idle.
         config.reset_reader_on_write = true;
         let server = config.cluster_url.to_string();
@@ -489,10 +515,14 @@ impl Cluster {
             server: self.server.clone(),
             resource: resource.to_string(),
             namespace: namespace.to_string(),
-            after: format!(
-                "`--request-timeout {}`",
-                humantime::format_duration(self.request_timeout)
-            ),
+            after: if self.request_timeout == Duration::MAX {
+                "the system's own connection timeouts (`--request-timeout 0`)".to_string()
+            } else {
+                format!(
+                    "`--request-timeout {}`",
+                    humantime::format_duration(self.request_timeout)
+                )
+            },
         }
     }
 

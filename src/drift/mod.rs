@@ -94,16 +94,22 @@ pub struct Live {
 
 impl Live {
     /// Reads `kubectl get helmreleases,deploy,sts,hpa -o yaml` output (a `List`, or one
-    /// object; JSON works too). Objects of other kinds are left out.
+    /// object; JSON works too), or a stream of such documents separated by `---` (listings
+    /// concatenated, one namespace each; for JSON, one value after another). Objects of other
+    /// kinds are left out.
     pub fn from_yaml(path: &str, text: &str) -> Result<Live, DriftError> {
         // `-o json` output is read as JSON: several times faster than the YAML parser.
-        let value: Value = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| DriftError::LiveFile {
-                path: path.to_string(),
-                message: format!("{}:{}: {e}", e.line(), e.column()),
-            })?
+        // Several `-o json` outputs one after another are a stream of JSON values.
+        let documents: Vec<Value> = if text.trim_start().starts_with('{') {
+            serde_json::Deserializer::from_str(text)
+                .into_iter::<Value>()
+                .collect::<Result<_, _>>()
+                .map_err(|e| DriftError::LiveFile {
+                    path: path.to_string(),
+                    message: format!("{}:{}: {e}", e.line(), e.column()),
+                })?
         } else {
-            crate::yaml::from_str(text).map_err(|e| DriftError::LiveFile {
+            crate::yaml::from_str_all(text).map_err(|e| DriftError::LiveFile {
                 path: path.to_string(),
                 message: format!("{}:{}: {}", e.line, e.column, e.message),
             })?
@@ -112,26 +118,39 @@ impl Live {
             path: path.to_string(),
             message,
         };
-        let list_kind = match value.get("kind").and_then(Value::as_str) {
-            Some(kind) => kind.to_string(),
-            None => return Err(bad("it has no `kind`".into())),
-        };
-        let items = if list_kind.ends_with("List") {
-            match value.get("items") {
-                Some(Value::Array(items)) => items.clone(),
+        if documents.is_empty() {
+            return Err(bad("it has no `kind`".into()));
+        }
+        // (item, the kind its list gives items that leave theirs out, the list's apiVersion)
+        let mut items: Vec<(Value, Option<String>, Value)> = Vec::new();
+        for value in documents {
+            let list_kind = match value.get("kind").and_then(Value::as_str) {
+                Some(kind) => kind.to_string(),
+                None => return Err(bad("it has no `kind`".into())),
+            };
+            if !list_kind.ends_with("List") {
+                items.push((value, None, Value::Null));
+                continue;
+            }
+            let list = match value.get("items") {
+                Some(Value::Array(list)) => list.clone(),
                 Some(Value::Null) | None => {
                     return Err(bad(format!("its `{list_kind}` has no `items` list")));
                 }
                 Some(_) => return Err(bad(format!("`items` of its `{list_kind}` is not a list"))),
+            };
+            // A raw API list (`HelmReleaseList`, from `kubectl get --raw` or `curl`) leaves its
+            // items' kind out: it is the list's. A `List` of anything must say.
+            let item_kind = list_kind
+                .strip_suffix("List")
+                .filter(|k| !k.is_empty())
+                .map(str::to_string);
+            for item in list {
+                items.push((item, item_kind.clone(), value["apiVersion"].clone()));
             }
-        } else {
-            vec![value.clone()]
-        };
-        // A raw API list (`HelmReleaseList`, from `kubectl get --raw` or `curl`) leaves its
-        // items' kind out: it is the list's. A `List` of anything must say.
-        let item_kind = list_kind.strip_suffix("List").filter(|k| !k.is_empty());
+        }
         let mut checked = Vec::with_capacity(items.len());
-        for (i, mut item) in items.into_iter().enumerate() {
+        for (i, (mut item, item_kind, api_version)) in items.into_iter().enumerate() {
             let Value::Object(map) = &mut item else {
                 return Err(bad(format!("item {i} is not a mapping (`{item}`)")));
             };
@@ -140,7 +159,7 @@ impl Live {
                     Some(k) => {
                         map.insert("kind".into(), Value::from(k));
                         if !map.contains_key("apiVersion") {
-                            map.insert("apiVersion".into(), value["apiVersion"].clone());
+                            map.insert("apiVersion".into(), api_version);
                         }
                     }
                     None => return Err(bad(format!("item {i} has no `kind`"))),

@@ -170,7 +170,8 @@ fn release_status(
     let mut in_git = normalize_helm_release(&r.object, Some(&r.object));
     super::ignore(desired, &mut in_cluster);
     super::ignore(desired, &mut in_git);
-    if in_cluster != in_git {
+    let spec_from_git = in_cluster == in_git;
+    if !spec_from_git {
         status
             .pending
             .push("the cluster's HelmRelease spec is not what Git renders".into());
@@ -188,13 +189,22 @@ fn release_status(
         None => status.pending.push("no chart version attempted yet".into()),
         _ => {}
     }
-    if let Some(latest) = hr["status"]["history"].as_array().and_then(|h| h.first())
-        && latest["status"].as_str() != Some("deployed")
-    {
-        status.pending.push(format!(
-            "the latest Helm release is `{}`",
-            latest["status"].as_str().unwrap_or("unknown")
-        ));
+    if let Some(latest) = hr["status"]["history"].as_array().and_then(|h| h.first()) {
+        if latest["status"].as_str() != Some("deployed") {
+            status.pending.push(format!(
+                "the latest Helm release is `{}`",
+                latest["status"].as_str().unwrap_or("unknown")
+            ));
+        }
+        // Attempted is not installed: a rollback, or history not written yet.
+        if let Some(v) = latest["chartVersion"].as_str()
+            && !version_matches(&r.chart_version, v)
+        {
+            status.pending.push(format!(
+                "the latest Helm release runs chart version `{v}`, Git asks for `{}`",
+                r.chart_version
+            ));
+        }
     }
     if let Some(w) = &r.workload {
         let workloads = owners.workloads(&r.name, &w.namespace);
@@ -239,11 +249,13 @@ fn release_status(
 
     let suspended = hr["spec"]["suspend"].as_bool() == Some(true);
     let ready_false = ready.is_some_and(|c| c["status"].as_str() == Some("False"));
+    // A failure counts only for the spec Git renders: right after a commit, the cluster still
+    // holds the old spec and its failure until Flux applies the commit, and waiting helps.
     status.phase = if suspended {
         Phase::Suspended
-    } else if is_true(condition(hr, "Stalled")) {
+    } else if spec_from_git && is_true(condition(hr, "Stalled")) {
         Phase::Stalled
-    } else if ready_false && current && !is_true(condition(hr, "Reconciling")) {
+    } else if spec_from_git && ready_false && current && !is_true(condition(hr, "Reconciling")) {
         Phase::Failed
     } else if is_true(ready) && status.pending.is_empty() {
         Phase::Ready

@@ -658,6 +658,12 @@ fn api_errors_name_the_context_and_the_missing_permission() {
         "{}",
         out.stderr
     );
+    // kairo's message, with its causes, and not the kube client's own log line before it.
+    assert!(
+        out.stderr.starts_with("error: cannot list") && !out.stderr.contains("ERROR"),
+        "{}",
+        out.stderr
+    );
 
     // No kubeconfig, and not in a pod.
     let out = kairo(
@@ -1873,5 +1879,420 @@ fn a_tls_api_server_with_the_kubeconfig_ca_and_a_client_certificate() {
         "{}",
         out.stderr
     );
+    // A certificate the kubeconfig does not trust is not transient: `--wait` does not ask again.
+    let out = kairo(
+        &repo,
+        &config,
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "2s",
+            "--poll-interval",
+            "10ms",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("asking again"), "{}", out.stderr);
     assert_eq!(api.server.requests().len(), seen);
+}
+
+/// A kubeconfig that does not parse is an input error naming the file and the line, but never
+/// quoting it: the lines around a YAML syntax error are where the tokens and keys are.
+#[test]
+fn a_malformed_kubeconfig_is_named_but_its_credentials_are_not_printed() {
+    let repo = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let leaky = [
+        "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: hunter2-token\n    client-key-data: aHVudGVyMi1rZXk=\n  - oops\n",
+        "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: [hunter2-token]\n",
+    ];
+    for (i, text) in leaky.iter().enumerate() {
+        let path = dir.path().join(format!("config-{i}"));
+        std::fs::write(&path, text).unwrap();
+        for context in [None, Some("test")] {
+            let mut args = vec!["drift", "--env", "production"];
+            args.extend(context.iter().flat_map(|c| ["--context", c]));
+            let out = kairo(&repo, &path, &args);
+            assert_eq!(out.code, 2, "{}", out.stderr);
+            assert!(
+                out.stderr.contains(&format!("`{}`", path.display())),
+                "{}",
+                out.stderr
+            );
+            assert!(out.stderr.contains(" line "), "{}", out.stderr);
+            for leak in ["hunter2", "aHVudGVyMi"] {
+                assert!(
+                    !out.stderr.contains(leak),
+                    "`{leak}` leaked: {}",
+                    out.stderr
+                );
+            }
+        }
+    }
+}
+
+/// The CI gate right after a commit that fixes a failed release: until Flux applies the commit,
+/// the cluster still holds the old spec and its failure. That failure is not of what Git
+/// renders, so `--wait` keeps waiting (and reports progressing, not failed) until Flux has
+/// applied the new spec; a failure of Git's own spec still ends the wait at once.
+#[test]
+fn a_failure_of_the_spec_before_the_commit_does_not_end_the_wait() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    let mut fixed = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == json!("api") && o["kind"] == json!("HelmRelease"))
+        .unwrap()
+        .clone();
+    fixed["metadata"]["generation"] = json!(3);
+    fixed["status"]["observedGeneration"] = json!(3);
+    replace(&mut objects, "HelmRelease", "api", |o| {
+        // The broken version the commit replaces, failed and reconciled.
+        o["spec"]["chart"]["spec"]["version"] = json!("1.1.9");
+        o["status"]["lastAttemptedRevision"] = json!("1.1.9");
+        o["status"]["history"][0]["chartVersion"] = json!("1.1.9");
+        o["status"]["history"][0]["status"] = json!("failed");
+        o["status"]["conditions"] = json!([
+            {"type": "Ready", "status": "False", "reason": "UpgradeFailed", "observedGeneration": 2,
+             "lastTransitionTime": "2026-11-02T09:20:00Z",
+             "message": "Helm upgrade failed for release shop/api with chart api@1.1.9: image pull"}
+        ]);
+    });
+    let (out, _api) = against(&repo, objects.clone(), &["status", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("api progressing chart 1.2.0"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("error: not ready: 1 of 2 release(s) not ready"),
+        "{}",
+        out.stderr
+    );
+
+    let api = FakeApi::start(TOKEN, objects);
+    // Flux applies the commit; the third look finds the release Ready at Git's spec.
+    api.state.lock().unwrap().flips.push((3, fixed));
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(
+        &repo,
+        &config,
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "10m",
+            "--poll-interval",
+            "1ms",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(api.state.lock().unwrap().helmrelease_lists, 3);
+}
+
+/// Flux attempted Git's chart version, but the latest Helm release is still another one (a
+/// rollback, or history not yet written): not ready, whatever the Ready condition says.
+#[test]
+fn a_release_whose_history_lags_the_attempted_version_is_not_ready() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    replace(&mut objects, "HelmRelease", "api", |o| {
+        o["status"]["history"][0]["chartVersion"] = json!("1.1.9");
+    });
+    let (out, _api) = against(&repo, objects, &["status", "--env", "production"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("api progressing chart 1.2.0 (attempted 1.2.0)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "    pending: the latest Helm release runs chart version `1.1.9`, Git asks for `1.2.0`\n"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Environments run in different clusters (`spec.cluster`), and the daemon's kubeconfig reaches
+/// one: `--drift-env` names the environments this daemon checks, and the others are never
+/// listed against the wrong cluster (no request, no series, no error counted for them).
+#[test]
+fn the_daemon_checks_only_the_environments_named_by_drift_env() {
+    let repo = repo();
+    add_staging(&repo);
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let (d, _dirs) = drift_daemon(&repo, &api, &["--drift-env", "production"]);
+    let lists = || {
+        api.server
+            .requests()
+            .iter()
+            .filter(|r| r.target.contains("/helmreleases"))
+            .count()
+    };
+    crate::watch::wait_for("three drift checks", || lists() >= 3);
+    crate::watch::wait_for("production is exported", || {
+        d.metrics()
+            .contains(r#"kairo_release_ready{env="production",release="web"} 1"#)
+    });
+    let metrics = d.metrics();
+    assert!(!metrics.contains(r#"env="staging""#), "{metrics}");
+    assert!(!metrics.contains("kairo_drift_errors_total{"), "{metrics}");
+    assert!(
+        !api.server
+            .requests()
+            .iter()
+            .any(|r| r.target.contains("/namespaces/shop-staging/")),
+        "staging was listed against production's cluster"
+    );
+    assert_eq!(d.terminate(), 0);
+}
+
+/// Listings concatenated into one YAML stream (`kubectl get ... -o yaml; echo ---; kubectl get
+/// ... -o yaml`), and a raw API list among them: read as one set of live objects. An object
+/// listed in two documents is still refused.
+#[test]
+fn a_live_file_may_be_a_stream_of_listings() {
+    let repo = repo();
+    let items = cluster(&repo);
+    let (releases, rest): (Vec<Value>, Vec<Value>) = items
+        .into_iter()
+        .partition(|o| o["kind"] == json!("HelmRelease"));
+    let (deployments, autoscalers): (Vec<Value>, Vec<Value>) = rest
+        .into_iter()
+        .partition(|o| o["kind"] == json!("Deployment"));
+    let deployments: Vec<Value> = deployments
+        .into_iter()
+        .map(|mut o| {
+            o.as_object_mut().unwrap().remove("kind");
+            o
+        })
+        .collect();
+    let docs = [
+        json!({"apiVersion": "v1", "kind": "List", "items": releases}),
+        json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "items": deployments}),
+        autoscalers[0].clone(),
+    ];
+    let text = docs
+        .iter()
+        .map(|d| kairo::yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let path = repo.path().join(".live.yaml");
+    std::fs::write(&path, format!("---\n{text}\n---\n")).unwrap();
+    let live = |command: &str| {
+        repo.kairo(&[
+            command,
+            "--env",
+            "production",
+            "--live-file",
+            path.to_str().unwrap(),
+        ])
+    };
+    let out = live("drift");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("(5 objects compared)"),
+        "{}",
+        out.stdout
+    );
+    let out = live("status");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // `-o json` outputs one after another.
+    let json_text = docs
+        .iter()
+        .map(|d| serde_json::to_string_pretty(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, json_text).unwrap();
+    let out = live("drift");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("(5 objects compared)"),
+        "{}",
+        out.stdout
+    );
+
+    // The same HPA in two documents.
+    let again = kairo::yaml::to_string(&autoscalers[0]).unwrap();
+    std::fs::write(&path, format!("{text}\n---\n{again}")).unwrap();
+    let out = live("drift");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("holds HorizontalPodAutoscaler `shop/web` twice"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `kairo status` reads no Secret: its verdict does not depend on them, and a CI identity
+/// allowed to read releases and workloads but not Secrets must be able to gate on it.
+#[test]
+fn status_reads_no_secret() {
+    let repo = secret_repo();
+    let mut objects = cluster(&repo);
+    objects.push(live_secret("s3cr3t-from-git"));
+    let api = FakeApi::start(TOKEN, objects);
+    api.state.lock().unwrap().forbidden = vec!["secrets".into()];
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(&repo, &config, &["status", "--env", "production"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        !api.targets().iter().any(|t| t.contains("/secrets")),
+        "{:?}",
+        api.targets()
+    );
+}
+
+/// Adds (and commits) a `staging` environment in namespace `shop-staging`, cluster `staging-eu`.
+fn add_staging(repo: &Repo) {
+    let staging = PRODUCTION
+        .replace("name: production", "name: staging")
+        .replace("namespace: shop", "namespace: shop-staging")
+        .replace("cluster: prod-eu", "cluster: staging-eu");
+    repo.write("environments/staging.yaml", &staging);
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "staging", 1_700_000_100);
+}
+
+/// An environment removed from Git loses all its drift series at the next check, not only its
+/// readiness ones: a stale `kairo_drift_objects` would keep an alert firing, and a stale
+/// last-check timestamp would age into a "drift checks stopped" alert, for an environment that
+/// no longer exists.
+#[test]
+fn the_daemon_drops_every_drift_series_of_an_environment_gone_from_git() {
+    let repo = repo();
+    add_staging(&repo);
+    let api = FakeApi::start(TOKEN, cluster(&repo));
+    let (d, dirs) = drift_daemon(&repo, &api, &[]);
+    crate::watch::wait_for("staging is exported", || {
+        let metrics = d.metrics();
+        metrics.contains(r#"kairo_drift_last_check_timestamp_seconds{env="staging"}"#)
+            && metrics.contains(r#"kairo_drift_objects{env="staging",kind="HelmRelease"} 2"#)
+    });
+
+    std::fs::remove_file(repo.path().join("environments/staging.yaml")).unwrap();
+    std::fs::remove_dir_all(repo.path().join("clusters/staging")).unwrap();
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    commit_all(repo.path(), "staging retired", 1_700_000_200);
+    let bare = dirs[0].path().join("remote.git");
+    crate::support::git(
+        repo.path(),
+        &[
+            "push",
+            "--quiet",
+            bare.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+    );
+    crate::watch::wait_for("staging's series are dropped", || {
+        !d.metrics().contains(r#"env="staging""#)
+    });
+    let metrics = d.metrics();
+    assert!(
+        metrics.contains(r#"kairo_drift_last_check_timestamp_seconds{env="production"}"#),
+        "{metrics}"
+    );
+    crate::watch::promtool_check(&metrics);
+    assert_eq!(d.terminate(), 0);
+}
+
+/// `--request-timeout 0` means no timeout, as kubectl's does, not "time out at once".
+#[test]
+fn a_zero_request_timeout_is_no_timeout_as_in_kubectl() {
+    let repo = repo();
+    for command in ["drift", "status"] {
+        let (out, _api) = against(
+            &repo,
+            cluster(&repo),
+            &[command, "--env", "production", "--request-timeout", "0"],
+        );
+        assert_eq!(out.code, 0, "{command}: {}\n{}", out.stdout, out.stderr);
+    }
+}
+
+/// A CI gate waits minutes through a rollout; an API server that answers 500 once (etcd
+/// overloaded) must not end the wait: `--wait` asks again at the next poll. A check that keeps
+/// failing until the timeout is still an error (exit 2), and a permanent refusal (403) ends the
+/// wait at once.
+#[test]
+fn wait_rides_out_a_transient_api_error() {
+    let repo = repo();
+    let mut objects = cluster(&repo);
+    let mut ready = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == json!("api") && o["kind"] == json!("HelmRelease"))
+        .unwrap()
+        .clone();
+    ready["metadata"]["generation"] = json!(3);
+    ready["status"]["observedGeneration"] = json!(3);
+    replace(&mut objects, "HelmRelease", "api", progressing);
+    let wait = [
+        "status",
+        "--env",
+        "production",
+        "--wait",
+        "--timeout",
+        "10m",
+        "--poll-interval",
+        "1ms",
+    ];
+    let api = FakeApi::start(TOKEN, objects.clone());
+    {
+        let mut state = api.state.lock().unwrap();
+        state.unavailable = vec![2];
+        state.flips.push((3, ready));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(&repo, &config, &wait);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(api.state.lock().unwrap().helmrelease_lists, 3);
+
+    // Failing from the first check to the end: an error naming the context.
+    let api = FakeApi::start(TOKEN, objects.clone());
+    api.state.lock().unwrap().unavailable = (1..10_000).collect();
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(
+        &repo,
+        &config,
+        &[
+            "status",
+            "--env",
+            "production",
+            "--wait",
+            "--timeout",
+            "1s",
+            "--poll-interval",
+            "100ms",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("context `test`") && out.stderr.contains("etcdserver"),
+        "{}",
+        out.stderr
+    );
+
+    // 403 is not transient.
+    let api = FakeApi::start(TOKEN, objects);
+    api.state.lock().unwrap().forbidden = vec!["helmreleases".into()];
+    let config = kubeconfig(dir.path(), &api.url(), TOKEN);
+    let out = kairo(&repo, &config, &wait);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("403 Forbidden"), "{}", out.stderr);
 }

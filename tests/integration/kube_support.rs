@@ -42,6 +42,9 @@ pub struct State {
     pub helmrelease_lists: usize,
     /// After this many HelmRelease lists, these objects replace those of the same name.
     pub flips: Vec<(usize, Value)>,
+    /// HelmRelease lists (counted from 1) that answer 500 `etcdserver: request timed out`, as
+    /// an overloaded API server does (the kube client retries 429/503/504 itself, not this).
+    pub unavailable: Vec<usize>,
     resource_version: u64,
 }
 
@@ -266,6 +269,14 @@ impl State {
         let q = query(&seen.target);
         if plural == "helmreleases" {
             self.helmrelease_lists += 1;
+            if self.unavailable.contains(&self.helmrelease_lists) {
+                return status(
+                    500,
+                    "InternalError",
+                    "etcdserver: request timed out",
+                    json!({}),
+                );
+            }
             let due: Vec<Value> = self
                 .flips
                 .iter()
