@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -48,7 +47,7 @@ use crate::watch::command::Env;
 use crate::watch::{self, Found, Watched, WriteSettings};
 use metrics::{
     DriftEnvLabels, DriftKindLabels, EnvLabels, ImageLabels, Metrics, RegistryLabels,
-    ReleaseLabels, ScanLabels, WebhookLabels,
+    ReleaseLabels, ScanLabels, SkippedLabels, WebhookLabels,
 };
 
 /// Without `--interval`, how often the loop wakes to scan the images whose own interval has
@@ -121,6 +120,9 @@ struct Shared {
     leader: AtomicBool,
     /// When each image (`env/service`) was last looked up.
     last_scanned: Mutex<BTreeMap<String, Instant>>,
+    /// The watched repositories at the last read of the watched set (`None` before it), so a
+    /// webhook naming none of them is answered as ignored instead of starting a scan.
+    watched_images: Mutex<Option<BTreeSet<ImageName>>>,
 }
 
 impl Shared {
@@ -129,8 +131,12 @@ impl Shared {
         self.jobs
             .send(Job::Load(tx))
             .map_err(|_| "the writer thread has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the writer thread has stopped".to_string())?
+        let watched = rx
+            .await
+            .map_err(|_| "the writer thread has stopped".to_string())??;
+        *self.watched_images.lock().expect("not poisoned") =
+            Some(watched.iter().map(|w| w.image.clone()).collect());
+        Ok(watched)
     }
 
     async fn desired(&self) -> Result<Vec<drift::Desired>, String> {
@@ -374,6 +380,7 @@ async fn run(
         ready: AtomicBool::new(false),
         leader: AtomicBool::new(elector.is_none()),
         last_scanned: Mutex::new(BTreeMap::new()),
+        watched_images: Mutex::new(None),
     });
     shared.metrics.leader.set(i64::from(elector.is_none()));
 
@@ -384,6 +391,9 @@ async fn run(
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz_handler))
             .route("/webhook", post(webhook_handler))
+            // The handler reads (and bounds) the body itself, to count and answer oversized
+            // ones instead of leaving them to the framework's limit.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(shared.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -574,6 +584,14 @@ async fn scan(shared: Arc<Shared>, trigger: Trigger) {
             })
             .collect()
     };
+    if let Trigger::Webhook(images) = &trigger
+        && selected.is_empty()
+    {
+        // The watched set changed since the webhook was answered: nothing to scan, and not
+        // a scan.
+        tracing::info!(images = ?images.iter().map(ToString::to_string).collect::<Vec<_>>(), "the webhook names no watched image; nothing scanned");
+        return;
+    }
     {
         let mut last = shared.last_scanned.lock().expect("not poisoned");
         for w in &selected {
@@ -596,6 +614,14 @@ async fn scan(shared: Arc<Shared>, trigger: Trigger) {
             }
             Found::PolicyError { tags_seen, .. } => {
                 m.tags_seen.inc_by(*tags_seen as u64);
+            }
+            Found::Unavailable { registry, code, .. } if code == "paused" => {
+                m.registry_skipped
+                    .get_or_create(&SkippedLabels {
+                        registry: registry.clone(),
+                        reason: "rate_limit_pause".into(),
+                    })
+                    .inc();
             }
             Found::Unavailable { registry, code, .. } => {
                 m.registry_errors
@@ -725,27 +751,48 @@ async fn webhook_handler(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> impl IntoResponse {
-    let count = |result: &str| {
+    let count = |result: &str, reason: &str| {
         s.metrics
             .webhooks
             .get_or_create(&WebhookLabels {
                 result: result.into(),
+                reason: reason.into(),
             })
             .inc();
     };
     if !s.webhook.enabled() {
-        count("disabled");
+        count("rejected", "disabled");
         return (
             StatusCode::NOT_FOUND,
             "webhooks are off: start kairo with `--webhook-secret` or `--webhook-token`\n"
                 .to_string(),
         );
     }
+    let body = match webhook::read_body(body).await {
+        Ok(b) => b,
+        Err(webhook::BodyError::TooLarge) => {
+            count("rejected", "too_large");
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is larger than {} bytes; a push event is a few kilobytes\n",
+                    webhook::MAX_BODY
+                ),
+            );
+        }
+        Err(webhook::BodyError::Broken) => {
+            count("rejected", "malformed");
+            return (
+                StatusCode::BAD_REQUEST,
+                "the body could not be read\n".to_string(),
+            );
+        }
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if !s.webhook.check(header, query.as_deref(), &body) {
-        count("unauthorized");
+        count("rejected", "auth");
         return (
             StatusCode::UNAUTHORIZED,
             "the signature or token does not match\n".to_string(),
@@ -754,25 +801,45 @@ async fn webhook_handler(
     let images = match webhook::images(&body) {
         Ok(i) => i,
         Err(e) => {
-            count("invalid");
+            count("rejected", "malformed");
             return (StatusCode::BAD_REQUEST, format!("{e}\n"));
         }
     };
     if !s.leader.load(Ordering::SeqCst) {
-        count("not_leader");
+        count("rejected", "not_leader");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "this replica is not the leader\n".to_string(),
         );
     }
+    // Before the watched set is first read, every named image is passed on; the scan checks
+    // again against the set it reads.
+    let (images, unwatched): (Vec<ImageName>, Vec<ImageName>) = {
+        let watched = s.watched_images.lock().expect("not poisoned");
+        images
+            .into_iter()
+            .partition(|i| watched.as_ref().is_none_or(|w| w.contains(i)))
+    };
+    if images.is_empty() {
+        count("ignored", "unwatched");
+        let names: Vec<String> = unwatched.iter().map(ToString::to_string).collect();
+        return (
+            StatusCode::ACCEPTED,
+            format!(
+                "ignored: no service watches {}; nothing scanned\n",
+                names.join(", ")
+            ),
+        );
+    }
     let names: Vec<String> = images.iter().map(ToString::to_string).collect();
     if s.events.send(Event::Webhook(images)).await.is_err() {
+        count("rejected", "shutting_down");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down\n".to_string(),
         );
     }
-    count("accepted");
+    count("accepted", "scan");
     (
         StatusCode::ACCEPTED,
         format!("scanning {}\n", names.join(", ")),

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 use hmac::{KeyInit, Mac};
 
-use crate::registry_support::{Registry, Scripted, json, push};
+use crate::registry_support::{Answer, Registry, Scripted, json, push};
 use crate::support::{HERMETIC_GIT, Repo, commit_all, git};
 
 const AUTHOR: &str = "kairo bot <bot@kairo.invalid>";
@@ -569,7 +569,7 @@ fn daemon_webhooks_metrics_and_a_registry_going_down() {
         "{metrics}"
     );
     assert_eq!(
-        daemon.sample(r#"kairo_webhooks_total{result="unauthorized"}"#),
+        daemon.sample(r#"kairo_webhooks_total{result="rejected",reason="auth"}"#),
         2.0,
         "{metrics}"
     );
@@ -604,6 +604,136 @@ fn daemon_webhooks_metrics_and_a_registry_going_down() {
     assert_eq!(daemon.sample(&errors), 1.0, "{metrics}");
     assert_eq!(remote.commits(), 2, "no commit, no revert");
     assert_eq!(http(&daemon.addr, "GET", "/healthz", &[], b"").0, 200);
+    promtool_check(&metrics);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+#[test]
+fn webhooks_that_scan_nothing_are_counted_by_reason_not_as_scans() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.0.0",
+            "2026-01-01T00:00:00Z",
+            "1",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let daemon = Daemon::start(
+        remote.clone.path(),
+        &[],
+        &[("KAIRO_WEBHOOK_SECRET", "s3cret")],
+    );
+    wait_for("the first scan", || {
+        daemon.sample(r#"kairo_scans_total{trigger="tick",result="ok"}"#) == 1.0
+    });
+    let post = |body: &[u8]| {
+        let sig = sign("s3cret", body);
+        http(
+            &daemon.addr,
+            "POST",
+            "/webhook",
+            &[("x-hub-signature-256", &sig)],
+            body,
+        )
+    };
+    let webhooks = |result: &str, reason: &str| {
+        daemon.sample(&format!(
+            r#"kairo_webhooks_total{{result="{result}",reason="{reason}"}}"#
+        ))
+    };
+
+    // An image no service watches: answered, counted as ignored, and no scan.
+    let (status, text) = post(format!(r#"{{"image": "{}/acme/other:1.0"}}"#, reg.host).as_bytes());
+    assert_eq!(status, 202, "{text}");
+    assert!(
+        text.contains("ignored") && text.contains("acme/other"),
+        "{text}"
+    );
+    assert_eq!(
+        webhooks("ignored", "unwatched"),
+        1.0,
+        "{}",
+        daemon.metrics()
+    );
+
+    // An oversized body: a 413 the sender can read, counted.
+    let (status, text) = post(&vec![b' '; (1 << 20) + 1]);
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(
+        webhooks("rejected", "too_large"),
+        1.0,
+        "{}",
+        daemon.metrics()
+    );
+
+    // A signed body that is no push event.
+    let (status, _) = post(b"not json");
+    assert_eq!(status, 400);
+    assert_eq!(
+        webhooks("rejected", "malformed"),
+        1.0,
+        "{}",
+        daemon.metrics()
+    );
+
+    // A watched image still scans; only that webhook became a scan.
+    let (status, text) = post(format!(r#"{{"image": "{}/acme/web:1.0.0"}}"#, reg.host).as_bytes());
+    assert_eq!(status, 202, "{text}");
+    assert_eq!(webhooks("accepted", "scan"), 1.0);
+    let webhook_scans = r#"kairo_scans_total{trigger="webhook",result="ok"}"#;
+    wait_for("the webhook's scan", || daemon.sample(webhook_scans) >= 1.0);
+    let metrics = daemon.metrics();
+    assert_eq!(daemon.sample(webhook_scans), 1.0, "{metrics}");
+    promtool_check(&metrics);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+#[test]
+fn lookups_skipped_during_a_rate_limit_pause_are_not_registry_errors() {
+    // Every request is refused with a long Retry-After; one lookup at a time, so the first
+    // gets the 429 and the second finds the registry paused and sends nothing.
+    let limited = Scripted::start(|_| {
+        Answer::Full(429, vec![("retry-after".into(), "3600".into())], Vec::new())
+    });
+    let host = limited.host();
+    let d = format!("sha256:{}", "a".repeat(64));
+    let remote = Remote::new(&host, &host, &d);
+    let daemon = Daemon::start(remote.clone.path(), &["--concurrency", "1"], &[]);
+    wait_for("the first scan", || {
+        daemon.sample(r#"kairo_scans_total{trigger="tick",result="partial"}"#) == 1.0
+    });
+    let metrics = daemon.metrics();
+    assert_eq!(limited.requests().len(), 1, "{metrics}");
+    assert_eq!(
+        daemon.sample(&format!(
+            r#"kairo_registry_errors_total{{registry="{host}",code="429"}}"#
+        )),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        daemon.sample(&format!(
+            r#"kairo_registry_skipped_total{{registry="{host}",reason="rate_limit_pause"}}"#
+        )),
+        1.0,
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"code="paused""#), "{metrics}");
     promtool_check(&metrics);
     assert_eq!(daemon.terminate(), 0);
 }
