@@ -275,6 +275,14 @@ fn once_commits_all_bumps_of_a_scan_in_one_commit_and_never_twice() {
     assert!(rendered.contains(&d2), "{rendered}");
     assert!(!rendered.contains("2.0.0"), "outside the range");
     let _ = d110;
+    // Said as `kairo bump --push` says it: the local branch was left alone, and why.
+    assert!(
+        out.stderr.contains(
+            "note: your local branch was left as it is: `environments/staging.yaml` has uncommitted changes"
+        ),
+        "{}",
+        out.stderr
+    );
     // The user's work and branch are as they were.
     assert_eq!(std::fs::read_to_string(&env_file).unwrap(), mine);
     assert_eq!(git(clone, &["rev-parse", "HEAD"]), head);
@@ -288,6 +296,81 @@ fn once_commits_all_bumps_of_a_scan_in_one_commit_and_never_twice() {
     let out = once(fresh.path());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(remote.commits(), 2);
+}
+
+#[test]
+fn once_reports_the_local_branch_and_another_kairo_holding_the_lock_as_bump_does() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        for (tag, created) in [
+            ("1.0.0", "2026-01-01T00:00:00Z"),
+            ("1.1.0", "2026-01-02T00:00:00Z"),
+        ] {
+            push(&reg.host, None, "acme/web", tag, created, tag).await;
+        }
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let clone = remote.clone.path();
+
+    // Another kairo holds the repository's lock (here: this test, by its pid).
+    let lock_path = clone.join(".git/kairo.lock");
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&lock_path)
+        .unwrap();
+    write!(lock, "{}", std::process::id()).unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this test owns.
+        let r = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(r, 0);
+    }
+    let out = once(clone);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "another kairo is running in this repository (pid {})",
+            std::process::id()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("hint: wait for it"), "{}", out.stderr);
+    assert_eq!(remote.commits(), 1, "nothing written");
+    drop(lock);
+
+    // Lock free, local branch clean and at the remote tip: it follows the push, as after
+    // `kairo bump --push`, and the JSON report says so.
+    let out = kairo(clone)
+        .args(["watch", "--once", "--author", AUTHOR, "--output", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["environments"][0]["local_branch"],
+        serde_json::json!({"state": "moved", "detail": "main"}),
+        "{report}"
+    );
+    assert_eq!(remote.commits(), 2);
+    assert_eq!(
+        git(clone, &["rev-parse", "HEAD"]),
+        git(remote.path.as_path(), &["rev-parse", "main"])
+    );
 }
 
 #[test]
