@@ -12,7 +12,8 @@
 //! only lists.
 //!
 //! Architecture Invariant: only the writer thread touches the repository; the loop and the
-//! HTTP handlers never block on git. SIGTERM stops new work, lets the write in flight finish
+//! HTTP handlers never block on git. The writer thread never sleeps on a retry: a rejected
+//! push goes back on its queue with a due time (`WriteQueue`). SIGTERM stops new work, lets the write in flight finish
 //! (its push included), skips writes not yet started (the next run redoes them: Git is the
 //! state), gives the Lease up, and exits 0.
 
@@ -35,7 +36,7 @@ use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Outcome;
-use crate::bump::ImageSpec;
+use crate::bump::{Decision, ImageSpec};
 use crate::cli::WatchArgs;
 use crate::drift;
 use crate::git::Writer;
@@ -239,7 +240,170 @@ struct Config {
     leader: Option<LeaderConfig>,
 }
 
-/// The writer thread: owns the repository handle, runs one job at a time.
+/// One environment's bumps waiting for their (next) attempt on the writer thread.
+struct PendingWrite {
+    /// The scan (`Job::Write`) it belongs to.
+    batch: u64,
+    environment: String,
+    specs: Vec<ImageSpec>,
+    /// Attempts made so far.
+    attempts: u32,
+    /// The first attempt, for the retry budget.
+    started: Option<Instant>,
+    due: Instant,
+}
+
+/// A scan's writes: answered once every environment is written or given up.
+struct Batch {
+    left: usize,
+    summaries: Vec<WriteSummary>,
+    reply: oneshot::Sender<Vec<WriteSummary>>,
+}
+
+/// Writes waiting on the writer thread, each with the time it is due. A rejected push is put
+/// back with the delay the retry policy decides, so the thread keeps serving other jobs (and
+/// a shutdown) meanwhile instead of sleeping inside the write path.
+#[derive(Default)]
+struct WriteQueue {
+    pending: Vec<PendingWrite>,
+    batches: BTreeMap<u64, Batch>,
+    next_batch: u64,
+}
+
+impl WriteQueue {
+    fn add(
+        &mut self,
+        bumps: BTreeMap<String, Vec<ImageSpec>>,
+        reply: oneshot::Sender<Vec<WriteSummary>>,
+        now: Instant,
+    ) {
+        if bumps.is_empty() {
+            let _ = reply.send(Vec::new());
+            return;
+        }
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        self.batches.insert(
+            batch,
+            Batch {
+                left: bumps.len(),
+                summaries: Vec::new(),
+                reply,
+            },
+        );
+        for (environment, specs) in bumps {
+            self.pending.push(PendingWrite {
+                batch,
+                environment,
+                specs,
+                attempts: 0,
+                started: None,
+                due: now,
+            });
+        }
+    }
+
+    /// When the earliest write is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.due).min()
+    }
+
+    /// The earliest write due at `now`, in the order they were added among equals.
+    fn take_due(&mut self, now: Instant) -> Option<PendingWrite> {
+        let i = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.due <= now)
+            .min_by_key(|(i, p)| (p.due, *i))
+            .map(|(i, _)| i)?;
+        Some(self.pending.remove(i))
+    }
+
+    fn retry(&mut self, mut p: PendingWrite, due: Instant) {
+        p.due = due;
+        self.pending.push(p);
+    }
+
+    fn done(&mut self, batch: u64, summary: WriteSummary) {
+        let Some(b) = self.batches.get_mut(&batch) else {
+            return;
+        };
+        b.summaries.push(summary);
+        b.left -= 1;
+        if b.left == 0 {
+            let b = self.batches.remove(&batch).expect("present");
+            let _ = b.reply.send(b.summaries);
+        }
+    }
+}
+
+/// Whether a failed write may succeed on a later attempt: a push the remote rejected (someone
+/// pushed first), or another kairo holding the repository.
+fn retryable(e: &crate::bump::BumpError) -> bool {
+    matches!(
+        e,
+        crate::bump::BumpError::Write(crate::git::WriteError::GaveUp { .. })
+            | crate::bump::BumpError::Lock(_)
+    )
+}
+
+/// One attempt of a pending write: finished (written, or given up) into its batch, or put
+/// back on the queue with the delay the retry policy decided.
+fn attempt(
+    root: &Path,
+    writer: &Writer,
+    settings: &WriteSettings,
+    queue: &mut WriteQueue,
+    mut p: PendingWrite,
+) {
+    let started = *p.started.get_or_insert_with(Instant::now);
+    p.attempts += 1;
+    // One push per attempt: the retry decision comes back here instead of a sleep.
+    let once = crate::bump::RetryPolicy {
+        max_attempts: Some(1),
+        ..settings.retry
+    };
+    let written = watch::write_env(
+        root,
+        writer,
+        &p.environment,
+        &p.specs,
+        settings,
+        once,
+        &mut |_| {},
+    );
+    if let Err(e) = &written.result
+        && retryable(e)
+    {
+        match settings
+            .retry
+            .decide(p.attempts, started.elapsed(), fastrand::f64())
+        {
+            Decision::RetryAfter(delay) => {
+                tracing::info!(environment = %p.environment, attempt = p.attempts, ?delay, error = %e, "write requeued");
+                queue.retry(p, Instant::now() + delay);
+                return;
+            }
+            Decision::GiveUp => {
+                tracing::error!(environment = %p.environment, attempts = p.attempts, seconds = started.elapsed().as_secs(), "gave up writing the bumps; the next scan tries again");
+            }
+        }
+    }
+    let summary = WriteSummary {
+        pushed_moves: match &written.result {
+            Ok(o) if o.pushed.is_some() => o.moves.len(),
+            _ => 0,
+        },
+        failed: written.result.is_err(),
+        retries: p.attempts - 1,
+        environment: p.environment,
+    };
+    queue.done(p.batch, summary);
+}
+
+/// The writer thread: owns the repository handle, runs one job at a time. Writes go through
+/// a queue with due times; other jobs are served between them.
 fn writer_thread(
     root: PathBuf,
     writer: Writer,
@@ -247,9 +411,38 @@ fn writer_thread(
     jobs: std::sync::mpsc::Receiver<Job>,
     stopping: Arc<AtomicBool>,
 ) {
-    while let Ok(job) = jobs.recv() {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    let mut queue = WriteQueue::default();
+    loop {
         if stopping.load(Ordering::SeqCst) {
-            // Queued work is dropped on shutdown; the next run finds it again in Git.
+            // Queued work (writes waiting to retry included) is dropped on shutdown; the next
+            // run finds it again in Git.
+            break;
+        }
+        // Jobs that are waiting first, then a due write, then wait for whichever comes first.
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let now = Instant::now();
+                if let Some(p) = queue.take_due(now) {
+                    attempt(&root, &writer, &settings, &mut queue, p);
+                    continue;
+                }
+                match queue.next_due() {
+                    Some(due) => match jobs.recv_timeout(due.saturating_duration_since(now)) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
+                    None => match jobs.recv() {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        if stopping.load(Ordering::SeqCst) {
             break;
         }
         match job {
@@ -284,23 +477,7 @@ fn writer_thread(
                 });
                 let _ = reply.send(result);
             }
-            Job::Write(bumps, reply) => {
-                let written =
-                    watch::write(&root, &writer, &bumps, &settings, &mut std::thread::sleep);
-                let summary = written
-                    .into_iter()
-                    .map(|w| WriteSummary {
-                        pushed_moves: match &w.result {
-                            Ok(o) if o.pushed.is_some() => o.moves.len(),
-                            _ => 0,
-                        },
-                        failed: w.result.is_err(),
-                        retries: w.retries,
-                        environment: w.environment,
-                    })
-                    .collect();
-                let _ = reply.send(summary);
-            }
+            Job::Write(bumps, reply) => queue.add(bumps, reply, Instant::now()),
         }
     }
 }
@@ -844,4 +1021,63 @@ async fn webhook_handler(
         StatusCode::ACCEPTED,
         format!("scanning {}\n", names.join(", ")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(service: &str) -> ImageSpec {
+        ImageSpec {
+            service: service.into(),
+            tag: "1.0.0".into(),
+            digest: None,
+        }
+    }
+
+    fn summary(environment: &str) -> WriteSummary {
+        WriteSummary {
+            environment: environment.into(),
+            pushed_moves: 1,
+            retries: 0,
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn a_requeued_write_waits_for_its_due_time_while_others_go_first() {
+        let mut q = WriteQueue::default();
+        let t0 = Instant::now();
+        let (tx, mut rx) = oneshot::channel();
+        let bumps = BTreeMap::from([
+            ("production".to_string(), vec![spec("a")]),
+            ("staging".to_string(), vec![spec("b")]),
+        ]);
+        q.add(bumps, tx, t0);
+        let first = q.take_due(t0).unwrap();
+        assert_eq!(first.environment, "production");
+        // Its push was rejected: back in 2 s. The other environment is not held up by it.
+        q.retry(first, t0 + Duration::from_secs(2));
+        let second = q.take_due(t0).unwrap();
+        assert_eq!(second.environment, "staging");
+        q.done(second.batch, summary("staging"));
+        assert!(rx.try_recv().is_err(), "one environment is still waiting");
+        assert!(q.take_due(t0 + Duration::from_secs(1)).is_none());
+        assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(2)));
+        let again = q.take_due(t0 + Duration::from_secs(2)).unwrap();
+        assert_eq!(again.environment, "production");
+        q.done(again.batch, summary("production"));
+        let all = rx.try_recv().unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(q.pending.is_empty() && q.batches.is_empty());
+    }
+
+    #[test]
+    fn an_empty_write_is_answered_at_once() {
+        let mut q = WriteQueue::default();
+        let (tx, mut rx) = oneshot::channel();
+        q.add(BTreeMap::new(), tx, Instant::now());
+        assert!(rx.try_recv().unwrap().is_empty());
+        assert_eq!(q.next_due(), None);
+    }
 }

@@ -891,6 +891,80 @@ fn sigterm_during_a_push_finishes_the_push() {
 }
 
 #[test]
+fn a_rejected_push_is_requeued_so_sigterm_is_not_stuck_behind_retries() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        for (tag, created) in [
+            ("1.0.0", "2026-01-01T00:00:00Z"),
+            ("1.3.0", "2026-01-02T00:00:00Z"),
+        ] {
+            push(&reg.host, None, "acme/web", tag, created, tag).await;
+        }
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    // Before each of kairo's pushes, another writer lands a commit first, so every push is
+    // rejected; at the second, kairo (`$PPID` of the fail point's shell) gets SIGTERM. With a
+    // retry budget of an hour, a writer sleeping through its retries would not stop.
+    let other = tempfile::tempdir().unwrap();
+    git2::Repository::clone(remote.path.to_str().unwrap(), other.path()).unwrap();
+    let count = other.path().join("count");
+    let script = format!(
+        "cd '{dir}' && git -c user.name=o -c user.email=o@o commit -q --allow-empty -m race && git push -q origin HEAD:main && n=$(($(cat '{count}' 2>/dev/null || echo 0) + 1)) && echo $n > '{count}' && if [ $n -eq 2 ]; then kill -TERM $PPID; fi",
+        dir = other.path().display(),
+        count = count.display(),
+    );
+    let mut child = kairo(remote.clone.path())
+        .args([
+            "watch",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--interval",
+            "1h",
+            "--retry-timeout",
+            "1h",
+            "--author",
+            AUTHOR,
+        ])
+        .env("KAIRO_FAILPOINT_RUN", format!("before-push:{script}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for("kairo exits after SIGTERM", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.unwrap().code(), Some(0), "{stderr}");
+    assert!(stderr.contains("write requeued"), "{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    // Nothing of kairo's landed: the requeued write was left to the next run.
+    assert!(
+        remote
+            .file("environments/staging.yaml")
+            .contains("tag: \"1.0.0\""),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn with_leader_election_only_the_holder_scans_and_a_follower_takes_over() {
     let reg = Registry::start(None);
     let rt = rt();
