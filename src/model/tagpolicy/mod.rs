@@ -779,6 +779,16 @@ pub fn choose(
     let set = regex::RegexSet::new(policy.exclusions.iter().map(|e| e.0.as_str()))
         .expect("each exclusion compiled alone");
     let mut expanded = String::new();
+    // An `extract` that is one group (`$ts`, `${ts}`, `$1`) is read straight from the match
+    // positions: no `Captures` allocated and no copy per tag. Anything else is expanded.
+    let group = policy
+        .filter
+        .as_ref()
+        .and_then(|f| single_group(&f.pattern, &f.extract));
+    let mut locations = policy
+        .filter
+        .as_ref()
+        .map(|f| f.pattern.capture_locations());
     // The best so far: its tag, and its value where the policy compares one.
     let mut best_tag: Option<&str> = None;
     let mut best_value = String::new();
@@ -793,12 +803,21 @@ pub fn choose(
             None => tag,
             Some(f) if !f.pattern.is_match(tag) => continue,
             Some(f) if f.extract.is_empty() => tag,
-            Some(f) => {
-                let caps = f.pattern.captures(tag).expect("is_match said it matches");
-                expanded.clear();
-                caps.expand(&f.extract, &mut expanded);
-                &expanded
-            }
+            Some(f) => match (group, locations.as_mut()) {
+                (Some(g), Some(locs)) => {
+                    f.pattern
+                        .captures_read(locs, tag)
+                        .expect("is_match said it matches");
+                    // A group that did not take part expands to nothing, as `expand` does.
+                    locs.get(g).map_or("", |(start, end)| &tag[start..end])
+                }
+                _ => {
+                    let caps = f.pattern.captures(tag).expect("is_match said it matches");
+                    expanded.clear();
+                    caps.expand(&f.extract, &mut expanded);
+                    &expanded
+                }
+            },
         };
         // Ties go to the byte-wise greatest tag, as in `evaluate`.
         let wins_tie = |best: Option<&str>| best.is_none_or(|b| tag > b);
@@ -860,6 +879,24 @@ pub fn choose(
     match best_tag {
         Some(t) => Ok(t.to_string()),
         None => slow(),
+    }
+}
+
+/// The group index when `extract` is exactly one group reference as `Captures::expand` reads
+/// it (`$name`, `${name}`, `$1`, `${1}`; a name is the longest run of `[_0-9A-Za-z]`), and that
+/// group exists. `None`: expand the template.
+fn single_group(pattern: &Regex, extract: &str) -> Option<usize> {
+    let rest = extract.strip_prefix('$')?;
+    let name = match rest.strip_prefix('{') {
+        Some(braced) => braced.strip_suffix('}')?,
+        None => rest,
+    };
+    if name.is_empty() || !name.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    match name.parse::<usize>() {
+        Ok(i) => (i < pattern.captures_len()).then_some(i),
+        Err(_) => pattern.capture_names().position(|n| n == Some(name)),
     }
 }
 

@@ -316,7 +316,18 @@ fn policies_with_filters() -> impl Strategy<Value = UpdatePolicy> {
         up.exclusions.push(Exclusion(Regex::new("^9").unwrap()));
         up
     });
-    (prop_oneof![policies(), digest], 0..3u8).prop_map(|(mut up, f)| {
+    let extracts = prop_oneof![
+        Just("${n}"),
+        Just("$n"),
+        Just("$1"),
+        Just("${2}"),
+        Just("$9"),
+        Just("$nope"),
+        Just("v$n"),
+        Just("${n}0"),
+        Just("$$n"),
+    ];
+    (prop_oneof![policies(), digest], 0..3u8, extracts).prop_map(|(mut up, f, extract)| {
         up.filter = match f {
             0 => None,
             1 => Some(TagFilter {
@@ -325,7 +336,7 @@ fn policies_with_filters() -> impl Strategy<Value = UpdatePolicy> {
             }),
             _ => Some(TagFilter {
                 pattern: Regex::new("(?P<n>[0-9]+)(\\.|$)").unwrap(),
-                extract: "${n}".into(),
+                extract: extract.into(),
             }),
         };
         up
