@@ -168,7 +168,13 @@ pub struct UpdatePolicy {
     pub filter: Option<TagFilter>,
     pub exclusions: Vec<Exclusion>,
     pub interval: Duration,
+    /// `exclusions` as one `RegexSet` (one pass over a tag for every rule), compiled at the
+    /// first selection and kept with the patterns it was built from.
+    exclusion_set: ExclusionSet,
 }
+
+#[derive(Debug, Clone, Default)]
+struct ExclusionSet(std::sync::OnceLock<(Vec<String>, regex::RegexSet)>);
 
 impl UpdatePolicy {
     /// A policy with Flux's defaults: no filter, the default exclusions, a 5 minute interval.
@@ -181,6 +187,24 @@ impl UpdatePolicy {
                 .map(|p| Exclusion(Regex::new(p).expect("valid default")))
                 .collect(),
             interval: DEFAULT_INTERVAL,
+            exclusion_set: ExclusionSet::default(),
+        }
+    }
+
+    /// The exclusions as one set. Compiling it costs more than matching 10,000 tags against
+    /// it, so it is built once per policy; `exclusions` is public, so the cached set is used
+    /// only while its patterns are still the policy's.
+    fn exclusion_set(&self) -> std::borrow::Cow<'_, regex::RegexSet> {
+        let patterns = || self.exclusions.iter().map(|e| e.0.as_str());
+        let compile = || regex::RegexSet::new(patterns()).expect("each exclusion compiled alone");
+        let (cached, set) = self
+            .exclusion_set
+            .0
+            .get_or_init(|| (patterns().map(str::to_string).collect(), compile()));
+        if cached.iter().map(String::as_str).eq(patterns()) {
+            std::borrow::Cow::Borrowed(set)
+        } else {
+            std::borrow::Cow::Owned(compile())
         }
     }
 }
@@ -593,8 +617,7 @@ pub fn candidates(policy: &UpdatePolicy, tags: &[String]) -> (Vec<Candidate>, Ex
     unique.sort_unstable();
     unique.dedup();
     // One pass over each tag for all exclusions; the rule is looked up only for a hit.
-    let set = regex::RegexSet::new(policy.exclusions.iter().map(|e| e.0.as_str()))
-        .expect("each exclusion compiled alone");
+    let set = policy.exclusion_set();
     let mut explanation = Explanation::default();
     let mut out = Vec::with_capacity(unique.len());
     let mut expanded = String::new();
@@ -776,8 +799,7 @@ pub fn choose(
     if tags.is_empty() || matches!(policy.policy, Policy::NewestBuild { .. }) {
         return slow();
     }
-    let set = regex::RegexSet::new(policy.exclusions.iter().map(|e| e.0.as_str()))
-        .expect("each exclusion compiled alone");
+    let set = policy.exclusion_set();
     let mut expanded = String::new();
     // An `extract` that is one group (`$ts`, `${ts}`, `$1`) is read straight from the match
     // positions: no `Captures` allocated and no copy per tag. Anything else is expanded.

@@ -388,3 +388,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn exclusions_changed_after_a_selection_still_apply() {
+    let mut p = UpdatePolicy::new(Policy::Alphabetical(Order::Asc));
+    let tags: Vec<String> = ["a", "b", "c"].iter().map(|t| t.to_string()).collect();
+    assert_eq!(choose(&p, &tags, &BuildTimes::new()).unwrap(), "c");
+    // The set cached by the first selection must not hide the new rule.
+    p.exclusions.push(Exclusion(Regex::new("^c$").unwrap()));
+    assert_eq!(choose(&p, &tags, &BuildTimes::new()).unwrap(), "b");
+    assert_eq!(select(&p, &tags).unwrap().tag, "b");
+    let clone = p.clone();
+    assert_eq!(choose(&clone, &tags, &BuildTimes::new()).unwrap(), "b");
+}
