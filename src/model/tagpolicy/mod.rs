@@ -178,16 +178,31 @@ struct ExclusionSet(std::sync::OnceLock<(Vec<String>, regex::RegexSet)>);
 
 impl UpdatePolicy {
     /// A policy with Flux's defaults: no filter, the default exclusions, a 5 minute interval.
+    /// The default exclusions are compiled once per process and shared (a clone of a `Regex`
+    /// shares its compiled program): a watcher of a thousand services holds one copy, not a
+    /// thousand.
     pub fn new(policy: Policy) -> UpdatePolicy {
+        static DEFAULTS: std::sync::LazyLock<(Vec<Exclusion>, regex::RegexSet)> =
+            std::sync::LazyLock::new(|| {
+                (
+                    DEFAULT_EXCLUSIONS
+                        .iter()
+                        .map(|p| Exclusion(Regex::new(p).expect("valid default")))
+                        .collect(),
+                    regex::RegexSet::new(DEFAULT_EXCLUSIONS).expect("valid defaults"),
+                )
+            });
+        let (exclusions, set) = &*DEFAULTS;
+        let cached = (
+            DEFAULT_EXCLUSIONS.iter().map(|p| p.to_string()).collect(),
+            set.clone(),
+        );
         UpdatePolicy {
             policy,
             filter: None,
-            exclusions: DEFAULT_EXCLUSIONS
-                .iter()
-                .map(|p| Exclusion(Regex::new(p).expect("valid default")))
-                .collect(),
+            exclusions: exclusions.clone(),
             interval: DEFAULT_INTERVAL,
-            exclusion_set: ExclusionSet::default(),
+            exclusion_set: ExclusionSet(std::sync::OnceLock::from(cached)),
         }
     }
 
