@@ -95,6 +95,8 @@ enum Job {
         BTreeMap<String, Vec<ImageSpec>>,
         oneshot::Sender<Vec<WriteSummary>>,
     ),
+    /// A scan has ended and dropped what it read: hand freed memory back to the system.
+    Release,
     Stop,
 }
 
@@ -210,8 +212,10 @@ pub fn command(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
         token: args.webhook_token.clone().filter(|s| !s.is_empty()),
     };
     let settings = crate::watch::command::settings(args, env.policy);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for the loop, the lookups and the HTTP server: they wait on the network, and
+    // the CPU-heavy work (render, git) has its own writer thread. One thread also means one
+    // allocator heap to hand back after a scan (see `release_memory`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -402,6 +406,51 @@ fn attempt(
     queue.done(p.batch, summary);
 }
 
+/// This process's resident memory (`VmRSS`), its peak (`VmHWM`), and the anonymous and
+/// file-backed parts of it (`RssAnon`, `RssFile`), in KiB, for debug logs.
+fn memory() -> Option<[u64; 4]> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some([
+        kib("VmRSS:")?,
+        kib("VmHWM:")?,
+        kib("RssAnon:")?,
+        kib("RssFile:")?,
+    ])
+}
+
+fn log_memory(point: &str) {
+    if let Some([rss_kib, peak_kib, anon_kib, file_kib]) = memory() {
+        tracing::debug!(point, rss_kib, peak_kib, anon_kib, file_kib, "memory");
+    }
+}
+
+/// Hands the memory a write freed back to the system. A write renders every service of an
+/// environment and builds a pack: tens of megabytes, freed when it ends, but both allocators
+/// keep freed pages mapped until later allocation activity, which an idle daemon does not
+/// have. mimalloc (the global allocator, see main.rs) purges on `mi_collect(true)`; libgit2 and
+/// the other C libraries allocate with glibc's malloc, which returns its free pages on
+/// `malloc_trim`.
+fn release_memory() {
+    unsafe extern "C" {
+        // mimalloc's own API (mimalloc.h), linked in by regorus-mimalloc-sys.
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: `mi_collect` has no preconditions; it only frees memory no one uses.
+    unsafe { mi_collect(true) };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The writer thread: owns the repository handle, runs one job at a time. Writes go through
 /// a queue with due times; other jobs are served between them.
 fn writer_thread(
@@ -427,6 +476,7 @@ fn writer_thread(
                 let now = Instant::now();
                 if let Some(p) = queue.take_due(now) {
                     attempt(&root, &writer, &settings, &mut queue, p);
+                    after_job("a write");
                     continue;
                 }
                 match queue.next_due() {
@@ -477,9 +527,23 @@ fn writer_thread(
                 });
                 let _ = reply.send(result);
             }
-            Job::Write(bumps, reply) => queue.add(bumps, reply, Instant::now()),
+            Job::Write(bumps, reply) => {
+                queue.add(bumps, reply, Instant::now());
+                continue;
+            }
+            Job::Release => {
+                after_job("a scan");
+                continue;
+            }
         }
+        after_job("a read");
     }
+}
+
+fn after_job(what: &str) {
+    log_memory(&format!("after {what}"));
+    release_memory();
+    log_memory(&format!("after {what}, memory released"));
 }
 
 async fn run(
@@ -582,6 +646,7 @@ async fn run(
         })
     };
     tracing::info!(listen = %config.listen, "kairo watch is listening");
+    log_memory("at start");
     tokio::spawn(signals(events_tx));
     let leading = elector.map(|e| tokio::spawn(lead(shared.clone(), e, stop_rx.clone())));
 
@@ -727,8 +792,17 @@ async fn lead(
     }
 }
 
-/// One scan: read the watched set, look the due (or named) images up, write the bumps.
+/// One scan, then the writer thread releases the memory it freed (the watched set, tag
+/// lists and the write are dropped by then).
 async fn scan(shared: Arc<Shared>, trigger: Trigger) {
+    scan_once(&shared, trigger).await;
+    // This thread's share (tag lists, responses, the watched set) and the writer's.
+    release_memory();
+    let _ = shared.jobs.send(Job::Release);
+}
+
+/// One scan: read the watched set, look the due (or named) images up, write the bumps.
+async fn scan_once(shared: &Arc<Shared>, trigger: Trigger) {
     let started = Instant::now();
     let m = &shared.metrics;
     let labels = |result: &str| ScanLabels {
@@ -775,7 +849,9 @@ async fn scan(shared: Arc<Shared>, trigger: Trigger) {
             last.insert(w.key(), now);
         }
     }
+    log_memory("after reading the watched set");
     let found = watch::scan(&shared.client, &selected, shared.concurrency).await;
+    log_memory("after the lookups");
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
