@@ -511,7 +511,7 @@ fn promote_command(root: &Path, args: &PromoteArgs) -> Result {
     image_change(root, &args.to, change, &args.publish)
 }
 
-const LOCK_HINT: &str =
+pub(crate) const LOCK_HINT: &str =
     "wait for it to finish; the lock is released when that process exits, however it exits";
 
 /// The commit identity: `--author`, then `KAIRO_GIT_AUTHOR_NAME` + `KAIRO_GIT_AUTHOR_EMAIL`
@@ -616,6 +616,13 @@ fn image_change(root: &Path, environment: &str, change: Change, args: &PublishAr
         OutputFormat::Json => output::json(&result)?,
         OutputFormat::Text => output::data(&bump_text(&result))?,
     }
+    report_write_notes(&result);
+    Ok(Outcome::Clean)
+}
+
+/// The notes of a write (an interrupted run completed, ...) and what became of the user's
+/// local branch after a push, on stderr: `bump`, `promote` and `watch --once` say it alike.
+pub(crate) fn report_write_notes(result: &bump::Outcome) {
     for note in &result.notes {
         output::message(&format!("note: {note}"));
     }
@@ -631,7 +638,6 @@ fn image_change(root: &Path, environment: &str, change: Change, args: &PublishAr
         )),
         _ => {}
     }
-    Ok(Outcome::Clean)
 }
 
 fn bump_failed(e: BumpError, json: bool) -> Outcome {

@@ -26,6 +26,14 @@ pub struct RegistryLabels {
     pub code: String,
 }
 
+/// A lookup not sent to a registry, and why (`rate_limit_pause`: an earlier 429 or an
+/// exhausted `ratelimit-remaining` asked kairo to stay away). Not a registry error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkippedLabels {
+    pub registry: String,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EnvLabels {
     pub environment: String,
@@ -38,8 +46,11 @@ pub struct ImageLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
-    /// `accepted`, `unauthorized`, `invalid`.
+    /// `accepted` (a scan follows), `ignored` (answered 202, nothing to scan) or `rejected`.
     pub result: String,
+    /// `scan` when accepted; `unwatched` when ignored; `auth`, `too_large`, `malformed`,
+    /// `disabled`, `not_leader` or `shutting_down` when rejected.
+    pub reason: String,
 }
 
 /// Drift metrics use `env`, as `kairo_drift_objects{env,kind}` is documented.
@@ -68,6 +79,7 @@ pub struct Metrics {
     pub push_retries: Counter,
     pub push_failures: Family<EnvLabels, Counter>,
     pub registry_errors: Family<RegistryLabels, Counter>,
+    pub registry_skipped: Family<SkippedLabels, Counter>,
     pub scan_duration: Histogram,
     pub last_success: Family<ImageLabels, Gauge<f64, AtomicU64>>,
     pub webhooks: Family<WebhookLabels, Counter>,
@@ -99,6 +111,7 @@ impl Metrics {
             push_retries: Counter::default(),
             push_failures: Family::default(),
             registry_errors: Family::default(),
+            registry_skipped: Family::default(),
             scan_duration: Histogram::new([
                 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
             ]),
@@ -141,6 +154,11 @@ impl Metrics {
             m.registry_errors.clone(),
         );
         registry.register(
+            "registry_skipped",
+            "Image lookups not sent to a registry, by registry and reason (not registry errors)",
+            m.registry_skipped.clone(),
+        );
+        registry.register(
             "scan_duration_seconds",
             "Duration of a scan: reading the watched set, registry lookups and writes",
             m.scan_duration.clone(),
@@ -152,7 +170,7 @@ impl Metrics {
         );
         registry.register(
             "webhooks",
-            "Webhook requests, by result",
+            "Webhook requests, by result and reason",
             m.webhooks.clone(),
         );
         registry.register(

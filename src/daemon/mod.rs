@@ -12,7 +12,8 @@
 //! only lists.
 //!
 //! Architecture Invariant: only the writer thread touches the repository; the loop and the
-//! HTTP handlers never block on git. SIGTERM stops new work, lets the write in flight finish
+//! HTTP handlers never block on git. The writer thread never sleeps on a retry: a rejected
+//! push goes back on its queue with a due time (`WriteQueue`). SIGTERM stops new work, lets the write in flight finish
 //! (its push included), skips writes not yet started (the next run redoes them: Git is the
 //! state), gives the Lease up, and exits 0.
 
@@ -28,7 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -36,7 +36,7 @@ use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Outcome;
-use crate::bump::ImageSpec;
+use crate::bump::{Decision, ImageSpec};
 use crate::cli::WatchArgs;
 use crate::drift;
 use crate::git::Writer;
@@ -48,7 +48,7 @@ use crate::watch::command::Env;
 use crate::watch::{self, Found, Watched, WriteSettings};
 use metrics::{
     DriftEnvLabels, EnvLabels, ImageLabels, Metrics, RegistryLabels, ReleaseLabels, ScanLabels,
-    WebhookLabels,
+    SkippedLabels, WebhookLabels,
 };
 
 /// Without `--interval`, how often the loop wakes to scan the images whose own interval has
@@ -99,6 +99,8 @@ enum Job {
         BTreeMap<String, Vec<ImageSpec>>,
         oneshot::Sender<Vec<WriteSummary>>,
     ),
+    /// A scan has ended and dropped what it read: hand freed memory back to the system.
+    Release,
     Stop,
 }
 
@@ -125,6 +127,9 @@ struct Shared {
     leader: AtomicBool,
     /// When each image (`env/service`) was last looked up.
     last_scanned: Mutex<BTreeMap<String, Instant>>,
+    /// The watched repositories at the last read of the watched set (`None` before it), so a
+    /// webhook naming none of them is answered as ignored instead of starting a scan.
+    watched_images: Mutex<Option<BTreeSet<ImageName>>>,
 }
 
 impl Shared {
@@ -133,8 +138,12 @@ impl Shared {
         self.jobs
             .send(Job::Load(tx))
             .map_err(|_| "the writer thread has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the writer thread has stopped".to_string())?
+        let watched = rx
+            .await
+            .map_err(|_| "the writer thread has stopped".to_string())??;
+        *self.watched_images.lock().expect("not poisoned") =
+            Some(watched.iter().map(|w| w.image.clone()).collect());
+        Ok(watched)
     }
 
     async fn desired(&self, envs: &[String]) -> Result<Vec<drift::Desired>, String> {
@@ -207,8 +216,10 @@ pub fn command(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
         token: args.webhook_token.clone().filter(|s| !s.is_empty()),
     };
     let settings = crate::watch::command::settings(args, env.policy);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for the loop, the lookups and the HTTP server: they wait on the network, and
+    // the CPU-heavy work (render, git) has its own writer thread. One thread also means one
+    // allocator heap to hand back after a scan (see `release_memory`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -243,7 +254,215 @@ struct Config {
     kubeconfig: Option<std::ffi::OsString>,
 }
 
-/// The writer thread: owns the repository handle, runs one job at a time.
+/// One environment's bumps waiting for their (next) attempt on the writer thread.
+struct PendingWrite {
+    /// The scan (`Job::Write`) it belongs to.
+    batch: u64,
+    environment: String,
+    specs: Vec<ImageSpec>,
+    /// Attempts made so far.
+    attempts: u32,
+    /// The first attempt, for the retry budget.
+    started: Option<Instant>,
+    due: Instant,
+}
+
+/// A scan's writes: answered once every environment is written or given up.
+struct Batch {
+    left: usize,
+    summaries: Vec<WriteSummary>,
+    reply: oneshot::Sender<Vec<WriteSummary>>,
+}
+
+/// Writes waiting on the writer thread, each with the time it is due. A rejected push is put
+/// back with the delay the retry policy decides, so the thread keeps serving other jobs (and
+/// a shutdown) meanwhile instead of sleeping inside the write path.
+#[derive(Default)]
+struct WriteQueue {
+    pending: Vec<PendingWrite>,
+    batches: BTreeMap<u64, Batch>,
+    next_batch: u64,
+}
+
+impl WriteQueue {
+    fn add(
+        &mut self,
+        bumps: BTreeMap<String, Vec<ImageSpec>>,
+        reply: oneshot::Sender<Vec<WriteSummary>>,
+        now: Instant,
+    ) {
+        if bumps.is_empty() {
+            let _ = reply.send(Vec::new());
+            return;
+        }
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        self.batches.insert(
+            batch,
+            Batch {
+                left: bumps.len(),
+                summaries: Vec::new(),
+                reply,
+            },
+        );
+        for (environment, specs) in bumps {
+            self.pending.push(PendingWrite {
+                batch,
+                environment,
+                specs,
+                attempts: 0,
+                started: None,
+                due: now,
+            });
+        }
+    }
+
+    /// When the earliest write is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.due).min()
+    }
+
+    /// The earliest write due at `now`, in the order they were added among equals.
+    fn take_due(&mut self, now: Instant) -> Option<PendingWrite> {
+        let i = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.due <= now)
+            .min_by_key(|(i, p)| (p.due, *i))
+            .map(|(i, _)| i)?;
+        Some(self.pending.remove(i))
+    }
+
+    fn retry(&mut self, mut p: PendingWrite, due: Instant) {
+        p.due = due;
+        self.pending.push(p);
+    }
+
+    fn done(&mut self, batch: u64, summary: WriteSummary) {
+        let Some(b) = self.batches.get_mut(&batch) else {
+            return;
+        };
+        b.summaries.push(summary);
+        b.left -= 1;
+        if b.left == 0 {
+            let b = self.batches.remove(&batch).expect("present");
+            let _ = b.reply.send(b.summaries);
+        }
+    }
+}
+
+/// Whether a failed write may succeed on a later attempt: a push the remote rejected (someone
+/// pushed first), or another kairo holding the repository.
+fn retryable(e: &crate::bump::BumpError) -> bool {
+    matches!(
+        e,
+        crate::bump::BumpError::Write(crate::git::WriteError::GaveUp { .. })
+            | crate::bump::BumpError::Lock(_)
+    )
+}
+
+/// One attempt of a pending write: finished (written, or given up) into its batch, or put
+/// back on the queue with the delay the retry policy decided.
+fn attempt(
+    root: &Path,
+    writer: &Writer,
+    settings: &WriteSettings,
+    queue: &mut WriteQueue,
+    mut p: PendingWrite,
+) {
+    let started = *p.started.get_or_insert_with(Instant::now);
+    p.attempts += 1;
+    // One push per attempt: the retry decision comes back here instead of a sleep.
+    let once = crate::bump::RetryPolicy {
+        max_attempts: Some(1),
+        ..settings.retry
+    };
+    let written = watch::write_env(
+        root,
+        writer,
+        &p.environment,
+        &p.specs,
+        settings,
+        once,
+        &mut |_| {},
+    );
+    if let Err(e) = &written.result
+        && retryable(e)
+    {
+        match settings
+            .retry
+            .decide(p.attempts, started.elapsed(), fastrand::f64())
+        {
+            Decision::RetryAfter(delay) => {
+                tracing::info!(environment = %p.environment, attempt = p.attempts, ?delay, error = %e, "write requeued");
+                queue.retry(p, Instant::now() + delay);
+                return;
+            }
+            Decision::GiveUp => {
+                tracing::error!(environment = %p.environment, attempts = p.attempts, seconds = started.elapsed().as_secs(), "gave up writing the bumps; the next scan tries again");
+            }
+        }
+    }
+    let summary = WriteSummary {
+        pushed_moves: match &written.result {
+            Ok(o) if o.pushed.is_some() => o.moves.len(),
+            _ => 0,
+        },
+        failed: written.result.is_err(),
+        retries: p.attempts - 1,
+        environment: p.environment,
+    };
+    queue.done(p.batch, summary);
+}
+
+/// This process's resident memory (`VmRSS`), its peak (`VmHWM`), and the anonymous and
+/// file-backed parts of it (`RssAnon`, `RssFile`), in KiB, for debug logs.
+fn memory() -> Option<[u64; 4]> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some([
+        kib("VmRSS:")?,
+        kib("VmHWM:")?,
+        kib("RssAnon:")?,
+        kib("RssFile:")?,
+    ])
+}
+
+fn log_memory(point: &str) {
+    if let Some([rss_kib, peak_kib, anon_kib, file_kib]) = memory() {
+        tracing::debug!(point, rss_kib, peak_kib, anon_kib, file_kib, "memory");
+    }
+}
+
+/// Hands the memory a write freed back to the system. A write renders every service of an
+/// environment and builds a pack: tens of megabytes, freed when it ends, but both allocators
+/// keep freed pages mapped until later allocation activity, which an idle daemon does not
+/// have. mimalloc (the global allocator, see main.rs) purges on `mi_collect(true)`; libgit2 and
+/// the other C libraries allocate with glibc's malloc, which returns its free pages on
+/// `malloc_trim`.
+fn release_memory() {
+    unsafe extern "C" {
+        // mimalloc's own API (mimalloc.h), linked in by regorus-mimalloc-sys.
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: `mi_collect` has no preconditions; it only frees memory no one uses.
+    unsafe { mi_collect(true) };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The writer thread: owns the repository handle, runs one job at a time. Writes go through
+/// a queue with due times; other jobs are served between them.
 fn writer_thread(
     root: PathBuf,
     writer: Writer,
@@ -251,9 +470,39 @@ fn writer_thread(
     jobs: std::sync::mpsc::Receiver<Job>,
     stopping: Arc<AtomicBool>,
 ) {
-    while let Ok(job) = jobs.recv() {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    let mut queue = WriteQueue::default();
+    loop {
         if stopping.load(Ordering::SeqCst) {
-            // Queued work is dropped on shutdown; the next run finds it again in Git.
+            // Queued work (writes waiting to retry included) is dropped on shutdown; the next
+            // run finds it again in Git.
+            break;
+        }
+        // Jobs that are waiting first, then a due write, then wait for whichever comes first.
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let now = Instant::now();
+                if let Some(p) = queue.take_due(now) {
+                    attempt(&root, &writer, &settings, &mut queue, p);
+                    after_job("a write");
+                    continue;
+                }
+                match queue.next_due() {
+                    Some(due) => match jobs.recv_timeout(due.saturating_duration_since(now)) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
+                    None => match jobs.recv() {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        if stopping.load(Ordering::SeqCst) {
             break;
         }
         match job {
@@ -289,24 +538,22 @@ fn writer_thread(
                 let _ = reply.send(result);
             }
             Job::Write(bumps, reply) => {
-                let written =
-                    watch::write(&root, &writer, &bumps, &settings, &mut std::thread::sleep);
-                let summary = written
-                    .into_iter()
-                    .map(|w| WriteSummary {
-                        pushed_moves: match &w.result {
-                            Ok(o) if o.pushed.is_some() => o.moves.len(),
-                            _ => 0,
-                        },
-                        failed: w.result.is_err(),
-                        retries: w.retries,
-                        environment: w.environment,
-                    })
-                    .collect();
-                let _ = reply.send(summary);
+                queue.add(bumps, reply, Instant::now());
+                continue;
+            }
+            Job::Release => {
+                after_job("a scan");
+                continue;
             }
         }
+        after_job("a read");
     }
+}
+
+fn after_job(what: &str) {
+    log_memory(&format!("after {what}"));
+    release_memory();
+    log_memory(&format!("after {what}, memory released"));
 }
 
 async fn run(
@@ -385,6 +632,7 @@ async fn run(
         ready: AtomicBool::new(false),
         leader: AtomicBool::new(elector.is_none()),
         last_scanned: Mutex::new(BTreeMap::new()),
+        watched_images: Mutex::new(None),
     });
     shared.metrics.leader.set(i64::from(elector.is_none()));
 
@@ -395,6 +643,9 @@ async fn run(
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz_handler))
             .route("/webhook", post(webhook_handler))
+            // The handler reads (and bounds) the body itself, to count and answer oversized
+            // ones instead of leaving them to the framework's limit.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(shared.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -406,6 +657,7 @@ async fn run(
         })
     };
     tracing::info!(listen = %config.listen, "kairo watch is listening");
+    log_memory("at start");
     tokio::spawn(signals(events_tx));
     let leading = elector.map(|e| tokio::spawn(lead(shared.clone(), e, stop_rx.clone())));
 
@@ -559,8 +811,17 @@ async fn lead(
     }
 }
 
-/// One scan: read the watched set, look the due (or named) images up, write the bumps.
+/// One scan, then the writer thread releases the memory it freed (the watched set, tag
+/// lists and the write are dropped by then).
 async fn scan(shared: Arc<Shared>, trigger: Trigger) {
+    scan_once(&shared, trigger).await;
+    // This thread's share (tag lists, responses, the watched set) and the writer's.
+    release_memory();
+    let _ = shared.jobs.send(Job::Release);
+}
+
+/// One scan: read the watched set, look the due (or named) images up, write the bumps.
+async fn scan_once(shared: &Arc<Shared>, trigger: Trigger) {
     let started = Instant::now();
     let m = &shared.metrics;
     let labels = |result: &str| ScanLabels {
@@ -593,13 +854,23 @@ async fn scan(shared: Arc<Shared>, trigger: Trigger) {
             })
             .collect()
     };
+    if let Trigger::Webhook(images) = &trigger
+        && selected.is_empty()
+    {
+        // The watched set changed since the webhook was answered: nothing to scan, and not
+        // a scan.
+        tracing::info!(images = ?images.iter().map(ToString::to_string).collect::<Vec<_>>(), "the webhook names no watched image; nothing scanned");
+        return;
+    }
     {
         let mut last = shared.last_scanned.lock().expect("not poisoned");
         for w in &selected {
             last.insert(w.key(), now);
         }
     }
+    log_memory("after reading the watched set");
     let found = watch::scan(&shared.client, &selected, shared.concurrency).await;
+    log_memory("after the lookups");
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -615,6 +886,14 @@ async fn scan(shared: Arc<Shared>, trigger: Trigger) {
             }
             Found::PolicyError { tags_seen, .. } => {
                 m.tags_seen.inc_by(*tags_seen as u64);
+            }
+            Found::Unavailable { registry, code, .. } if code == "paused" => {
+                m.registry_skipped
+                    .get_or_create(&SkippedLabels {
+                        registry: registry.clone(),
+                        reason: "rate_limit_pause".into(),
+                    })
+                    .inc();
             }
             Found::Unavailable { registry, code, .. } => {
                 m.registry_errors
@@ -751,27 +1030,48 @@ async fn webhook_handler(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> impl IntoResponse {
-    let count = |result: &str| {
+    let count = |result: &str, reason: &str| {
         s.metrics
             .webhooks
             .get_or_create(&WebhookLabels {
                 result: result.into(),
+                reason: reason.into(),
             })
             .inc();
     };
     if !s.webhook.enabled() {
-        count("disabled");
+        count("rejected", "disabled");
         return (
             StatusCode::NOT_FOUND,
             "webhooks are off: start kairo with `--webhook-secret` or `--webhook-token`\n"
                 .to_string(),
         );
     }
+    let body = match webhook::read_body(body).await {
+        Ok(b) => b,
+        Err(webhook::BodyError::TooLarge) => {
+            count("rejected", "too_large");
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is larger than {} bytes; a push event is a few kilobytes\n",
+                    webhook::MAX_BODY
+                ),
+            );
+        }
+        Err(webhook::BodyError::Broken) => {
+            count("rejected", "malformed");
+            return (
+                StatusCode::BAD_REQUEST,
+                "the body could not be read\n".to_string(),
+            );
+        }
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if !s.webhook.check(header, query.as_deref(), &body) {
-        count("unauthorized");
+        count("rejected", "auth");
         return (
             StatusCode::UNAUTHORIZED,
             "the signature or token does not match\n".to_string(),
@@ -780,27 +1080,106 @@ async fn webhook_handler(
     let images = match webhook::images(&body) {
         Ok(i) => i,
         Err(e) => {
-            count("invalid");
+            count("rejected", "malformed");
             return (StatusCode::BAD_REQUEST, format!("{e}\n"));
         }
     };
     if !s.leader.load(Ordering::SeqCst) {
-        count("not_leader");
+        count("rejected", "not_leader");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "this replica is not the leader\n".to_string(),
         );
     }
+    // Before the watched set is first read, every named image is passed on; the scan checks
+    // again against the set it reads.
+    let (images, unwatched): (Vec<ImageName>, Vec<ImageName>) = {
+        let watched = s.watched_images.lock().expect("not poisoned");
+        images
+            .into_iter()
+            .partition(|i| watched.as_ref().is_none_or(|w| w.contains(i)))
+    };
+    if images.is_empty() {
+        count("ignored", "unwatched");
+        let names: Vec<String> = unwatched.iter().map(ToString::to_string).collect();
+        return (
+            StatusCode::ACCEPTED,
+            format!(
+                "ignored: no service watches {}; nothing scanned\n",
+                names.join(", ")
+            ),
+        );
+    }
     let names: Vec<String> = images.iter().map(ToString::to_string).collect();
     if s.events.send(Event::Webhook(images)).await.is_err() {
+        count("rejected", "shutting_down");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down\n".to_string(),
         );
     }
-    count("accepted");
+    count("accepted", "scan");
     (
         StatusCode::ACCEPTED,
         format!("scanning {}\n", names.join(", ")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(service: &str) -> ImageSpec {
+        ImageSpec {
+            service: service.into(),
+            tag: "1.0.0".into(),
+            digest: None,
+        }
+    }
+
+    fn summary(environment: &str) -> WriteSummary {
+        WriteSummary {
+            environment: environment.into(),
+            pushed_moves: 1,
+            retries: 0,
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn a_requeued_write_waits_for_its_due_time_while_others_go_first() {
+        let mut q = WriteQueue::default();
+        let t0 = Instant::now();
+        let (tx, mut rx) = oneshot::channel();
+        let bumps = BTreeMap::from([
+            ("production".to_string(), vec![spec("a")]),
+            ("staging".to_string(), vec![spec("b")]),
+        ]);
+        q.add(bumps, tx, t0);
+        let first = q.take_due(t0).unwrap();
+        assert_eq!(first.environment, "production");
+        // Its push was rejected: back in 2 s. The other environment is not held up by it.
+        q.retry(first, t0 + Duration::from_secs(2));
+        let second = q.take_due(t0).unwrap();
+        assert_eq!(second.environment, "staging");
+        q.done(second.batch, summary("staging"));
+        assert!(rx.try_recv().is_err(), "one environment is still waiting");
+        assert!(q.take_due(t0 + Duration::from_secs(1)).is_none());
+        assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(2)));
+        let again = q.take_due(t0 + Duration::from_secs(2)).unwrap();
+        assert_eq!(again.environment, "production");
+        q.done(again.batch, summary("production"));
+        let all = rx.try_recv().unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(q.pending.is_empty() && q.batches.is_empty());
+    }
+
+    #[test]
+    fn an_empty_write_is_answered_at_once() {
+        let mut q = WriteQueue::default();
+        let (tx, mut rx) = oneshot::channel();
+        q.add(BTreeMap::new(), tx, Instant::now());
+        assert!(rx.try_recv().unwrap().is_empty());
+        assert_eq!(q.next_due(), None);
+    }
 }

@@ -14,6 +14,51 @@ use subtle::ConstantTimeEq;
 
 use crate::registry::ImageName;
 
+/// The largest webhook body read. Push events are a few kilobytes; GitHub caps its payloads
+/// at 25 MB, but a registry push event never comes near this.
+pub const MAX_BODY: usize = 1 << 20;
+/// How much of an oversized body is read (and discarded) so the sender gets the 413 instead
+/// of a connection reset; beyond this the connection is simply closed.
+pub const MAX_DRAIN: usize = 16 << 20;
+
+/// Reads a request body of at most [`MAX_BODY`] bytes. `Err(())` when it is larger (or cut
+/// short): the rest is read and dropped, up to [`MAX_DRAIN`], so the answer reaches the sender.
+pub async fn read_body(mut body: axum::body::Body) -> Result<Vec<u8>, BodyError> {
+    use axum::body::HttpBody;
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            None => break,
+            Some(Err(_)) => return Err(BodyError::Broken),
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                seen = seen.saturating_add(data.len());
+                if seen <= MAX_BODY {
+                    out.extend_from_slice(&data);
+                } else if seen > MAX_DRAIN {
+                    break;
+                }
+            }
+        }
+    }
+    if seen > MAX_BODY {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(out)
+    }
+}
+
+/// Why a webhook body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    Broken,
+}
+
 /// The configured webhook credentials; with neither, webhooks are refused.
 #[derive(Clone, Default)]
 pub struct Auth {

@@ -468,9 +468,9 @@ impl Client {
         let mut challenged = false;
         loop {
             if let Err(left) = self.inner.limiter.acquire(registry).await {
-                return Err(RegistryError::RateLimited {
+                return Err(RegistryError::Paused {
                     registry: registry.clone(),
-                    retry_after: Some(left),
+                    left,
                 });
             }
             let mut request = self

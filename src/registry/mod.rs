@@ -33,6 +33,11 @@ pub enum RegistryError {
         registry: String,
         retry_after: Option<Duration>,
     },
+    /// Not sent: the registry asked kairo to stay away (an earlier 429 or an exhausted
+    /// `ratelimit-remaining`) and the pause has `left` to run. The lookup was skipped, not
+    /// failed by the registry: metrics count it apart from registry errors.
+    #[error("registry `{registry}` is paused after a rate limit for {}s more; not asked", .left.as_secs())]
+    Paused { registry: String, left: Duration },
     #[error("registry `{registry}` answered HTTP {status} for `{what}`")]
     Status {
         registry: String,
@@ -73,10 +78,11 @@ fn retry_text(d: &Option<Duration>) -> String {
 }
 
 impl RegistryError {
-    /// A short label for metrics and JSON: `429`, `500`, `timeout`, `invalid`...
+    /// A short label for metrics and JSON: `429`, `500`, `timeout`, `invalid`, `paused`...
     pub fn code(&self) -> String {
         match self {
             RegistryError::RateLimited { .. } => "429".into(),
+            RegistryError::Paused { .. } => "paused".into(),
             RegistryError::Status { status, .. } => status.to_string(),
             RegistryError::Unauthorized { .. } => "401".into(),
             RegistryError::Transport { .. } => "transport".into(),
@@ -89,7 +95,7 @@ impl RegistryError {
 
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            RegistryError::RateLimited { .. } => Some(
+            RegistryError::RateLimited { .. } | RegistryError::Paused { .. } => Some(
                 "kairo retries on the next scan; log in (docker login) for a higher Docker Hub limit",
             ),
             RegistryError::Unauthorized { .. } => Some(

@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use super::{Found, ImageReport, WatchError, WriteSettings, Written};
 use crate::Outcome;
-use crate::bump::RetryPolicy;
+use crate::bump::{BumpError, RetryPolicy};
 use crate::cli::{OutputFormat, WatchArgs};
+use crate::git::writer::LocalBranch;
 use crate::git::{WriteError, Writer};
 use crate::pipeline::PipelineError;
 use crate::registry::{Client, ClientConfig, DockerConfig, Rate};
@@ -151,13 +152,25 @@ pub fn run(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
     );
     print(args.output, &scan.images, &written);
     let mut failed_writes = false;
+    let mut locked = false;
     for w in &written {
-        if let Err(e) = &w.result {
-            failed_writes = true;
-            fail(
-                &format!("bumps in `{}` were not written: {e}", w.environment),
-                Some("nothing was changed for this environment; the next scan tries again"),
-            );
+        match &w.result {
+            Ok(outcome) => crate::commands::report_write_notes(outcome),
+            // Another kairo holds the repository: the write path's convention is exit 2,
+            // said once (every environment's write meets the same lock).
+            Err(BumpError::Lock(e)) => {
+                if !locked {
+                    fail(&e.to_string(), Some(crate::commands::LOCK_HINT));
+                }
+                locked = true;
+            }
+            Err(e) => {
+                failed_writes = true;
+                fail(
+                    &format!("bumps in `{}` were not written: {e}", w.environment),
+                    Some("nothing was changed for this environment; the next scan tries again"),
+                );
+            }
         }
     }
     for i in &scan.images {
@@ -177,7 +190,7 @@ pub fn run(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
             _ => {}
         }
     }
-    if !bad.is_empty() {
+    if !bad.is_empty() || locked {
         Outcome::Failed
     } else if failed_writes || scan.unavailable() > 0 {
         Outcome::Differences
@@ -194,6 +207,9 @@ struct EnvReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pushed: Option<&'a str>,
     attempts: u32,
+    /// What became of the local branch after the push (as `kairo bump --push` reports it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_branch: Option<&'a LocalBranch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -207,6 +223,7 @@ fn print(format: OutputFormat, images: &[ImageReport], written: &[Written]) {
                 commit: o.commit.as_deref(),
                 pushed: o.pushed.as_deref(),
                 attempts: o.attempts,
+                local_branch: o.local_branch.as_ref(),
                 error: None,
             },
             Err(e) => EnvReport {
@@ -214,6 +231,7 @@ fn print(format: OutputFormat, images: &[ImageReport], written: &[Written]) {
                 commit: None,
                 pushed: None,
                 attempts: w.retries + 1,
+                local_branch: None,
                 error: Some(e.to_string()),
             },
         })

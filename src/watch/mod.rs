@@ -298,44 +298,75 @@ pub fn write(
     settings: &WriteSettings,
     sleep: &mut dyn FnMut(Duration),
 ) -> Vec<Written> {
-    let mut out = Vec::new();
-    for (environment, specs) in bumps {
-        let intent = Intent {
-            environment: environment.clone(),
-            change: Change::Set(specs.clone()),
-            force: false,
-            check_policies: settings.check_policies,
-            policy: settings.policy.clone(),
-        };
-        let publish = Publish {
-            commit: true,
-            push: true,
-            remote: settings.remote.clone(),
-            branch: settings.branch.clone(),
-            message: None,
-            retry: settings.retry,
-        };
-        let mut retries = 0;
-        let result = bump::run_push(root, writer, &intent, &publish, &mut |d| {
-            retries += 1;
-            sleep(d);
-        });
-        match &result {
-            Ok(o) => tracing::info!(
+    bumps
+        .iter()
+        .map(|(environment, specs)| {
+            write_env(
+                root,
+                writer,
                 environment,
-                commit = o.commit.as_deref().unwrap_or("-"),
-                changed = o.changed,
-                "bumps written"
-            ),
-            Err(e) => tracing::error!(environment, error = %e, "bumps not written"),
+                specs,
+                settings,
+                settings.retry,
+                sleep,
+            )
+        })
+        .collect()
+}
+
+/// One environment's bumps in one commit, pushed with `retry` deciding about rejections.
+/// The daemon passes a single attempt and requeues a rejected one itself, so its writer thread
+/// never sleeps on a retry.
+pub fn write_env(
+    root: &Path,
+    writer: &Writer,
+    environment: &str,
+    specs: &[ImageSpec],
+    settings: &WriteSettings,
+    retry: RetryPolicy,
+    sleep: &mut dyn FnMut(Duration),
+) -> Written {
+    let intent = Intent {
+        environment: environment.to_string(),
+        change: Change::Set(specs.to_vec()),
+        force: false,
+        check_policies: settings.check_policies,
+        policy: settings.policy.clone(),
+    };
+    let publish = Publish {
+        commit: true,
+        push: true,
+        remote: settings.remote.clone(),
+        branch: settings.branch.clone(),
+        message: None,
+        retry,
+    };
+    let started = std::time::Instant::now();
+    let mut retries = 0;
+    let result = bump::run_push(root, writer, &intent, &publish, &mut |d| {
+        retries += 1;
+        sleep(d);
+    });
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Ok(o) => tracing::info!(
+            environment,
+            bumps = specs.len(),
+            commit = o.commit.as_deref().unwrap_or("-"),
+            changed = o.changed,
+            attempts = o.attempts,
+            elapsed_ms,
+            "bumps written"
+        ),
+        Err(e) => {
+            tracing::error!(environment, bumps = specs.len(), elapsed_ms, error = %e, "bumps not written")
         }
-        out.push(Written {
-            environment: environment.clone(),
-            result,
-            retries,
-        });
     }
-    out
+    Written {
+        environment: environment.to_string(),
+        result,
+        retries,
+    }
 }
 
 /// The watched images whose repository is `image`.

@@ -284,7 +284,7 @@ async fn faults_are_errors_never_empty_lists() {
     let sent = server.requests().len();
     let second = err("fine").await;
     assert!(
-        matches!(second, RegistryError::RateLimited { .. }),
+        matches!(second, RegistryError::Paused { left, .. } if left <= Duration::from_secs(120)),
         "{second}"
     );
     assert_eq!(server.requests().len(), sent);
@@ -363,6 +363,68 @@ async fn one_failing_registry_does_not_stop_the_scan() {
         }))
     ));
     assert_eq!(results[1].as_ref().unwrap().tag, "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_that_outlives_its_deadline_is_a_timeout_and_the_scan_goes_on() {
+    // The first page answers at once and links to a second page that never comes: each
+    // request is well inside the request timeout (an hour here), only the lookup's deadline
+    // can end it.
+    let stalling = Scripted::start(|req| {
+        if req.target.contains("last=") {
+            return Answer::Stall;
+        }
+        Answer::Full(
+            200,
+            vec![(
+                "link".into(),
+                "</v2/a/slow/tags/list?n=1000&last=1>; rel=\"next\"".into(),
+            )],
+            br#"{"tags": ["1"]}"#.to_vec(),
+        )
+    });
+    let good = Scripted::start(|req| {
+        if req.method == "HEAD" {
+            return Answer::Full(
+                200,
+                vec![(
+                    "docker-content-digest".into(),
+                    format!("sha256:{}", "b".repeat(64)),
+                )],
+                vec![],
+            );
+        }
+        json(200, r#"{"tags": ["1", "2"]}"#)
+    });
+    let deadline = Duration::from_millis(300);
+    let c = Client::new(ClientConfig {
+        timeout: Duration::from_secs(3600),
+        lookup_deadline: deadline,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    assert_eq!(c.lookup_deadline(), deadline);
+    let numerical = UpdatePolicy::new(Policy::Numerical(Order::Asc));
+    let images = vec![
+        (image(&stalling.host(), "a/slow"), numerical.clone()),
+        (image(&good.host(), "a/fine"), numerical),
+    ];
+    let results = registry::scan(&c, &images, 2).await;
+    match &results[0] {
+        Err(ScanError::Registry(RegistryError::Timeout { what, timeout, .. })) => {
+            assert_eq!(*timeout, deadline);
+            assert!(what.contains("the whole lookup"), "{what}");
+        }
+        other => panic!("expected the lookup deadline, got {other:?}"),
+    }
+    assert!(
+        stalling
+            .requests()
+            .iter()
+            .any(|r| r.target.contains("last=1")),
+        "the second page was asked for"
+    );
+    assert_eq!(results[1].as_ref().unwrap().tag, "2");
 }
 
 const CATALOG: &str = r#"apiVersion: kairo.dev/v1alpha1

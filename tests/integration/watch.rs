@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 use hmac::{KeyInit, Mac};
 
-use crate::registry_support::{Registry, Scripted, json, push};
+use crate::registry_support::{Answer, Registry, Scripted, json, push};
 use crate::support::{HERMETIC_GIT, Repo, commit_all, git};
 
 const AUTHOR: &str = "kairo bot <bot@kairo.invalid>";
@@ -275,6 +275,14 @@ fn once_commits_all_bumps_of_a_scan_in_one_commit_and_never_twice() {
     assert!(rendered.contains(&d2), "{rendered}");
     assert!(!rendered.contains("2.0.0"), "outside the range");
     let _ = d110;
+    // Said as `kairo bump --push` says it: the local branch was left alone, and why.
+    assert!(
+        out.stderr.contains(
+            "note: your local branch was left as it is: `environments/staging.yaml` has uncommitted changes"
+        ),
+        "{}",
+        out.stderr
+    );
     // The user's work and branch are as they were.
     assert_eq!(std::fs::read_to_string(&env_file).unwrap(), mine);
     assert_eq!(git(clone, &["rev-parse", "HEAD"]), head);
@@ -288,6 +296,81 @@ fn once_commits_all_bumps_of_a_scan_in_one_commit_and_never_twice() {
     let out = once(fresh.path());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(remote.commits(), 2);
+}
+
+#[test]
+fn once_reports_the_local_branch_and_another_kairo_holding_the_lock_as_bump_does() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        for (tag, created) in [
+            ("1.0.0", "2026-01-01T00:00:00Z"),
+            ("1.1.0", "2026-01-02T00:00:00Z"),
+        ] {
+            push(&reg.host, None, "acme/web", tag, created, tag).await;
+        }
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let clone = remote.clone.path();
+
+    // Another kairo holds the repository's lock (here: this test, by its pid).
+    let lock_path = clone.join(".git/kairo.lock");
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&lock_path)
+        .unwrap();
+    write!(lock, "{}", std::process::id()).unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this test owns.
+        let r = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(r, 0);
+    }
+    let out = once(clone);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "another kairo is running in this repository (pid {})",
+            std::process::id()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("hint: wait for it"), "{}", out.stderr);
+    assert_eq!(remote.commits(), 1, "nothing written");
+    drop(lock);
+
+    // Lock free, local branch clean and at the remote tip: it follows the push, as after
+    // `kairo bump --push`, and the JSON report says so.
+    let out = kairo(clone)
+        .args(["watch", "--once", "--author", AUTHOR, "--output", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["environments"][0]["local_branch"],
+        serde_json::json!({"state": "moved", "detail": "main"}),
+        "{report}"
+    );
+    assert_eq!(remote.commits(), 2);
+    assert_eq!(
+        git(clone, &["rev-parse", "HEAD"]),
+        git(remote.path.as_path(), &["rev-parse", "main"])
+    );
 }
 
 #[test]
@@ -569,7 +652,7 @@ fn daemon_webhooks_metrics_and_a_registry_going_down() {
         "{metrics}"
     );
     assert_eq!(
-        daemon.sample(r#"kairo_webhooks_total{result="unauthorized"}"#),
+        daemon.sample(r#"kairo_webhooks_total{result="rejected",reason="auth"}"#),
         2.0,
         "{metrics}"
     );
@@ -604,6 +687,136 @@ fn daemon_webhooks_metrics_and_a_registry_going_down() {
     assert_eq!(daemon.sample(&errors), 1.0, "{metrics}");
     assert_eq!(remote.commits(), 2, "no commit, no revert");
     assert_eq!(http(&daemon.addr, "GET", "/healthz", &[], b"").0, 200);
+    promtool_check(&metrics);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+#[test]
+fn webhooks_that_scan_nothing_are_counted_by_reason_not_as_scans() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.0.0",
+            "2026-01-01T00:00:00Z",
+            "1",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let daemon = Daemon::start(
+        remote.clone.path(),
+        &[],
+        &[("KAIRO_WEBHOOK_SECRET", "s3cret")],
+    );
+    wait_for("the first scan", || {
+        daemon.sample(r#"kairo_scans_total{trigger="tick",result="ok"}"#) == 1.0
+    });
+    let post = |body: &[u8]| {
+        let sig = sign("s3cret", body);
+        http(
+            &daemon.addr,
+            "POST",
+            "/webhook",
+            &[("x-hub-signature-256", &sig)],
+            body,
+        )
+    };
+    let webhooks = |result: &str, reason: &str| {
+        daemon.sample(&format!(
+            r#"kairo_webhooks_total{{result="{result}",reason="{reason}"}}"#
+        ))
+    };
+
+    // An image no service watches: answered, counted as ignored, and no scan.
+    let (status, text) = post(format!(r#"{{"image": "{}/acme/other:1.0"}}"#, reg.host).as_bytes());
+    assert_eq!(status, 202, "{text}");
+    assert!(
+        text.contains("ignored") && text.contains("acme/other"),
+        "{text}"
+    );
+    assert_eq!(
+        webhooks("ignored", "unwatched"),
+        1.0,
+        "{}",
+        daemon.metrics()
+    );
+
+    // An oversized body: a 413 the sender can read, counted.
+    let (status, text) = post(&vec![b' '; (1 << 20) + 1]);
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(
+        webhooks("rejected", "too_large"),
+        1.0,
+        "{}",
+        daemon.metrics()
+    );
+
+    // A signed body that is no push event.
+    let (status, _) = post(b"not json");
+    assert_eq!(status, 400);
+    assert_eq!(
+        webhooks("rejected", "malformed"),
+        1.0,
+        "{}",
+        daemon.metrics()
+    );
+
+    // A watched image still scans; only that webhook became a scan.
+    let (status, text) = post(format!(r#"{{"image": "{}/acme/web:1.0.0"}}"#, reg.host).as_bytes());
+    assert_eq!(status, 202, "{text}");
+    assert_eq!(webhooks("accepted", "scan"), 1.0);
+    let webhook_scans = r#"kairo_scans_total{trigger="webhook",result="ok"}"#;
+    wait_for("the webhook's scan", || daemon.sample(webhook_scans) >= 1.0);
+    let metrics = daemon.metrics();
+    assert_eq!(daemon.sample(webhook_scans), 1.0, "{metrics}");
+    promtool_check(&metrics);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+#[test]
+fn lookups_skipped_during_a_rate_limit_pause_are_not_registry_errors() {
+    // Every request is refused with a long Retry-After; one lookup at a time, so the first
+    // gets the 429 and the second finds the registry paused and sends nothing.
+    let limited = Scripted::start(|_| {
+        Answer::Full(429, vec![("retry-after".into(), "3600".into())], Vec::new())
+    });
+    let host = limited.host();
+    let d = format!("sha256:{}", "a".repeat(64));
+    let remote = Remote::new(&host, &host, &d);
+    let daemon = Daemon::start(remote.clone.path(), &["--concurrency", "1"], &[]);
+    wait_for("the first scan", || {
+        daemon.sample(r#"kairo_scans_total{trigger="tick",result="partial"}"#) == 1.0
+    });
+    let metrics = daemon.metrics();
+    assert_eq!(limited.requests().len(), 1, "{metrics}");
+    assert_eq!(
+        daemon.sample(&format!(
+            r#"kairo_registry_errors_total{{registry="{host}",code="429"}}"#
+        )),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        daemon.sample(&format!(
+            r#"kairo_registry_skipped_total{{registry="{host}",reason="rate_limit_pause"}}"#
+        )),
+        1.0,
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"code="paused""#), "{metrics}");
     promtool_check(&metrics);
     assert_eq!(daemon.terminate(), 0);
 }
@@ -674,6 +887,80 @@ fn sigterm_during_a_push_finishes_the_push() {
         remote
             .file("environments/staging.yaml")
             .contains("tag: \"1.3.0\"")
+    );
+}
+
+#[test]
+fn a_rejected_push_is_requeued_so_sigterm_is_not_stuck_behind_retries() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        for (tag, created) in [
+            ("1.0.0", "2026-01-01T00:00:00Z"),
+            ("1.3.0", "2026-01-02T00:00:00Z"),
+        ] {
+            push(&reg.host, None, "acme/web", tag, created, tag).await;
+        }
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    // Before each of kairo's pushes, another writer lands a commit first, so every push is
+    // rejected; at the second, kairo (`$PPID` of the fail point's shell) gets SIGTERM. With a
+    // retry budget of an hour, a writer sleeping through its retries would not stop.
+    let other = tempfile::tempdir().unwrap();
+    git2::Repository::clone(remote.path.to_str().unwrap(), other.path()).unwrap();
+    let count = other.path().join("count");
+    let script = format!(
+        "cd '{dir}' && git -c user.name=o -c user.email=o@o commit -q --allow-empty -m race && git push -q origin HEAD:main && n=$(($(cat '{count}' 2>/dev/null || echo 0) + 1)) && echo $n > '{count}' && if [ $n -eq 2 ]; then kill -TERM $PPID; fi",
+        dir = other.path().display(),
+        count = count.display(),
+    );
+    let mut child = kairo(remote.clone.path())
+        .args([
+            "watch",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--interval",
+            "1h",
+            "--retry-timeout",
+            "1h",
+            "--author",
+            AUTHOR,
+        ])
+        .env("KAIRO_FAILPOINT_RUN", format!("before-push:{script}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for("kairo exits after SIGTERM", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.unwrap().code(), Some(0), "{stderr}");
+    assert!(stderr.contains("write requeued"), "{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    // Nothing of kairo's landed: the requeued write was left to the next run.
+    assert!(
+        remote
+            .file("environments/staging.yaml")
+            .contains("tag: \"1.0.0\""),
+        "{stderr}"
     );
 }
 

@@ -168,19 +168,58 @@ pub struct UpdatePolicy {
     pub filter: Option<TagFilter>,
     pub exclusions: Vec<Exclusion>,
     pub interval: Duration,
+    /// `exclusions` as one `RegexSet` (one pass over a tag for every rule), compiled at the
+    /// first selection and kept with the patterns it was built from.
+    exclusion_set: ExclusionSet,
 }
+
+#[derive(Debug, Clone, Default)]
+struct ExclusionSet(std::sync::OnceLock<(Vec<String>, regex::RegexSet)>);
 
 impl UpdatePolicy {
     /// A policy with Flux's defaults: no filter, the default exclusions, a 5 minute interval.
+    /// The default exclusions are compiled once per process and shared (a clone of a `Regex`
+    /// shares its compiled program): a watcher of a thousand services holds one copy, not a
+    /// thousand.
     pub fn new(policy: Policy) -> UpdatePolicy {
+        static DEFAULTS: std::sync::LazyLock<(Vec<Exclusion>, regex::RegexSet)> =
+            std::sync::LazyLock::new(|| {
+                (
+                    DEFAULT_EXCLUSIONS
+                        .iter()
+                        .map(|p| Exclusion(Regex::new(p).expect("valid default")))
+                        .collect(),
+                    regex::RegexSet::new(DEFAULT_EXCLUSIONS).expect("valid defaults"),
+                )
+            });
+        let (exclusions, set) = &*DEFAULTS;
+        let cached = (
+            DEFAULT_EXCLUSIONS.iter().map(|p| p.to_string()).collect(),
+            set.clone(),
+        );
         UpdatePolicy {
             policy,
             filter: None,
-            exclusions: DEFAULT_EXCLUSIONS
-                .iter()
-                .map(|p| Exclusion(Regex::new(p).expect("valid default")))
-                .collect(),
+            exclusions: exclusions.clone(),
             interval: DEFAULT_INTERVAL,
+            exclusion_set: ExclusionSet(std::sync::OnceLock::from(cached)),
+        }
+    }
+
+    /// The exclusions as one set. Compiling it costs more than matching 10,000 tags against
+    /// it, so it is built once per policy; `exclusions` is public, so the cached set is used
+    /// only while its patterns are still the policy's.
+    fn exclusion_set(&self) -> std::borrow::Cow<'_, regex::RegexSet> {
+        let patterns = || self.exclusions.iter().map(|e| e.0.as_str());
+        let compile = || regex::RegexSet::new(patterns()).expect("each exclusion compiled alone");
+        let (cached, set) = self
+            .exclusion_set
+            .0
+            .get_or_init(|| (patterns().map(str::to_string).collect(), compile()));
+        if cached.iter().map(String::as_str).eq(patterns()) {
+            std::borrow::Cow::Borrowed(set)
+        } else {
+            std::borrow::Cow::Owned(compile())
         }
     }
 }
@@ -593,8 +632,7 @@ pub fn candidates(policy: &UpdatePolicy, tags: &[String]) -> (Vec<Candidate>, Ex
     unique.sort_unstable();
     unique.dedup();
     // One pass over each tag for all exclusions; the rule is looked up only for a hit.
-    let set = regex::RegexSet::new(policy.exclusions.iter().map(|e| e.0.as_str()))
-        .expect("each exclusion compiled alone");
+    let set = policy.exclusion_set();
     let mut explanation = Explanation::default();
     let mut out = Vec::with_capacity(unique.len());
     let mut expanded = String::new();
@@ -776,9 +814,18 @@ pub fn choose(
     if tags.is_empty() || matches!(policy.policy, Policy::NewestBuild { .. }) {
         return slow();
     }
-    let set = regex::RegexSet::new(policy.exclusions.iter().map(|e| e.0.as_str()))
-        .expect("each exclusion compiled alone");
+    let set = policy.exclusion_set();
     let mut expanded = String::new();
+    // An `extract` that is one group (`$ts`, `${ts}`, `$1`) is read straight from the match
+    // positions: no `Captures` allocated and no copy per tag. Anything else is expanded.
+    let group = policy
+        .filter
+        .as_ref()
+        .and_then(|f| single_group(&f.pattern, &f.extract));
+    let mut locations = policy
+        .filter
+        .as_ref()
+        .map(|f| f.pattern.capture_locations());
     // The best so far: its tag, and its value where the policy compares one.
     let mut best_tag: Option<&str> = None;
     let mut best_value = String::new();
@@ -793,12 +840,21 @@ pub fn choose(
             None => tag,
             Some(f) if !f.pattern.is_match(tag) => continue,
             Some(f) if f.extract.is_empty() => tag,
-            Some(f) => {
-                let caps = f.pattern.captures(tag).expect("is_match said it matches");
-                expanded.clear();
-                caps.expand(&f.extract, &mut expanded);
-                &expanded
-            }
+            Some(f) => match (group, locations.as_mut()) {
+                (Some(g), Some(locs)) => {
+                    f.pattern
+                        .captures_read(locs, tag)
+                        .expect("is_match said it matches");
+                    // A group that did not take part expands to nothing, as `expand` does.
+                    locs.get(g).map_or("", |(start, end)| &tag[start..end])
+                }
+                _ => {
+                    let caps = f.pattern.captures(tag).expect("is_match said it matches");
+                    expanded.clear();
+                    caps.expand(&f.extract, &mut expanded);
+                    &expanded
+                }
+            },
         };
         // Ties go to the byte-wise greatest tag, as in `evaluate`.
         let wins_tie = |best: Option<&str>| best.is_none_or(|b| tag > b);
@@ -860,6 +916,24 @@ pub fn choose(
     match best_tag {
         Some(t) => Ok(t.to_string()),
         None => slow(),
+    }
+}
+
+/// The group index when `extract` is exactly one group reference as `Captures::expand` reads
+/// it (`$name`, `${name}`, `$1`, `${1}`; a name is the longest run of `[_0-9A-Za-z]`), and that
+/// group exists. `None`: expand the template.
+fn single_group(pattern: &Regex, extract: &str) -> Option<usize> {
+    let rest = extract.strip_prefix('$')?;
+    let name = match rest.strip_prefix('{') {
+        Some(braced) => braced.strip_suffix('}')?,
+        None => rest,
+    };
+    if name.is_empty() || !name.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    match name.parse::<usize>() {
+        Ok(i) => (i < pattern.captures_len()).then_some(i),
+        Err(_) => pattern.capture_names().position(|n| n == Some(name)),
     }
 }
 

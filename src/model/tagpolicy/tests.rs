@@ -316,7 +316,18 @@ fn policies_with_filters() -> impl Strategy<Value = UpdatePolicy> {
         up.exclusions.push(Exclusion(Regex::new("^9").unwrap()));
         up
     });
-    (prop_oneof![policies(), digest], 0..3u8).prop_map(|(mut up, f)| {
+    let extracts = prop_oneof![
+        Just("${n}"),
+        Just("$n"),
+        Just("$1"),
+        Just("${2}"),
+        Just("$9"),
+        Just("$nope"),
+        Just("v$n"),
+        Just("${n}0"),
+        Just("$$n"),
+    ];
+    (prop_oneof![policies(), digest], 0..3u8, extracts).prop_map(|(mut up, f, extract)| {
         up.filter = match f {
             0 => None,
             1 => Some(TagFilter {
@@ -325,7 +336,7 @@ fn policies_with_filters() -> impl Strategy<Value = UpdatePolicy> {
             }),
             _ => Some(TagFilter {
                 pattern: Regex::new("(?P<n>[0-9]+)(\\.|$)").unwrap(),
-                extract: "${n}".into(),
+                extract: extract.into(),
             }),
         };
         up
@@ -376,4 +387,17 @@ proptest! {
             prop_assert!(list.contains(&s.tag));
         }
     }
+}
+
+#[test]
+fn exclusions_changed_after_a_selection_still_apply() {
+    let mut p = UpdatePolicy::new(Policy::Alphabetical(Order::Asc));
+    let tags: Vec<String> = ["a", "b", "c"].iter().map(|t| t.to_string()).collect();
+    assert_eq!(choose(&p, &tags, &BuildTimes::new()).unwrap(), "c");
+    // The set cached by the first selection must not hide the new rule.
+    p.exclusions.push(Exclusion(Regex::new("^c$").unwrap()));
+    assert_eq!(choose(&p, &tags, &BuildTimes::new()).unwrap(), "b");
+    assert_eq!(select(&p, &tags).unwrap().tag, "b");
+    let clone = p.clone();
+    assert_eq!(choose(&clone, &tags, &BuildTimes::new()).unwrap(), "b");
 }
