@@ -60,12 +60,7 @@ type Result<T = Outcome> = std::result::Result<T, Outcome>;
 
 /// Prints an error and its causes once each, uv style, with an optional hint.
 fn report(err: &dyn std::error::Error, hint: Option<&str>) {
-    let mut text = format!(": {err}");
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(&format!("\n  caused by: {cause}"));
-        source = cause.source();
-    }
+    let mut text = format!(": {}", output::with_causes(err, "\n  caused by: "));
     if let Some(hint) = hint {
         text.push_str(&format!("\n  hint: {hint}"));
     }

@@ -1,13 +1,27 @@
 //! The bodies of `kairo init` and `kairo explain`: arguments in, domain call, output.
 //! Kept apart from `commands.rs` so that each command's printing lives next to its arguments.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::Outcome;
 use crate::cli::{ExplainArgs, ExplainFormat, InitArgs};
 use crate::explain::{self, ExplainError};
 use crate::init::{self, InitError};
+use crate::output;
+
+/// Reports `err` with its causes and an optional hint; the command fails.
+fn failed(err: &dyn std::error::Error, hint: Option<String>) -> Outcome {
+    let mut text = format!(
+        "{}: {}",
+        output::error_prefix(),
+        output::with_causes(err, "\n  caused by: ")
+    );
+    if let Some(hint) = hint {
+        text.push_str(&format!("\n  hint: {hint}"));
+    }
+    output::message(&text);
+    Outcome::Failed
+}
 
 fn backticked(items: &[String]) -> String {
     items
@@ -21,84 +35,52 @@ pub fn init_command(root: &Path, args: &InitArgs) -> Outcome {
     let dir = args.dir.as_deref().unwrap_or(root);
     match init::init(dir, args.templates) {
         Ok(files) => {
-            let mut out = std::io::stdout().lock();
-            for f in &files {
-                let _ = writeln!(out, "created  {f}");
+            let listing: String = files.iter().map(|f| format!("created  {f}\n")).collect();
+            if let Err(outcome) = output::data(&listing) {
+                return outcome;
             }
-            eprintln!(
+            output::message(&format!(
                 "initialized a kairo repository in `{}`\n  hint: edit environments/, then run `kairo render` and `kairo check`; commit everything and point Flux at clusters/<env>",
                 dir.display()
-            );
+            ));
             Outcome::Clean
         }
         Err(e @ InitError::Exists { .. }) => {
-            eprintln!(
-                "error: {e}; nothing was written\n  hint: run `kairo init` in an empty directory, or pass `--dir DIR`"
-            );
+            output::message(&format!(
+                "{}: {e}; nothing was written\n  hint: run `kairo init` in an empty directory, or pass `--dir DIR`",
+                output::error_prefix()
+            ));
             Outcome::Failed
         }
-        Err(e) => {
-            let mut text = format!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                text.push_str(&format!("\n  caused by: {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{text}");
-            Outcome::Failed
-        }
+        Err(e) => failed(&e, None),
     }
 }
 
 pub fn explain_command(root: &Path, args: &ExplainArgs) -> Outcome {
-    match explain::explain(root, &args.service, &args.env) {
+    match &explain::explain(root, &args.service, &args.env) {
         Ok(e) => {
-            let mut out = std::io::stdout().lock();
-            match args.output {
-                ExplainFormat::Yaml => {
-                    let _ = out.write_all(explain::to_yaml(&e).as_bytes());
-                }
-                ExplainFormat::Json => {
-                    let _ = serde_json::to_writer_pretty(&mut out, &e);
-                    let _ = writeln!(out);
-                }
-            }
-            Outcome::Clean
+            let written = match args.output {
+                ExplainFormat::Yaml => output::data(&explain::to_yaml(e)),
+                ExplainFormat::Json => output::json(e),
+            };
+            written.err().unwrap_or(Outcome::Clean)
         }
         Err(ExplainError::Model(diags)) => {
-            for d in &diags {
-                eprintln!("{d}");
+            for d in diags {
+                output::message(&format!("{d}\n"));
             }
-            eprintln!("error: the environment files have problems");
+            output::message(&format!(
+                "{}: the environment files have problems",
+                output::error_prefix()
+            ));
             Outcome::Failed
         }
-        Err(ExplainError::UnknownEnvironment { name, known }) => {
-            eprintln!(
-                "error: unknown environment `{name}`\n  hint: environments: {}",
-                backticked(&known)
-            );
-            Outcome::Failed
+        Err(e @ ExplainError::UnknownEnvironment { known, .. }) => {
+            failed(e, Some(format!("environments: {}", backticked(known))))
         }
-        Err(ExplainError::UnknownRelease {
-            name,
-            environment,
-            known,
-        }) => {
-            eprintln!(
-                "error: `{name}` does not run in environment `{environment}`\n  hint: releases there: {}",
-                backticked(&known)
-            );
-            Outcome::Failed
+        Err(e @ ExplainError::UnknownRelease { known, .. }) => {
+            failed(e, Some(format!("releases there: {}", backticked(known))))
         }
-        Err(e) => {
-            let mut text = format!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                text.push_str(&format!("\n  caused by: {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{text}");
-            Outcome::Failed
-        }
+        Err(e) => failed(e, None),
     }
 }

@@ -56,6 +56,19 @@ pub fn message(text: &str) {
     }
 }
 
+/// `err` followed by each of its causes, every one after `separator` (`"\n  caused by: "` for
+/// people, `": "` for a log line).
+pub fn with_causes(err: &dyn std::error::Error, separator: &str) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(separator);
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// `error: ...` in bold red when colour is on.
 pub fn error_prefix() -> String {
     let style = anstyle::Style::new()

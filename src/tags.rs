@@ -5,7 +5,7 @@
 //! Exit codes: 0 the environment runs the tag (and digest) the policy picks; 1 the policy
 //! picks another one (a bump is due); 2 input, registry or policy error.
 
-use std::io::Write;
+use std::fmt::Write;
 use std::path::Path;
 
 use serde::Serialize;
@@ -59,11 +59,11 @@ struct ErrorOut {
 }
 
 fn fail(message: String, hint: Option<String>) -> Outcome {
-    let mut text = format!("error: {message}");
+    let mut text = format!("{}: {message}", crate::output::error_prefix());
     if let Some(h) = hint {
         text.push_str(&format!("\n  hint: {h}"));
     }
-    eprintln!("{text}");
+    crate::output::message(&text);
     Outcome::Failed
 }
 
@@ -72,7 +72,7 @@ pub fn run(root: &Path, args: &TagsArgs) -> Outcome {
         Ok(m) => m,
         Err(ModelError::Invalid(diags)) => {
             for d in &diags {
-                eprintln!("{d}");
+                crate::output::message(&format!("{d}\n"));
             }
             let n = diags
                 .iter()
@@ -210,26 +210,21 @@ pub fn run(root: &Path, args: &TagsArgs) -> Outcome {
             Outcome::Failed
         }
     };
-    match args.output {
-        OutputFormat::Json => {
-            let mut out = std::io::stdout().lock();
-            let _ = serde_json::to_writer_pretty(&mut out, &report);
-            let _ = writeln!(out);
-        }
-        OutputFormat::Text => print_text(&report),
+    let written = match args.output {
+        OutputFormat::Json => crate::output::json(&report),
+        OutputFormat::Text => crate::output::data(&text(&report)),
+    };
+    if let Err(failed) = written {
+        return failed;
     }
     if let Some(e) = &report.error {
-        let mut text = format!("error: {}", e.message);
-        if let Some(h) = e.hint {
-            text.push_str(&format!("\n  hint: {h}"));
-        }
-        eprintln!("{text}");
+        fail(e.message.clone(), e.hint.map(String::from));
     }
     outcome
 }
 
-fn print_text(r: &Report) {
-    let mut out = std::io::stdout().lock();
+fn text(r: &Report) -> String {
+    let mut out = String::new();
     let _ = writeln!(out, "image:    {}", r.image);
     let _ = writeln!(out, "policy:   {}", r.policy.policy);
     let _ = writeln!(
@@ -246,7 +241,7 @@ fn print_text(r: &Report) {
         let _ = writeln!(out, "selected: {}@{} ({verdict})", s.tag, s.digest);
     }
     let _ = writeln!(out, "tags:     {} listed", r.tags_seen);
-    let Some(e) = r.explanation else { return };
+    let Some(e) = r.explanation else { return out };
     if !e.ordered.is_empty() {
         let _ = writeln!(out, "ordered (best first):");
         for (i, c) in e.ordered.iter().take(SHOWN).enumerate() {
@@ -293,4 +288,5 @@ fn print_text(r: &Report) {
             let _ = writeln!(out, "    ... {} more", items.len() - SHOWN);
         }
     }
+    out
 }

@@ -952,7 +952,7 @@ async fn drift_check(shared: Arc<Shared>, cluster: Arc<drift::Cluster>, envs: Ar
         let live = match cluster.fetch(d).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(environment = %d.environment, error = %e, "drift check failed");
+                tracing::error!(environment = %d.environment, error = %crate::output::with_causes(&e, ": "), "drift check failed");
                 m.drift_errors.get_or_create(&env).inc();
                 failed.insert(d.environment.clone());
                 continue;
