@@ -92,6 +92,9 @@ fn init_logging(verbose: u8, format: cli::LogFormat, daemon: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Styles as for every other line on stderr: none in a pipe, a file or a container
+        // log, with `--color never` or `NO_COLOR`.
+        .with_ansi(output::stderr_colored())
         .with_target(false);
     let _ = match format {
         cli::LogFormat::Text => builder.try_init(),

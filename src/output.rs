@@ -20,6 +20,11 @@ pub fn init(choice: ColorChoice) {
     c.write_global();
 }
 
+/// Whether styled text written to stderr keeps its styles: log lines follow it too.
+pub fn stderr_colored() -> bool {
+    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+}
+
 /// Whether styled text written to stdout keeps its styles.
 pub fn stdout_colored() -> bool {
     anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never

@@ -98,3 +98,22 @@ fn json_logs_go_to_stderr() {
     let log: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(log["level"], "DEBUG");
 }
+
+/// Text log lines follow the colour choice like every other line on stderr: plain in a pipe
+/// (a CI log, a container's log) and with `--color never`, styled only when asked.
+#[test]
+fn text_logs_are_plain_unless_colour_is_asked_for() {
+    let repo = Repo::with_staging();
+    for args in [
+        &["render", "-v"][..],
+        &["render", "-v", "--color", "never"],
+        &["render", "-v", "--color", "auto"],
+    ] {
+        let out = repo.kairo(args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stderr.contains("DEBUG"), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains('\x1b'), "{args:?}: {:?}", out.stderr);
+    }
+    let out = repo.kairo(&["render", "-v", "--color", "always"]);
+    assert!(out.stderr.contains('\x1b'), "{:?}", out.stderr);
+}

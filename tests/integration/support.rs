@@ -132,11 +132,14 @@ pub fn run_kairo_with_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> O
     }
 }
 
-/// No global or system git configuration reaches the tests' `git` and `kairo` processes.
-pub const HERMETIC_GIT: [(&str, &str); 3] = [
+/// No global or system git configuration reaches the tests' `git` and `kairo` processes, and
+/// what they put in a temporary directory (kairo's lock outside a repository) stays in cargo's
+/// scratch directory for tests, not the machine's `/tmp`.
+pub const HERMETIC_GIT: [(&str, &str); 4] = [
     ("GIT_CONFIG_GLOBAL", "/dev/null"),
     ("GIT_CONFIG_NOSYSTEM", "1"),
     ("GIT_TERMINAL_PROMPT", "0"),
+    ("TMPDIR", env!("CARGO_TARGET_TMPDIR")),
 ];
 
 /// Runs kairo with `KAIRO_FAILPOINT=point`: it dies by SIGKILL exactly there. Returns whether
