@@ -109,7 +109,6 @@ struct WriteSummary {
     environment: String,
     /// Images moved by a pushed commit.
     pushed_moves: usize,
-    retries: u32,
     failed: bool,
 }
 
@@ -352,16 +351,6 @@ impl WriteQueue {
     }
 }
 
-/// Whether a failed write may succeed on a later attempt: a push the remote rejected (someone
-/// pushed first), or another kairo holding the repository.
-fn retryable(e: &crate::bump::BumpError) -> bool {
-    matches!(
-        e,
-        crate::bump::BumpError::Write(crate::git::WriteError::GaveUp { .. })
-            | crate::bump::BumpError::Lock(_)
-    )
-}
-
 /// One attempt of a pending write: finished (written, or given up) into its batch, or put
 /// back on the queue with the delay the retry policy decided.
 fn attempt(
@@ -370,6 +359,7 @@ fn attempt(
     settings: &WriteSettings,
     queue: &mut WriteQueue,
     mut p: PendingWrite,
+    retries: &prometheus_client::metrics::counter::Counter,
 ) {
     let started = *p.started.get_or_insert_with(Instant::now);
     p.attempts += 1;
@@ -388,13 +378,14 @@ fn attempt(
         &mut |_| {},
     );
     if let Err(e) = &written.result
-        && retryable(e)
+        && watch::retryable(e)
     {
         match settings
             .retry
             .decide(p.attempts, started.elapsed(), fastrand::f64())
         {
             Decision::RetryAfter(delay) => {
+                retries.inc();
                 tracing::info!(environment = %p.environment, attempt = p.attempts, ?delay, error = %e, "write requeued");
                 queue.retry(p, Instant::now() + delay);
                 return;
@@ -410,7 +401,6 @@ fn attempt(
             _ => 0,
         },
         failed: written.result.is_err(),
-        retries: p.attempts - 1,
         environment: p.environment,
     };
     queue.done(p.batch, summary);
@@ -469,6 +459,7 @@ fn writer_thread(
     settings: WriteSettings,
     jobs: std::sync::mpsc::Receiver<Job>,
     stopping: Arc<AtomicBool>,
+    retries: prometheus_client::metrics::counter::Counter,
 ) {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let mut queue = WriteQueue::default();
@@ -485,7 +476,7 @@ fn writer_thread(
             Err(TryRecvError::Empty) => {
                 let now = Instant::now();
                 if let Some(p) = queue.take_due(now) {
-                    attempt(&root, &writer, &settings, &mut queue, p);
+                    attempt(&root, &writer, &settings, &mut queue, p, &retries);
                     after_job("a write");
                     continue;
                 }
@@ -613,16 +604,20 @@ async fn run(
 
     let stopping = Arc::new(AtomicBool::new(false));
     let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
+    let metrics = Metrics::new();
     let writer_handle = {
         let stopping = stopping.clone();
+        // Counted by the writer as each rejected push is requeued, so a storm shows while it
+        // lasts, and retries of a write that never lands are counted too.
+        let retries = metrics.push_retries.clone();
         std::thread::Builder::new()
             .name("kairo-writer".into())
-            .spawn(move || writer_thread(root, writer, settings, jobs_rx, stopping))
+            .spawn(move || writer_thread(root, writer, settings, jobs_rx, stopping, retries))
             .expect("spawn the writer thread")
     };
     let (events_tx, mut events) = mpsc::channel(64);
     let shared = Arc::new(Shared {
-        metrics: Metrics::new(),
+        metrics,
         client,
         concurrency: config.concurrency,
         interval: config.interval,
@@ -911,7 +906,6 @@ async fn scan_once(shared: &Arc<Shared>, trigger: Trigger) {
             let env = EnvLabels {
                 environment: w.environment,
             };
-            m.push_retries.inc_by(u64::from(w.retries));
             m.bumps_committed
                 .get_or_create(&env)
                 .inc_by(w.pushed_moves as u64);
@@ -1141,7 +1135,6 @@ mod tests {
         WriteSummary {
             environment: environment.into(),
             pushed_moves: 1,
-            retries: 0,
             failed: false,
         }
     }

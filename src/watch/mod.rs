@@ -279,6 +279,16 @@ pub fn load(writer: &Writer, settings: &WriteSettings) -> Result<Model, WatchErr
     Ok(inputs.model()?)
 }
 
+/// Whether a failed write may succeed on a later attempt: a push the remote rejected (someone
+/// pushed first), or another kairo holding the repository.
+pub fn retryable(e: &crate::bump::BumpError) -> bool {
+    matches!(
+        e,
+        crate::bump::BumpError::Write(crate::git::WriteError::GaveUp { .. })
+            | crate::bump::BumpError::Lock(_)
+    )
+}
+
 /// One environment's write.
 #[derive(Debug)]
 pub struct Written {
@@ -358,6 +368,10 @@ pub fn write_env(
             elapsed_ms,
             "bumps written"
         ),
+        // A lost race is normal and is retried (by the caller's policy): a warning, not an error.
+        Err(e) if retryable(e) => {
+            tracing::warn!(environment, bumps = specs.len(), elapsed_ms, error = %e, "bumps not written yet")
+        }
         Err(e) => {
             tracing::error!(environment, bumps = specs.len(), elapsed_ms, error = %e, "bumps not written")
         }

@@ -918,16 +918,20 @@ fn a_rejected_push_is_requeued_so_sigterm_is_not_stuck_behind_retries() {
     let other = tempfile::tempdir().unwrap();
     git2::Repository::clone(remote.path.to_str().unwrap(), other.path()).unwrap();
     let count = other.path().join("count");
+    let metrics = other.path().join("metrics");
+    let port = free_port();
+    // At the second push, after one requeue, the retry is already counted in /metrics.
     let script = format!(
-        "cd '{dir}' && git -c user.name=o -c user.email=o@o commit -q --allow-empty -m race && git push -q origin HEAD:main && n=$(($(cat '{count}' 2>/dev/null || echo 0) + 1)) && echo $n > '{count}' && if [ $n -eq 2 ]; then kill -TERM $PPID; fi",
+        "cd '{dir}' && git -c user.name=o -c user.email=o@o commit -q --allow-empty -m race && git push -q origin HEAD:main && n=$(($(cat '{count}' 2>/dev/null || echo 0) + 1)) && echo $n > '{count}' && if [ $n -eq 2 ]; then python3 -c 'import urllib.request,sys; sys.stdout.write(urllib.request.urlopen(\"http://127.0.0.1:{port}/metrics\").read().decode())' > '{metrics}'; kill -TERM $PPID; fi",
         dir = other.path().display(),
         count = count.display(),
+        metrics = metrics.display(),
     );
     let mut child = kairo(remote.clone.path())
         .args([
             "watch",
             "--listen",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{port}"),
             "--interval",
             "1h",
             "--retry-timeout",
@@ -955,6 +959,14 @@ fn a_rejected_push_is_requeued_so_sigterm_is_not_stuck_behind_retries() {
     assert_eq!(status.unwrap().code(), Some(0), "{stderr}");
     assert!(stderr.contains("write requeued"), "{stderr}");
     assert!(stderr.contains("shutting down"), "{stderr}");
+    // A lost race is a warning while it is retried, and counted as it happens.
+    assert!(stderr.contains("bumps not written yet"), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    let scraped = std::fs::read_to_string(&metrics).expect("scraped while retrying");
+    assert!(
+        scraped.contains("kairo_push_retries_total 1\n"),
+        "{scraped}"
+    );
     // Nothing of kairo's landed: the requeued write was left to the next run.
     assert!(
         remote
