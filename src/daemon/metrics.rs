@@ -48,8 +48,8 @@ pub struct ImageLabels {
 pub struct WebhookLabels {
     /// `accepted` (a scan follows), `ignored` (answered 202, nothing to scan) or `rejected`.
     pub result: String,
-    /// `scan` when accepted; `unwatched` when ignored; `auth`, `too_large`, `malformed`,
-    /// `disabled`, `not_leader` or `shutting_down` when rejected.
+    /// `scan` when accepted; `unwatched` when ignored; `auth`, `too_large`, `too_slow`,
+    /// `malformed`, `disabled`, `not_leader` or `shutting_down` when rejected.
     pub reason: String,
 }
 

@@ -642,14 +642,7 @@ async fn run(
             // ones instead of leaving them to the framework's limit.
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(shared.clone());
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-        })
+        tokio::spawn(serve(listener, app, stop_rx.clone()))
     };
     tracing::info!(listen = %config.listen, "kairo watch is listening");
     log_memory("at start");
@@ -1020,6 +1013,59 @@ async fn readyz_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     }
 }
 
+/// At most this many HTTP connections are open at once; more are closed as they are accepted.
+/// Scrapers, probes and registries' webhooks need a handful.
+const MAX_CONNECTIONS: usize = 256;
+/// A request's headers must arrive within this time, and a webhook's body within as long again.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` until `stop` changes: HTTP/1 with a deadline for a request's headers and a bound
+/// on open connections, so a client that opens connections and never finishes a request
+/// (slowloris) cannot exhaust file descriptors or memory, and the endpoints come back by
+/// themselves once it stops.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: pause instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        // Over the bound, dropping the stream closes it at once.
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(REQUEST_TIMEOUT);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
+
 async fn webhook_handler(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -1043,7 +1089,17 @@ async fn webhook_handler(
                 .to_string(),
         );
     }
-    let body = match webhook::read_body(body).await {
+    let Ok(body) = tokio::time::timeout(REQUEST_TIMEOUT, webhook::read_body(body)).await else {
+        count("rejected", "too_slow");
+        return (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s\n",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        );
+    };
+    let body = match body {
         Ok(b) => b,
         Err(webhook::BodyError::TooLarge) => {
             count("rejected", "too_large");

@@ -1356,3 +1356,66 @@ fn once_through_bearer_token_auth_of_a_real_registry() {
         "{asked:?}"
     );
 }
+
+/// A client that opens a connection and never finishes its request (slowloris) is cut off:
+/// headers that never end close the connection, a body that never ends is answered 408, and
+/// the daemon keeps answering everyone else throughout.
+#[test]
+fn requests_that_never_finish_are_cut_off() {
+    let reg = Registry::start(None);
+    let rt = rt();
+    let d1 = rt.block_on(async {
+        push(
+            &reg.host,
+            None,
+            "acme/web",
+            "1.0.0",
+            "2026-01-01T00:00:00Z",
+            "1",
+        )
+        .await;
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let daemon = Daemon::start(
+        remote.clone.path(),
+        &[],
+        &[("KAIRO_WEBHOOK_SECRET", "s3cret")],
+    );
+    assert_eq!(http(&daemon.addr, "GET", "/healthz", &[], b"").0, 200);
+    let open = |first: &[u8]| {
+        let mut c = TcpStream::connect(&daemon.addr).unwrap();
+        // Only so that a server that never cuts the client off fails the test instead of
+        // hanging it; the server's own deadline is far shorter.
+        c.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+            .unwrap();
+        c.write_all(first).unwrap();
+        c
+    };
+    let answer = |mut c: TcpStream| {
+        let mut buf = Vec::new();
+        let read = c.read_to_end(&mut buf);
+        assert!(read.is_ok(), "the server closed the connection: {read:?}");
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let headers = open(b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    let body = open(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{");
+    // Meanwhile, everyone else is answered.
+    assert_eq!(http(&daemon.addr, "GET", "/healthz", &[], b"").0, 200);
+    let text = answer(body);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    answer(headers);
+    assert_eq!(
+        daemon.sample(r#"kairo_webhooks_total{result="rejected",reason="too_slow"}"#),
+        1.0
+    );
+    assert_eq!(http(&daemon.addr, "GET", "/healthz", &[], b"").0, 200);
+}
