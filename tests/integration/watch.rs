@@ -180,6 +180,28 @@ fn once(dir: &Path) -> crate::support::Output {
     }
 }
 
+/// A loopback registry holding `acme/web` at each (tag, created, content) of `web` and
+/// `acme/worker:staging`, and a remote whose environments watch both there.
+fn watched(web: &[(&str, &str, &str)]) -> (Registry, Remote) {
+    let reg = Registry::start(None);
+    let d1 = rt().block_on(async {
+        for &(tag, created, content) in web {
+            push(&reg.host, None, "acme/web", tag, created, content).await;
+        }
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    (reg, remote)
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -300,26 +322,10 @@ fn once_commits_all_bumps_of_a_scan_in_one_commit_and_never_twice() {
 
 #[test]
 fn once_reports_the_local_branch_and_another_kairo_holding_the_lock_as_bump_does() {
-    let reg = Registry::start(None);
-    let rt = rt();
-    let d1 = rt.block_on(async {
-        for (tag, created) in [
-            ("1.0.0", "2026-01-01T00:00:00Z"),
-            ("1.1.0", "2026-01-02T00:00:00Z"),
-        ] {
-            push(&reg.host, None, "acme/web", tag, created, tag).await;
-        }
-        push(
-            &reg.host,
-            None,
-            "acme/worker",
-            "staging",
-            "2026-01-01T00:00:00Z",
-            "a",
-        )
-        .await
-    });
-    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let (_reg, remote) = watched(&[
+        ("1.0.0", "2026-01-01T00:00:00Z", "1.0.0"),
+        ("1.1.0", "2026-01-02T00:00:00Z", "1.1.0"),
+    ]);
     let clone = remote.clone.path();
 
     // Another kairo holds the repository's lock (here: this test, by its pid).
@@ -570,29 +576,8 @@ pub(crate) fn promtool_check(text: &str) {
 
 #[test]
 fn daemon_webhooks_metrics_and_a_registry_going_down() {
-    let reg = Registry::start(None);
     let rt = rt();
-    let d1 = rt.block_on(async {
-        push(
-            &reg.host,
-            None,
-            "acme/web",
-            "1.0.0",
-            "2026-01-01T00:00:00Z",
-            "1",
-        )
-        .await;
-        push(
-            &reg.host,
-            None,
-            "acme/worker",
-            "staging",
-            "2026-01-01T00:00:00Z",
-            "a",
-        )
-        .await
-    });
-    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let (reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
     let daemon = Daemon::start(
         remote.clone.path(),
         &[],
@@ -693,29 +678,7 @@ fn daemon_webhooks_metrics_and_a_registry_going_down() {
 
 #[test]
 fn webhooks_that_scan_nothing_are_counted_by_reason_not_as_scans() {
-    let reg = Registry::start(None);
-    let rt = rt();
-    let d1 = rt.block_on(async {
-        push(
-            &reg.host,
-            None,
-            "acme/web",
-            "1.0.0",
-            "2026-01-01T00:00:00Z",
-            "1",
-        )
-        .await;
-        push(
-            &reg.host,
-            None,
-            "acme/worker",
-            "staging",
-            "2026-01-01T00:00:00Z",
-            "a",
-        )
-        .await
-    });
-    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let (reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
     let daemon = Daemon::start(
         remote.clone.path(),
         &[],
@@ -892,26 +855,10 @@ fn sigterm_during_a_push_finishes_the_push() {
 
 #[test]
 fn a_rejected_push_is_requeued_so_sigterm_is_not_stuck_behind_retries() {
-    let reg = Registry::start(None);
-    let rt = rt();
-    let d1 = rt.block_on(async {
-        for (tag, created) in [
-            ("1.0.0", "2026-01-01T00:00:00Z"),
-            ("1.3.0", "2026-01-02T00:00:00Z"),
-        ] {
-            push(&reg.host, None, "acme/web", tag, created, tag).await;
-        }
-        push(
-            &reg.host,
-            None,
-            "acme/worker",
-            "staging",
-            "2026-01-01T00:00:00Z",
-            "a",
-        )
-        .await
-    });
-    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let (_reg, remote) = watched(&[
+        ("1.0.0", "2026-01-01T00:00:00Z", "1.0.0"),
+        ("1.3.0", "2026-01-02T00:00:00Z", "1.3.0"),
+    ]);
     // Before each of kairo's pushes, another writer lands a commit first, so every push is
     // rejected; at the second, kairo (`$PPID` of the fail point's shell) gets SIGTERM. With a
     // retry budget of an hour, a writer sleeping through its retries would not stop.
@@ -978,29 +925,8 @@ fn a_rejected_push_is_requeued_so_sigterm_is_not_stuck_behind_retries() {
 
 #[test]
 fn with_leader_election_only_the_holder_scans_and_a_follower_takes_over() {
-    let reg = Registry::start(None);
     let rt = rt();
-    let d1 = rt.block_on(async {
-        push(
-            &reg.host,
-            None,
-            "acme/web",
-            "1.0.0",
-            "2026-01-01T00:00:00Z",
-            "1",
-        )
-        .await;
-        push(
-            &reg.host,
-            None,
-            "acme/worker",
-            "staging",
-            "2026-01-01T00:00:00Z",
-            "a",
-        )
-        .await
-    });
-    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let (reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
     let second = tempfile::tempdir().unwrap();
     git2::Repository::clone(remote.path.to_str().unwrap(), second.path()).unwrap();
     let api = crate::lease_support::FakeApi::start();
@@ -1362,29 +1288,7 @@ fn once_through_bearer_token_auth_of_a_real_registry() {
 /// the daemon keeps answering everyone else throughout.
 #[test]
 fn requests_that_never_finish_are_cut_off() {
-    let reg = Registry::start(None);
-    let rt = rt();
-    let d1 = rt.block_on(async {
-        push(
-            &reg.host,
-            None,
-            "acme/web",
-            "1.0.0",
-            "2026-01-01T00:00:00Z",
-            "1",
-        )
-        .await;
-        push(
-            &reg.host,
-            None,
-            "acme/worker",
-            "staging",
-            "2026-01-01T00:00:00Z",
-            "a",
-        )
-        .await
-    });
-    let remote = Remote::new(&reg.host, &reg.host, &d1);
+    let (_reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
     let daemon = Daemon::start(
         remote.clone.path(),
         &[],
