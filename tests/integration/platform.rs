@@ -257,8 +257,8 @@ fn explain_names_the_origin_of_every_value() {
     );
 }
 
-#[test]
-fn bump_and_promote_refuse_add_ons() {
+/// The test repository with a `cert-manager` add-on in the catalog, run in staging.
+fn with_cert_manager() -> Repo {
     let repo = Repo::with_staging();
     repo.write(
         "environments/services.yaml",
@@ -271,6 +271,12 @@ fn bump_and_promote_refuse_add_ons() {
         "environments/staging.yaml",
         &staging("", "  addons:\n    cert-manager: {}\n"),
     );
+    repo
+}
+
+#[test]
+fn bump_and_promote_refuse_add_ons() {
+    let repo = with_cert_manager();
     assert_eq!(repo.kairo(&["render"]).code, 0);
     let before = repo.read("environments/staging.yaml");
     let out = repo.kairo(&["bump", "cert-manager", "1.12.0", "--env", "staging"]);
@@ -294,18 +300,7 @@ fn bump_and_promote_refuse_add_ons() {
 /// neither; a template that renames the object changes nothing.
 #[test]
 fn policies_see_the_model_object_each_file_was_rendered_for() {
-    let repo = Repo::with_staging();
-    repo.write(
-        "environments/services.yaml",
-        &catalog(
-            "",
-            "  addons:\n    cert-manager:\n      chart: {version: \"1.11.x\", source: charts}\n      namespace: cert-manager\n",
-        ),
-    );
-    repo.write(
-        "environments/staging.yaml",
-        &staging("", "  addons:\n    cert-manager: {}\n"),
-    );
+    let repo = with_cert_manager();
     repo.write(
         "policies/context.rego",
         "package main\n\nimport rego.v1\n\nwarn contains msg if {\n\tmsg := sprintf(\"%s %s service=%v addon=%v env=%s\", [input.kind, object.get(input, [\"metadata\", \"name\"], \"-\"), object.get(data.kairo, [\"service\", \"name\"], \"-\"), data.kairo.addon, data.kairo.environment.name])\n}\n",
