@@ -207,6 +207,19 @@ fn replace(objects: &mut [Value], kind: &str, name: &str, edit: impl Fn(&mut Val
 }
 
 /// Runs kairo with only the given kubeconfig (never the user's ~/.kube).
+/// `kairo status --wait` on production, polling as fast as it can: the fake server's
+/// scripted flips, not time, decide when it ends.
+const WAIT_READY: [&str; 8] = [
+    "status",
+    "--env",
+    "production",
+    "--wait",
+    "--timeout",
+    "10m",
+    "--poll-interval",
+    "1ms",
+];
+
 fn kairo(repo: &Repo, kubeconfig: &std::path::Path, args: &[&str]) -> Output {
     let home = repo.path().join(".home");
     std::fs::create_dir_all(&home).unwrap();
@@ -847,20 +860,7 @@ fn wait_succeeds_once_the_server_reports_the_release_ready() {
     api.state.lock().unwrap().flips.push((3, ready));
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &api.url(), TOKEN);
-    let out = kairo(
-        &repo,
-        &config,
-        &[
-            "status",
-            "--env",
-            "production",
-            "--wait",
-            "--timeout",
-            "10m",
-            "--poll-interval",
-            "1ms",
-        ],
-    );
+    let out = kairo(&repo, &config, &WAIT_READY);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(api.state.lock().unwrap().helmrelease_lists, 3);
     assert!(out.stdout.contains("2/2 releases ready"), "{}", out.stdout);
@@ -1980,20 +1980,7 @@ fn a_failure_of_the_spec_before_the_commit_does_not_end_the_wait() {
     api.state.lock().unwrap().flips.push((3, fixed));
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &api.url(), TOKEN);
-    let out = kairo(
-        &repo,
-        &config,
-        &[
-            "status",
-            "--env",
-            "production",
-            "--wait",
-            "--timeout",
-            "10m",
-            "--poll-interval",
-            "1ms",
-        ],
-    );
+    let out = kairo(&repo, &config, &WAIT_READY);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(api.state.lock().unwrap().helmrelease_lists, 3);
 }
@@ -2241,16 +2228,6 @@ fn wait_rides_out_a_transient_api_error() {
     ready["metadata"]["generation"] = json!(3);
     ready["status"]["observedGeneration"] = json!(3);
     replace(&mut objects, "HelmRelease", "api", progressing);
-    let wait = [
-        "status",
-        "--env",
-        "production",
-        "--wait",
-        "--timeout",
-        "10m",
-        "--poll-interval",
-        "1ms",
-    ];
     let api = FakeApi::start(TOKEN, objects.clone());
     {
         let mut state = api.state.lock().unwrap();
@@ -2259,7 +2236,7 @@ fn wait_rides_out_a_transient_api_error() {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &api.url(), TOKEN);
-    let out = kairo(&repo, &config, &wait);
+    let out = kairo(&repo, &config, &WAIT_READY);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(api.state.lock().unwrap().helmrelease_lists, 3);
 
@@ -2292,7 +2269,7 @@ fn wait_rides_out_a_transient_api_error() {
     let api = FakeApi::start(TOKEN, objects);
     api.state.lock().unwrap().forbidden = vec!["helmreleases".into()];
     let config = kubeconfig(dir.path(), &api.url(), TOKEN);
-    let out = kairo(&repo, &config, &wait);
+    let out = kairo(&repo, &config, &WAIT_READY);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("403 Forbidden"), "{}", out.stderr);
 }

@@ -93,15 +93,7 @@ fn query(target: &str) -> BTreeMap<String, String> {
 
 impl FakeApi {
     pub fn start(token: &str, objects: Vec<Value>) -> FakeApi {
-        let mut state = State {
-            token: token.to_string(),
-            resource_version: 1000,
-            ..Default::default()
-        };
-        for o in objects {
-            state.add(o);
-        }
-        let state = Arc::new(Mutex::new(state));
+        let state = State::shared(token, objects);
         let shared = state.clone();
         let server = Scripted::start(move |seen| shared.lock().unwrap().answer(seen));
         FakeApi { server, state }
@@ -122,6 +114,19 @@ impl FakeApi {
 }
 
 impl State {
+    /// The server's state at start: `objects` stored, requests authorized by `token`.
+    fn shared(token: &str, objects: Vec<Value>) -> Arc<Mutex<State>> {
+        let mut state = State {
+            token: token.to_string(),
+            resource_version: 1000,
+            ..Default::default()
+        };
+        for o in objects {
+            state.add(o);
+        }
+        Arc::new(Mutex::new(state))
+    }
+
     pub fn add(&mut self, mut o: Value) {
         self.resource_version += 1;
         let rv = self.resource_version;
@@ -584,15 +589,7 @@ impl FakeApi {
         .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(StdArc::new(config));
 
-        let mut state = State {
-            token: token.to_string(),
-            resource_version: 1000,
-            ..Default::default()
-        };
-        for o in objects {
-            state.add(o);
-        }
-        let state = Arc::new(Mutex::new(state));
+        let state = State::shared(token, objects);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
