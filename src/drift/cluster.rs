@@ -582,27 +582,21 @@ impl Cluster {
 /// Whether the TLS handshake failed on the server's certificate (rustls' `invalid peer
 /// certificate` somewhere in the causes).
 fn tls_rejected(e: &kube::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if c.to_string().starts_with("invalid peer certificate") {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+    causes(e).any(|c| c.to_string().starts_with("invalid peer certificate"))
 }
 
 /// Whether a transport error is a connect or read timeout (an `io::Error` of kind `TimedOut`
 /// somewhere in its causes).
 fn timed_out(e: &kube::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if c.downcast_ref::<std::io::Error>()
+    causes(e).any(|c| {
+        c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+    })
+}
+
+/// `e` and each of its causes, outermost first.
+fn causes(e: &kube::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |c| {
+        c.source()
+    })
 }

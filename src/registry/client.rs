@@ -600,12 +600,7 @@ impl Client {
         }
         // The chain of causes says what failed (refused, reset, cut short); URLs never carry
         // credentials, but the message is built without them anyway.
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            message = format!("{message}: {s}");
-            source = s.source();
-        }
+        let message = crate::output::with_causes(e, ": ");
         let message = match e.url() {
             Some(url) => message.replace(&format!(" ({url})"), ""),
             None => message,
