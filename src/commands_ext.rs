@@ -9,20 +9,6 @@ use crate::explain::{self, ExplainError};
 use crate::init::{self, InitError};
 use crate::output;
 
-/// Reports `err` with its causes and an optional hint; the command fails.
-fn failed(err: &dyn std::error::Error, hint: Option<String>) -> Outcome {
-    let mut text = format!(
-        "{}: {}",
-        output::error_prefix(),
-        output::with_causes(err, "\n  caused by: ")
-    );
-    if let Some(hint) = hint {
-        text.push_str(&format!("\n  hint: {hint}"));
-    }
-    output::message(&text);
-    Outcome::Failed
-}
-
 fn backticked(items: &[String]) -> String {
     items
         .iter()
@@ -46,13 +32,13 @@ pub fn init_command(root: &Path, args: &InitArgs) -> Outcome {
             Outcome::Clean
         }
         Err(e @ InitError::Exists { .. }) => {
-            output::message(&format!(
-                "{}: {e}; nothing was written\n  hint: run `kairo init` in an empty directory, or pass `--dir DIR`",
-                output::error_prefix()
-            ));
+            output::error(
+                &format!("{e}; nothing was written"),
+                Some("run `kairo init` in an empty directory, or pass `--dir DIR`"),
+            );
             Outcome::Failed
         }
-        Err(e) => failed(&e, None),
+        Err(e) => crate::commands::fail(&e, None),
     }
 }
 
@@ -69,18 +55,15 @@ pub fn explain_command(root: &Path, args: &ExplainArgs) -> Outcome {
             for d in diags {
                 output::message(&format!("{d}\n"));
             }
-            output::message(&format!(
-                "{}: the environment files have problems",
-                output::error_prefix()
-            ));
+            output::error("the environment files have problems", None);
             Outcome::Failed
         }
         Err(e @ ExplainError::UnknownEnvironment { known, .. }) => {
-            failed(e, Some(format!("environments: {}", backticked(known))))
+            crate::commands::fail(e, Some(&format!("environments: {}", backticked(known))))
         }
         Err(e @ ExplainError::UnknownRelease { known, .. }) => {
-            failed(e, Some(format!("releases there: {}", backticked(known))))
+            crate::commands::fail(e, Some(&format!("releases there: {}", backticked(known))))
         }
-        Err(e) => failed(e, None),
+        Err(e) => crate::commands::fail(e, None),
     }
 }

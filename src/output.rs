@@ -74,6 +74,15 @@ pub fn with_causes(err: &dyn std::error::Error, separator: &str) -> String {
     text
 }
 
+/// Reports a failure for people: `error: message`, then the hint if any.
+pub fn error(message: &str, hint: Option<&str>) {
+    let mut text = format!("{}: {message}", error_prefix());
+    if let Some(h) = hint {
+        text.push_str(&format!("\n  hint: {h}"));
+    }
+    self::message(&text);
+}
+
 /// `error: ...` in bold red when colour is on.
 pub fn error_prefix() -> String {
     let style = anstyle::Style::new()

@@ -59,11 +59,7 @@ struct ErrorOut {
 }
 
 fn fail(message: String, hint: Option<String>) -> Outcome {
-    let mut text = format!("{}: {message}", crate::output::error_prefix());
-    if let Some(h) = hint {
-        text.push_str(&format!("\n  hint: {h}"));
-    }
-    crate::output::message(&text);
+    crate::output::error(&message, hint.as_deref());
     Outcome::Failed
 }
 

@@ -172,11 +172,7 @@ struct LeaderConfig {
 }
 
 fn fail(message: &str, hint: Option<&str>) -> Outcome {
-    let mut text = format!("{}: {message}", crate::output::error_prefix());
-    if let Some(h) = hint {
-        text.push_str(&format!("\n  hint: {h}"));
-    }
-    crate::output::message(&text);
+    crate::output::error(message, hint);
     Outcome::Failed
 }
 
