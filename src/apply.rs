@@ -255,6 +255,15 @@ fn safe_relative(p: &str) -> bool {
 /// record written while an apply is in progress (old and new content are both kairo's).
 type Record = BTreeMap<String, Vec<String>>;
 
+/// Whether `clusters/<env>/` has a record that lists one hash per file (a finished render, not
+/// one interrupted halfway): what a partial render (`Rendered::partial`) keeps for the files it
+/// does not render.
+pub fn record_is_plain(base: &dyn Base, env: &str) -> bool {
+    let env_dir = format!("{CLUSTERS_DIR}/{env}");
+    read_record(base, &env_dir)
+        .is_ok_and(|(record, _)| !record.is_empty() && record.values().all(|h| h.len() == 1))
+}
+
 fn read_record(base: &dyn Base, env_dir: &str) -> Result<(Record, String), ApplyError> {
     let path = PathBuf::from(format!("{env_dir}/{RECORD}"));
     let text = match base.read(&format!("{env_dir}/{RECORD}"))? {
@@ -335,6 +344,7 @@ fn plan_environment(
     env: &str,
     desired: &BTreeMap<String, Vec<u8>>,
     removed: bool,
+    partial: bool,
     force: bool,
 ) -> Result<Plan, ApplyError> {
     let env_dir = format!("{CLUSTERS_DIR}/{env}");
@@ -365,6 +375,26 @@ fn plan_environment(
         let line = format!("{}  {rel}\n", sha256_hex(bytes));
         record.push_str(&line);
         interim.push_str(&line);
+    }
+    if partial {
+        // Only some releases were rendered: every other file keeps its recorded hash.
+        let mut lines: BTreeMap<&str, String> = BTreeMap::new();
+        for (path, hashes) in &old {
+            let [hash] = hashes.as_slice() else {
+                return Err(ApplyError::Record {
+                    path: PathBuf::from(format!("{env_dir}/{RECORD}")),
+                    line: 0,
+                });
+            };
+            lines.insert(path, hash.clone());
+        }
+        for (path, bytes) in &wanted {
+            lines.insert(path, sha256_hex(bytes));
+        }
+        record = lines
+            .iter()
+            .map(|(path, hash)| format!("{hash}  {}\n", &path[prefix.len()..]))
+            .collect();
     }
     let record_path = format!("{env_dir}/{RECORD}");
     let ours = |path: &str, disk: &[u8]| {
@@ -410,7 +440,7 @@ fn plan_environment(
         plan.writes.insert(path.to_string(), bytes.to_vec());
     }
     for path in old.keys() {
-        if desired.contains_key(path) {
+        if desired.contains_key(path) || partial {
             continue;
         }
         if let Some((dir, _)) = path.rsplit_once('/') {
@@ -499,7 +529,7 @@ pub fn plan_against(
     envs.sort();
     let parts = crate::par::map(&envs, |env| {
         let removed = !rendered.environments.contains(env);
-        plan_environment(base, env, &rendered.files, removed, force)
+        plan_environment(base, env, &rendered.files, removed, rendered.partial, force)
     });
     let mut plan = Plan::default();
     for part in parts {

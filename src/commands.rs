@@ -170,6 +170,7 @@ fn check_command(root: &Path, args: &CheckArgs) -> Result {
         only: args.envs.clone(),
         policies: Some(args.namespaces.clone()),
         check: check_options(root, &args.policy),
+        releases: None,
     };
     let run = pipeline::run(&Inputs::Disk(root.to_path_buf()), &options)
         .map_err(|e| pipeline_failed(&e, json, "nothing was checked"))?;
@@ -222,6 +223,7 @@ fn render_command(root: &Path, args: &RenderArgs) -> Result {
         only: args.envs.clone(),
         policies: (!args.no_check).then(|| vec!["main".to_string()]),
         check: check_options(root, &args.policy),
+        releases: None,
     };
     // A clean no-op proven by the stamp of an earlier one is reported without rendering.
     let stamp = if args.force {

@@ -79,6 +79,11 @@ pub struct Options {
     pub policies: Option<Vec<String>>,
     /// Limits and cache of the policy evaluation.
     pub check: policy::CheckOptions,
+    /// With one environment in `only` whose last render is recorded: render only these of
+    /// its releases, leaving the rest as generated (an edit that changed only them, see
+    /// `render::changed_releases`). Honoured only when the templates are release-local;
+    /// otherwise the environment is rendered in full.
+    pub releases: Option<BTreeSet<String>>,
 }
 
 /// The result of a run.
@@ -255,8 +260,17 @@ pub fn run_model(
 ) -> Result<Output, PipelineError> {
     let started = std::time::Instant::now();
     let templates = inputs.templates()?;
+    let partial = match (&options.releases, options.only.as_slice()) {
+        (Some(releases), [only]) if templates.release_local() => {
+            model.environment(only).map(|env| (env, releases))
+        }
+        _ => None,
+    };
     #[allow(clippy::disallowed_methods)] // this is the one place that renders
-    let rendered = render::render(&model, &templates, &options.only, bootstrapped)?;
+    let rendered = match partial {
+        Some((env, releases)) => render::render_releases(env, &templates, releases)?,
+        None => render::render(&model, &templates, &options.only, bootstrapped)?,
+    };
     tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered");
     let (findings, policies_found) = match &options.policies {
         Some(namespaces) => {

@@ -417,13 +417,23 @@ pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned
         files,
         bootstrapped: Some(bootstrapped.clone()),
     };
-    let model = edited.model()?;
+    let edited_model = edited.model()?;
+    tracing::debug!(elapsed = ?started.elapsed(), "edited model loaded");
+    // Only the releases the edit changed are rendered again, when the environment's last
+    // render finished (its record lists one hash per file): what the other files would be is
+    // what they were generated as. An edit that changes anything else renders it all.
+    let releases = edited_model
+        .environment(&intent.environment)
+        .filter(|_| apply::record_is_plain(base, &intent.environment))
+        .and_then(|new| crate::render::changed_releases(env, new));
+    tracing::debug!(elapsed = ?started.elapsed(), releases = ?releases.as_ref().map(BTreeSet::len), "compared");
     let options = pipeline::Options {
         only: vec![intent.environment.clone()],
         policies: intent.check_policies.then(|| vec!["main".into()]),
         check: intent.policy.clone(),
+        releases,
     };
-    let out = pipeline::run_model(inputs, model, &bootstrapped, &options)?;
+    let out = pipeline::run_model(inputs, edited_model, &bootstrapped, &options)?;
     if pipeline::denied(&out.findings) {
         return Err(BumpError::Denied(out.findings));
     }

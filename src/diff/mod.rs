@@ -108,6 +108,7 @@ impl Side {
             only: only.to_vec(),
             policies: None,
             check: Default::default(),
+            releases: None,
         };
         let out = pipeline::run(&inputs, &options)?;
         Ok((out.model, out.rendered))

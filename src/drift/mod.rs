@@ -487,6 +487,7 @@ pub fn render_desired(
         only: only.to_vec(),
         policies: None,
         check: Default::default(),
+        releases: None,
     };
     let out = crate::pipeline::run(inputs, &options)?;
     let mut all = Vec::new();

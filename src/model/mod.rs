@@ -378,6 +378,41 @@ pub fn read_sources(root: &Path) -> Result<Vec<SourceFile>, ModelError> {
     Ok(files)
 }
 
+impl Environment {
+    /// A copy without its releases and add-ons: the fields every release's template sees.
+    /// The destructuring names every field, so a new one cannot be left out silently.
+    pub fn without_releases(&self) -> Environment {
+        let Environment {
+            name,
+            namespace,
+            branch,
+            cluster,
+            resource_multiplier,
+            source_files,
+            file,
+            helm_repositories,
+            oci_repositories,
+            releases: _,
+            addons: _,
+            drift_ignore,
+        } = self;
+        Environment {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            branch: branch.clone(),
+            cluster: cluster.clone(),
+            resource_multiplier: resource_multiplier.clone(),
+            source_files: source_files.clone(),
+            file: file.clone(),
+            helm_repositories: helm_repositories.clone(),
+            oci_repositories: oci_repositories.clone(),
+            releases: Vec::new(),
+            addons: Vec::new(),
+            drift_ignore: drift_ignore.clone(),
+        }
+    }
+}
+
 impl Model {
     /// Builds the model from file contents; pure. Reports every problem found.
     pub fn from_files(files: &[SourceFile]) -> Result<Model, ModelError> {

@@ -1,6 +1,7 @@
 //! Raw documents -> resolved model, collecting every problem with its position.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::diag::{Diagnostic, Pos, Severity, SourceFile};
 use super::names::{
@@ -132,7 +133,7 @@ const MAX_SERVICE_NAME: usize = 53;
 const RESERVED_SERVICE_NAMES: [&str; 1] = ["kustomization"];
 
 enum Parsed {
-    Catalog(raw::Metadata, Box<raw::CatalogSpec>),
+    Catalog(Arc<(raw::Metadata, raw::CatalogSpec)>),
     Environment(raw::Metadata, Box<raw::EnvironmentSpec>),
     /// An environment this run does not resolve, known by its head only.
     Elsewhere {
@@ -159,6 +160,32 @@ fn parse_head(file: &SourceFile, only: &[String]) -> Option<Parsed> {
         cluster: spec.cluster?,
         namespace: spec.namespace?,
     })
+}
+
+/// The last catalog parsed without a diagnostic, by its path and exact text. One run often
+/// loads the same catalog twice (a bump loads the model before and after its edit; the daemon
+/// once per scan), and it is the largest input file. The parse is a pure function of the
+/// text, so a hit is exactly what parsing again would give.
+mod memo {
+    use std::sync::{Arc, Mutex};
+
+    use super::{SourceFile, raw};
+
+    type Catalog = Arc<(raw::Metadata, raw::CatalogSpec)>;
+
+    static LAST: Mutex<Option<(String, String, Catalog)>> = Mutex::new(None);
+
+    pub(super) fn get(file: &SourceFile) -> Option<Catalog> {
+        let last = LAST.lock().ok()?;
+        let (path, text, catalog) = last.as_ref()?;
+        (*path == file.path && *text == file.text).then(|| catalog.clone())
+    }
+
+    pub(super) fn put(file: &SourceFile, catalog: &Catalog) {
+        if let Ok(mut last) = LAST.lock() {
+            *last = Some((file.path.clone(), file.text.clone(), catalog.clone()));
+        }
+    }
 }
 
 /// An environment as the cross-environment checks see it.
@@ -217,13 +244,13 @@ fn parse_file(file: &SourceFile, out: &mut Vec<Diagnostic>) -> Parsed {
         return Parsed::Invalid;
     };
     match parsed.spec {
-        Some(raw::AnySpec::Catalog(spec)) => Parsed::Catalog(metadata, spec),
+        Some(raw::AnySpec::Catalog(spec)) => Parsed::Catalog(Arc::new((metadata, *spec))),
         Some(raw::AnySpec::Environment(spec)) => Parsed::Environment(metadata, spec),
         Some(raw::AnySpec::Skipped) => {
             // `spec` came before `kind`: read the file again with the schema now known.
             let result = match kind {
                 KIND_CATALOG => yaml::from_str::<raw::Document<raw::CatalogSpec>>(&file.text)
-                    .map(|doc| Parsed::Catalog(doc.metadata, Box::new(doc.spec))),
+                    .map(|doc| Parsed::Catalog(Arc::new((doc.metadata, doc.spec)))),
                 _ => yaml::from_str::<raw::Document<raw::EnvironmentSpec>>(&file.text)
                     .map(|doc| Parsed::Environment(doc.metadata, Box::new(doc.spec))),
             };
@@ -254,12 +281,19 @@ pub(super) fn resolve(files: &[SourceFile], only: &[String]) -> Result<Model, Mo
         {
             return (head, diags);
         }
-        (parse_file(file, &mut diags), diags)
+        if let Some(catalog) = memo::get(file) {
+            return (Parsed::Catalog(catalog), diags);
+        }
+        let parsed = parse_file(file, &mut diags);
+        if let (Parsed::Catalog(catalog), true) = (&parsed, diags.is_empty()) {
+            memo::put(file, catalog);
+        }
+        (parsed, diags)
     });
     for (file, (doc, diags)) in files.iter().zip(&parsed) {
         out.extend(diags.iter().cloned());
         match doc {
-            Parsed::Catalog(metadata, spec) => catalogs.push((file, metadata, spec)),
+            Parsed::Catalog(catalog) => catalogs.push((file, &catalog.0, &catalog.1)),
             Parsed::Environment(metadata, spec) => envs.push(EnvEntry {
                 file,
                 name: &metadata.name,

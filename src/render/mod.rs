@@ -116,6 +116,9 @@ fn context_note(environment: &Option<String>, object: &Option<String>) -> String
 /// The templates, compiled once.
 pub struct Templates {
     jinja: Jinja<'static>,
+    /// Whether a release's file can depend on nothing but that release and the environment's
+    /// own fields (see [`Templates::release_local`]).
+    release_local: bool,
 }
 
 impl Templates {
@@ -162,7 +165,39 @@ impl Templates {
                 .add_template_owned(name, source)
                 .map_err(|e| template_error(e, None, None))?;
         }
-        Ok(Templates { jinja })
+        let release_local = jinja.templates().all(|(_, t)| {
+            t.undeclared_variables(true)
+                .iter()
+                .all(|v| release_local_variable(v))
+        });
+        Ok(Templates {
+            jinja,
+            release_local,
+        })
+    }
+
+    /// Whether no template can read one release's data while rendering another: every
+    /// template (included and imported ones too, as they may run in any release's context)
+    /// reads only `release`, `repository`, `resources`, named fields of `env` other than its
+    /// `releases` and `addons`, and side-effect-free globals. Decided on the templates' text
+    /// by minijinja's static analysis, which names any other use of `env` (passing it whole to
+    /// a macro or filter, a computed subscript, `debug()`) as plain `env` or an unknown name,
+    /// so any doubt means `false`, and a full render.
+    pub fn release_local(&self) -> bool {
+        self.release_local
+    }
+}
+
+/// One name from `undeclared_variables(true)`: `env.namespace`, `release.image.tag`, `range`.
+fn release_local_variable(name: &str) -> bool {
+    /// Globals that see only their arguments (minijinja's `debug` prints the whole context).
+    const PURE_GLOBALS: [&str; 6] = ["range", "dict", "namespace", "lipsum", "cycler", "joiner"];
+    let mut parts = name.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("env"), Some(field)) => !matches!(field, "releases" | "addons"),
+        (Some("release" | "repository" | "resources"), _) => true,
+        (Some(global), None) => PURE_GLOBALS.contains(&global),
+        _ => false,
     }
 }
 
@@ -350,6 +385,9 @@ pub struct Rendered {
     pub files: BTreeMap<String, Vec<u8>>,
     /// Where each file of `files` came from, by the same path.
     pub origins: BTreeMap<String, Origin>,
+    /// `files` holds only some releases of `environments` (see [`render_releases`]); every
+    /// other file there stays as the environment's record says it was generated.
+    pub partial: bool,
 }
 
 /// What a rendered file was made from, so later stages never read it back out of the text.
@@ -387,7 +425,13 @@ pub fn render(
     // Environments are independent: render them on all cores, then merge in sorted order.
     let results = crate::par::map(&envs, |env| {
         let mut out = (BTreeMap::new(), BTreeMap::new());
-        render_environment(env, templates, bootstrapped.contains(&env.name), &mut out)?;
+        render_environment(
+            env,
+            templates,
+            bootstrapped.contains(&env.name),
+            None,
+            &mut out,
+        )?;
         Ok::<_, RenderError>(out)
     });
     let mut rendered = Rendered {
@@ -402,10 +446,67 @@ pub fn render(
     Ok(rendered)
 }
 
+/// The files of the releases named in `only`, of the one environment `env`: the part of a
+/// render that an edit of those releases changes, when the templates are release-local
+/// ([`Templates::release_local`]) and nothing else of the environment changed (see
+/// [`changed_releases`]). The result is `partial`.
+pub fn render_releases(
+    env: &Environment,
+    templates: &Templates,
+    only: &BTreeSet<String>,
+) -> Result<Rendered, RenderError> {
+    let mut out = (BTreeMap::new(), BTreeMap::new());
+    render_environment(env, templates, false, Some(only), &mut out)?;
+    Ok(Rendered {
+        environments: vec![env.name.clone()],
+        files: out.0,
+        origins: out.1,
+        partial: true,
+    })
+}
+
+/// The releases (services and add-ons) whose template data differs between two versions of
+/// one environment, when that is all that differs: the same environment fields and the same
+/// releases by name, in order. `None` when anything else changed (a field of the environment,
+/// a release added, removed or renamed, a source), which needs a full render.
+pub fn changed_releases(old: &Environment, new: &Environment) -> Option<BTreeSet<String>> {
+    // What templates see is the serde form of the environment (`Serde(env)` below), so that
+    // form is what is compared: the environment's own fields (all but the two lists, as
+    // `Environment::without_releases` keeps them, checked at compile time), then each release.
+    fn same<T: serde::Serialize>(a: &T, b: &T) -> Option<bool> {
+        Some(serde_json::to_vec(a).ok()? == serde_json::to_vec(b).ok()?)
+    }
+    if !same(&old.without_releases(), &new.without_releases())?
+        || old.releases.len() != new.releases.len()
+        || old.addons.len() != new.addons.len()
+    {
+        return None;
+    }
+    let mut changed = BTreeSet::new();
+    for (a, b) in old.releases.iter().zip(&new.releases) {
+        if a.name != b.name {
+            return None;
+        }
+        if !same(a, b)? {
+            changed.insert(a.name.clone());
+        }
+    }
+    for (a, b) in old.addons.iter().zip(&new.addons) {
+        if a.name != b.name {
+            return None;
+        }
+        if !same(a, b)? {
+            changed.insert(a.name.clone());
+        }
+    }
+    Some(changed)
+}
+
 fn render_environment(
     env: &Environment,
     templates: &Templates,
     bootstrapped: bool,
+    only_releases: Option<&BTreeSet<String>>,
     (files, origins): &mut (BTreeMap<String, Vec<u8>>, BTreeMap<String, Origin>),
 ) -> Result<(), RenderError> {
     let base = format!("{CLUSTERS_DIR}/{}", env.name);
@@ -461,12 +562,14 @@ fn render_environment(
         Ok(())
     };
 
-    emit(
-        NAMESPACE,
-        format!("{base}/namespace.yaml"),
-        context! { env => env_value.clone() },
-        None,
-    )?;
+    if only_releases.is_none() {
+        emit(
+            NAMESPACE,
+            format!("{base}/namespace.yaml"),
+            context! { env => env_value.clone() },
+            None,
+        )?;
+    }
 
     // (template, list in `env`, context name, directory, object names, origin) for each kind
     // of object.
@@ -519,6 +622,11 @@ fn render_environment(
     ] {
         for (i, name) in names.iter().enumerate() {
             let file = format!("{name}.yaml");
+            if let Some(only) = only_releases
+                && (template != HELM_RELEASE || !only.contains(*name))
+            {
+                continue;
+            }
             let ctx = Value::from(BTreeMap::from([
                 ("env", env_value.clone()),
                 (var, item(list, i)?),
@@ -531,6 +639,9 @@ fn render_environment(
             )?;
             listed.entry(dir).or_default().push(file);
         }
+    }
+    if only_releases.is_some() {
+        return Ok(());
     }
     let mut source_files = listed.remove("sources").unwrap_or_default();
     source_files.sort();
@@ -556,4 +667,42 @@ fn render_environment(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::Templates;
+
+    /// Only templates that cannot read one release while rendering another are release-local.
+    #[test]
+    fn release_locality_is_decided_on_every_template_conservatively() {
+        let local = |extra: &str| {
+            let sources = BTreeMap::from([("extra.j2".to_string(), extra.to_string())]);
+            Templates::from_sources(sources).unwrap().release_local()
+        };
+        assert!(local(
+            "{{ env.namespace }} {{ release.image.tag }} {{ range(3) }}"
+        ));
+        for template in [
+            "{{ env.releases | length }}",
+            "{{ env.addons }}",
+            "{{ env }}",
+            "{{ env | tojson }}",
+            "{% set e = env %}{{ e.namespace }}",
+            "{{ env[key] }}",
+            "{{ debug() }}",
+            "{% macro m(e) %}{{ e.releases }}{% endmacro %}{{ m(env) }}",
+            "{{ somethingelse }}",
+        ] {
+            assert!(!local(template), "{template}");
+        }
+        assert!(
+            Templates::from_sources(BTreeMap::new())
+                .unwrap()
+                .release_local(),
+            "the shipped templates"
+        );
+    }
 }

@@ -1013,3 +1013,79 @@ fn a_bump_reads_an_environment_whose_spec_comes_first() {
     );
     assert_eq!(repo.kairo(&["render", "--check"]).code, 0);
 }
+
+/// A bump renders again only the releases its edit changed, unless a template can read other
+/// releases: then every release is rendered, and the tree stays what a full render gives.
+#[test]
+fn a_template_reading_other_releases_makes_a_bump_render_them_all() {
+    let source = std::fs::read_to_string(
+        crate::support::manifest_dir().join("templates/helmrelease.yaml.j2"),
+    )
+    .unwrap();
+    let marker = "  labels:\n";
+    // Each release names the tag of the environment's first service, in three spellings
+    // minijinja's analysis must all see through.
+    for (i, read) in [
+        "env.releases[0].image.tag",
+        "(env | attr(\"releases\"))[0].image.tag",
+        "env[\"rel\" ~ \"eases\"][0].image.tag",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let repo = Repo::new();
+        many(&repo, 3);
+        let template = source.replacen(
+            marker,
+            &format!(
+                "  annotations:\n    example.com/first-tag: {{{{ {read} | yaml }}}}\n{marker}"
+            ),
+            1,
+        );
+        repo.write("templates/helmrelease.yaml.j2", &template);
+        let out = repo.kairo(&["render"]);
+        assert_eq!(out.code, 0, "{i}: {}", out.stderr);
+        let first_tag = |repo: &Repo| {
+            repo.read("clusters/staging/releases/svc-002.yaml")
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("example.com/first-tag: "))
+                .map(|t| t.trim_matches('"').to_string())
+        };
+        assert_eq!(first_tag(&repo).as_deref(), Some("0.0.1"), "{i}");
+        let out = repo.kairo(&["bump", "svc-000", "1a2b3c4", "--env", "staging"]);
+        assert_eq!(out.code, 0, "{i}: {}", out.stderr);
+        assert_eq!(
+            first_tag(&repo).as_deref(),
+            Some("1a2b3c4"),
+            "{i}: svc-002 was not rendered again"
+        );
+        assert_eq!(repo.kairo(&["render", "--check"]).code, 0, "{i}");
+    }
+}
+
+/// With the shipped templates a bump leaves every other release's file alone: a hand edit
+/// there is neither overwritten nor blocks the bump, and the record keeps its hash.
+#[test]
+fn a_bump_renders_only_the_releases_it_changed() {
+    let repo = Repo::new();
+    many(&repo, 3);
+    assert_eq!(repo.kairo(&["render"]).code, 0);
+    let record = "clusters/staging/.kairo-generated.sha256";
+    let before = repo.read(record);
+    let other = "clusters/staging/releases/svc-002.yaml";
+    let edited = repo.read(other).replace("interval: ", "interval:  ");
+    repo.write(other, &edited);
+    let out = repo.kairo(&["bump", "svc-001", "1a2b3c4", "--env", "staging"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(repo.read(other), edited, "the hand edit was overwritten");
+    let after = repo.read(record);
+    let changed: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(changed[0].1.ends_with("  releases/svc-001.yaml"));
+    // The hand edit is still reported as one, by the next full render.
+    assert_eq!(repo.kairo(&["render", "--check"]).code, 1);
+}
