@@ -200,6 +200,85 @@ async fn bearer_token_flow_and_cache() {
     assert_eq!(reg.requests().len(), 4);
 }
 
+/// A token server that answers with a huge body (claimed, or streamed without a length), an
+/// error status or garbage is named as the token request, with a `token_*` code (the
+/// `kairo_registry_errors_total` label), never as a failure of the `tags/list` it was for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_token_server_is_a_token_error_not_a_tags_list_failure() {
+    let tokens = Scripted::start(|req| {
+        if req.target.contains("service=claims-a-gib") {
+            // Claims 1 GiB and sends a few bytes: refused on the header, nothing buffered.
+            return Answer::Raw(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n{\"token\": \"".to_vec(),
+            );
+        }
+        if req.target.contains("service=streams") {
+            // No length: chunks until the bound is passed.
+            let mut raw = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            for _ in 0..8 {
+                raw.extend_from_slice(b"200\r\n");
+                raw.extend_from_slice(&[b'x'; 0x200]);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            return Answer::Raw(raw);
+        }
+        if req.target.contains("service=broken") {
+            return json(500, "{}");
+        }
+        json(200, "<html>login</html>")
+    });
+    let realm = format!("http://{}/token", tokens.host());
+    let reg = Scripted::start(move |req| {
+        let service = req.target.split('/').nth(3).unwrap_or("");
+        Answer::Full(
+            401,
+            vec![(
+                "www-authenticate".into(),
+                format!(r#"Bearer realm="{realm}",service="{service}""#),
+            )],
+            br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
+        )
+    });
+    let c = Client::new(ClientConfig {
+        max_body: 1024,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let token_host = tokens.host();
+    for (repo, code, said) in [
+        (
+            "acme/claims-a-gib",
+            "token_too_large",
+            "was answered with more than 1024 bytes",
+        ),
+        (
+            "acme/streams",
+            "token_too_large",
+            "was answered with more than 1024 bytes",
+        ),
+        ("acme/broken", "token_500", "was answered with HTTP 500"),
+        (
+            "acme/garbage",
+            "token_invalid",
+            "was not answered with a token",
+        ),
+    ] {
+        let err = c.list_tags(&image(&reg.host(), repo)).await.unwrap_err();
+        assert_eq!(err.code(), code, "{repo}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "the token request to `{token_host}` for `tags/list` {said}"
+            )),
+            "{repo}: {text}"
+        );
+    }
+    // Only the first request of each listing reached the registry: tags/list itself was never
+    // asked with a token.
+    assert_eq!(reg.requests().len(), 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_pages_follow_link_next() {
     let server = Scripted::start(|req| {
