@@ -373,6 +373,16 @@ fn attempt(
         once,
         &mut |_| {},
     );
+    if let Err(crate::bump::BumpError::Denied(findings)) = &written.result {
+        // Which rule of which policy file denied which object: the log must let an operator
+        // act without reproducing the write (`kairo bump` prints the same findings).
+        for f in findings
+            .iter()
+            .filter(|f| f.severity == crate::policy::Severity::Deny)
+        {
+            tracing::error!(environment = %p.environment, object = %f.object, policy = %f.policy, rule = %f.rule, path = %f.path, reason = %f.message, "a policy denies the bumps");
+        }
+    }
     if let Err(e) = &written.result
         && watch::retryable(e)
     {
