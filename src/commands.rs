@@ -84,7 +84,7 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     }
 }
 
-fn list(names: &[String]) -> String {
+pub(crate) fn list(names: &[String]) -> String {
     names
         .iter()
         .map(|k| format!("`{k}`"))

@@ -88,7 +88,8 @@ impl Trigger {
 
 /// Work for the writer thread.
 enum Job {
-    Load(oneshot::Sender<Result<Vec<Watched>, String>>),
+    /// Read the watched set (and the names of the environments defined) at the remote tip.
+    Load(oneshot::Sender<Result<Loaded, String>>),
     /// Render the environments named (every one when none) at the remote tip into their
     /// desired state.
     Desired(
@@ -102,6 +103,12 @@ enum Job {
     /// A scan has ended and dropped what it read: hand freed memory back to the system.
     Release,
     Stop,
+}
+
+/// The watched set, and the environments defined, at the remote tip.
+struct Loaded {
+    watched: Vec<Watched>,
+    environments: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -132,17 +139,17 @@ struct Shared {
 }
 
 impl Shared {
-    async fn load(&self) -> Result<Vec<Watched>, String> {
+    async fn load(&self) -> Result<Loaded, String> {
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Job::Load(tx))
             .map_err(|_| "the writer thread has stopped".to_string())?;
-        let watched = rx
+        let loaded = rx
             .await
             .map_err(|_| "the writer thread has stopped".to_string())??;
         *self.watched_images.lock().expect("not poisoned") =
-            Some(watched.iter().map(|w| w.image.clone()).collect());
-        Ok(watched)
+            Some(loaded.watched.iter().map(|w| w.image.clone()).collect());
+        Ok(loaded)
     }
 
     async fn desired(&self, envs: &[String]) -> Result<Vec<drift::Desired>, String> {
@@ -507,11 +514,14 @@ fn writer_thread(
             Job::Load(reply) => {
                 let result = watch::load(&writer, &settings)
                     .map(|m| {
-                        let (w, bad) = watch::watched(&m);
+                        let (watched, bad) = watch::watched(&m);
                         for b in bad {
                             tracing::error!(environment = %b.environment, service = %b.service, error = %b.message, "not watched");
                         }
-                        w
+                        Loaded {
+                            watched,
+                            environments: m.defined,
+                        }
                     })
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
@@ -570,14 +580,17 @@ async fn run(
         }
     };
     let elector = match &config.leader {
-        Some(l) => match elector(l).await {
+        Some(l) => match elector(l, config.kubeconfig.as_deref()).await {
             Ok(e) => Some(e),
             Err(e) => {
                 return fail(
-                    &format!("cannot reach the Kubernetes API for leader election: {e}"),
-                    Some(
-                        "run in a cluster (in-cluster config) or set KUBECONFIG; or drop `--leader-elect`",
+                    &format!(
+                        "cannot set up the Kubernetes client for leader election: {}",
+                        crate::output::with_causes(&e, ": ")
                     ),
+                    e.hint().as_deref().or(Some(
+                        "run in a cluster (in-cluster config) or set KUBECONFIG; or drop `--leader-elect`",
+                    )),
                 );
             }
         },
@@ -656,11 +669,29 @@ async fn run(
     let leading = elector.map(|e| tokio::spawn(lead(shared.clone(), e, stop_rx.clone())));
 
     // The watched set once at start, leader or not: `/readyz` says whether Git is readable.
+    // A `--drift-env` that names no environment is a usage error, said now rather than
+    // counted at every drift check (when Git cannot be read yet, the checks report it).
+    let mut refused = None;
     match shared.load().await {
-        Ok(w) => {
-            shared.metrics.watched.set(w.len() as i64);
-            shared.ready.store(true, Ordering::SeqCst);
-        }
+        Ok(l) => match config
+            .drift_envs
+            .iter()
+            .find(|e| !l.environments.contains(e))
+        {
+            Some(name) => {
+                refused = Some(fail(
+                    &format!("`--drift-env`: unknown environment `{name}`"),
+                    Some(&format!(
+                        "environments: {}",
+                        crate::commands::list(&l.environments)
+                    )),
+                ));
+            }
+            None => {
+                shared.metrics.watched.set(l.watched.len() as i64);
+                shared.ready.store(true, Ordering::SeqCst);
+            }
+        },
         Err(e) => tracing::error!(error = %e, "cannot read the watched images"),
     }
 
@@ -676,7 +707,8 @@ async fn run(
     let mut drift_checks = tokio::task::JoinSet::new();
     // Images named by webhooks while every scan slot was busy.
     let mut waiting: BTreeSet<ImageName> = BTreeSet::new();
-    loop {
+    // Refused at start: straight to the shutdown below (nothing in the loop sets `refused`).
+    while refused.is_none() {
         let event = tokio::select! {
             _ = ticker.tick() => Event::Tick,
             Some(_) = async { Some(drift_ticker.as_mut()?.tick().await) } => Event::DriftTick,
@@ -736,7 +768,7 @@ async fn run(
     }
     let _ = server.await;
     tracing::info!("stopped");
-    Outcome::Clean
+    refused.unwrap_or(Outcome::Clean)
 }
 
 async fn signals(events: mpsc::Sender<Event>) {
@@ -755,12 +787,21 @@ async fn signals(events: mpsc::Sender<Event>) {
     let _ = events.send(Event::Shutdown).await;
 }
 
-async fn elector(l: &LeaderConfig) -> Result<lease::Elector, kube::Error> {
-    let client = kube::Client::try_default().await?;
+/// The Lease client, configured as `kairo drift` (and kubectl) resolve it: `KUBECONFIG`'s
+/// files merged with missing ones skipped, else `~/.kube/config`, else in-cluster.
+async fn elector(
+    l: &LeaderConfig,
+    kubeconfig: Option<&std::ffi::OsStr>,
+) -> Result<lease::Elector, drift::ClusterError> {
+    let (config, label) = drift::resolve(None, kubeconfig).await?;
     let namespace = l
         .namespace
         .clone()
-        .unwrap_or_else(|| client.default_namespace().to_string());
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config).map_err(|source| drift::ClusterError::Client {
+        cluster: label,
+        source,
+    })?;
     Ok(lease::Elector::new(
         kube::Api::namespaced(client, &namespace),
         &l.name,
@@ -778,8 +819,17 @@ async fn lead(
     // client-go renews well inside the lease duration; a third of it leaves two retries.
     let period = (elector.duration() / 3).max(Duration::from_millis(100));
     loop {
-        if let Err(e) = elector.step(Instant::now()).await {
-            tracing::warn!(error = %e, "leader election: the Lease could not be read or written");
+        // A round is bounded: an API server that accepts and never answers must not hold this
+        // loop, or a leader that can no longer renew would go on acting as one after another
+        // replica has taken the Lease over.
+        match tokio::time::timeout(period, elector.step(Instant::now())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "leader election: the Lease could not be read or written")
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?period, "leader election: the API server did not answer in time")
+            }
         }
         let leader = elector.is_leader(Instant::now());
         if shared.leader.swap(leader, Ordering::SeqCst) != leader {
@@ -800,8 +850,16 @@ async fn lead(
         }
     }
     shared.leader.store(false, Ordering::SeqCst);
-    if let Err(e) = elector.release().await {
-        tracing::warn!(error = %e, "leader election: the Lease could not be given up");
+    // Bounded too: a silent API server must not keep SIGTERM from ending the process (the
+    // Lease then expires by itself).
+    match tokio::time::timeout(period, elector.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "leader election: the Lease could not be given up")
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?period, "leader election: the API server did not answer in time; the Lease expires by itself")
+        }
     }
 }
 
@@ -823,7 +881,7 @@ async fn scan_once(shared: &Arc<Shared>, trigger: Trigger) {
         result: result.into(),
     };
     let watched = match shared.load().await {
-        Ok(w) => w,
+        Ok(l) => l.watched,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the watched images; nothing scanned");
             m.scans.get_or_create(&labels("error")).inc();

@@ -1039,6 +1039,108 @@ fn with_leader_election_only_the_holder_scans_and_a_follower_takes_over() {
     assert_eq!(api.holder("gitops", "kairo-watch"), None);
 }
 
+/// `--leader-elect` resolves `KUBECONFIG` as `kairo drift` and kubectl do: a file of the list
+/// that does not exist is skipped, not fatal.
+#[test]
+fn leader_election_skips_a_missing_kubeconfig_file_as_kubectl_does() {
+    let (_reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
+    let api = crate::lease_support::FakeApi::start();
+    let kube_dir = tempfile::tempdir().unwrap();
+    let real = api.kubeconfig(kube_dir.path());
+    let missing = kube_dir.path().join("gone");
+    let list = std::env::join_paths([missing.as_path(), real.as_path()]).unwrap();
+    let daemon = Daemon::start(
+        remote.clone.path(),
+        &["--leader-elect", "--lease-identity", "a"],
+        &[("KUBECONFIG", list.to_str().unwrap())],
+    );
+    wait_for("a leads", || daemon.sample("kairo_leader ") == 1.0);
+    assert_eq!(api.holder("gitops", "kairo-watch").as_deref(), Some("a"));
+    assert_eq!(daemon.terminate(), 0);
+}
+
+/// A leader whose API server stops answering (accepts, never replies) steps down once it has
+/// not renewed for a lease duration, as a follower may take over by then; SIGTERM still ends
+/// it (giving the Lease up is bounded too).
+#[test]
+fn a_leader_whose_api_server_hangs_steps_down_in_time() {
+    let (_reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
+    let api = crate::lease_support::FakeApi::start();
+    let kube_dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(kube_dir.path());
+    let daemon = Daemon::start(
+        remote.clone.path(),
+        &[
+            "--leader-elect",
+            "--lease-duration",
+            "2s",
+            "--lease-identity",
+            "a",
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    wait_for("a leads", || daemon.sample("kairo_leader ") == 1.0);
+    api.stall();
+    wait_for("a steps down", || daemon.sample("kairo_leader ") == 0.0);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+/// A `--drift-env` that names no environment is a usage error at start (exit 2, the
+/// environments listed), as `kairo drift --env` says it, not an error counted at every check.
+#[test]
+fn an_unknown_drift_env_is_refused_at_start() {
+    let (_reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
+    let api = crate::lease_support::FakeApi::start();
+    let kube_dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(kube_dir.path());
+    let child = kairo(remote.clone.path())
+        .args([
+            "watch",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--interval",
+            "1h",
+            "--author",
+            AUTHOR,
+            "--drift-interval",
+            "1h",
+            "--drift-env",
+            "staging",
+            "--drift-env",
+            "prod",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon {
+        child,
+        addr: String::new(),
+    };
+    let mut status = None;
+    wait_for("kairo exits", || {
+        status = daemon.child.try_wait().unwrap();
+        status.is_some()
+    });
+    let mut stderr = String::new();
+    daemon
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.unwrap().code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: `--drift-env`: unknown environment `prod`\n  hint: environments: `staging`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(remote.commits(), 1);
+}
+
 /// The manifests in deploy/ are valid YAML, each object has what the API server requires, and
 /// the only cluster permission is the Lease.
 #[test]
