@@ -1426,7 +1426,9 @@ fn once_through_bearer_token_auth_of_a_real_registry() {
 
 /// A client that opens a connection and never finishes its request (slowloris) is cut off:
 /// headers that never end close the connection, a body that never ends is answered 408, and
-/// the daemon keeps answering everyone else throughout.
+/// the daemon keeps answering everyone else throughout. This one runs the binary with its real
+/// 10 s deadlines; the daemon's unit tests drive the same server with short ones (and the
+/// bound on connections).
 #[test]
 fn requests_that_never_finish_are_cut_off() {
     let (_reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
@@ -1462,7 +1464,11 @@ fn requests_that_never_finish_are_cut_off() {
         daemon.sample(r#"kairo_webhooks_total{result="rejected",reason="too_slow"}"#),
         1.0
     );
+    wait_for("the cut-off headers counted", || {
+        daemon.sample(r#"kairo_http_connections_closed_total{reason="header_timeout"}"#) == 1.0
+    });
     assert_eq!(http(&daemon.addr, "GET", "/healthz", &[], b"").0, 200);
+    promtool_check(&daemon.metrics());
 }
 
 /// A policy in `policies/` that refuses one release of `web`.
