@@ -84,7 +84,7 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     }
 }
 
-fn list(names: &[String]) -> String {
+pub(crate) fn list(names: &[String]) -> String {
     names
         .iter()
         .map(|k| format!("`{k}`"))
@@ -140,6 +140,13 @@ pub(crate) fn pipeline_failed(e: &PipelineError, json: bool, what_happened: &str
         PipelineError::Policy(p) => fail(e, p.hint()),
         _ => fail(e, None),
     }
+}
+
+/// A change that policies deny: which rule of which policy file denied which object, then
+/// the error. `bump`, `promote` and `watch --once` say it alike.
+pub(crate) fn report_denied(findings: &[policy::Finding], message: &str, hint: &str) {
+    print_findings_to_stderr(findings, 0);
+    output::error(message, Some(hint));
 }
 
 fn print_findings_to_stderr(findings: &[policy::Finding], objects: usize) {
@@ -641,11 +648,11 @@ fn bump_failed(e: BumpError, json: bool) -> Outcome {
     match e {
         BumpError::Pipeline(p) => pipeline_failed(&p, json, "nothing was changed"),
         BumpError::Denied(findings) => {
-            print_findings_to_stderr(&findings, 0);
-            output::message(&format!(
-                "{}: policies deny this change; nothing was changed\n  hint: pass `--no-check` to change it anyway",
-                output::error_prefix()
-            ));
+            report_denied(
+                &findings,
+                "policies deny this change; nothing was changed",
+                "pass `--no-check` to change it anyway",
+            );
             Outcome::Differences
         }
         BumpError::Edit(e) => {
@@ -701,7 +708,10 @@ fn bump_text(result: &bump::Outcome) -> String {
     for m in &result.moves {
         out.push_str(&format!(
             "{} in {}: {} -> {}\n",
-            m.service, result.environment, m.from, m.to
+            m.service,
+            result.environment,
+            m.from,
+            m.target(false)
         ));
     }
     for f in &result.files {

@@ -454,6 +454,26 @@ pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned
     Ok(planned)
 }
 
+impl Move {
+    /// What the service moves to: `TAG`, or `TAG@DIGEST` when a digest is pinned (`short`:
+    /// the digest's first 12 hex digits, for a subject line).
+    pub fn target(&self, short: bool) -> String {
+        match &self.digest {
+            None => self.to.clone(),
+            Some(d) if short => {
+                let (algorithm, hex) = d.split_once(':').unwrap_or(("", d));
+                let hex: String = hex.chars().take(12).collect();
+                if algorithm.is_empty() {
+                    format!("{}@{hex}", self.to)
+                } else {
+                    format!("{}@{algorithm}:{hex}", self.to)
+                }
+            }
+            Some(d) => format!("{}@{d}", self.to),
+        }
+    }
+}
+
 fn message(publish: &Publish, intent: &Intent, planned: &Planned) -> String {
     let env = &intent.environment;
     let services: Vec<&str> = planned.moves.iter().map(|m| m.service.as_str()).collect();
@@ -472,7 +492,13 @@ fn message(publish: &Publish, intent: &Intent, planned: &Planned) -> String {
                 },
             ),
         (Change::Promote { from, .. }, None) => format!("chore({env}): promote images from {from}"),
-        (_, None) if services.len() == 1 => format!("chore({env}): bump {} to {tag}", services[0]),
+        // A pinned digest is part of what runs: a new digest under the same tag is a change of
+        // its own, so the subject names it (short; the body has it whole).
+        (_, None) if services.len() == 1 => format!(
+            "chore({env}): bump {} to {}",
+            services[0],
+            planned.moves[0].target(true)
+        ),
         (_, None) if tags.len() == 1 => {
             format!("chore({env}): bump {} services to {tag}", services.len())
         }
@@ -481,7 +507,12 @@ fn message(publish: &Publish, intent: &Intent, planned: &Planned) -> String {
     let mut m = subject;
     m.push_str("\n\n");
     for mv in &planned.moves {
-        m.push_str(&format!("{} {} -> {}\n", mv.service, mv.from, mv.to));
+        m.push_str(&format!(
+            "{} {} -> {}\n",
+            mv.service,
+            mv.from,
+            mv.target(false)
+        ));
     }
     m.push_str("\nChanged files:\n");
     for f in planned.changes.keys() {

@@ -53,6 +53,14 @@ pub struct WebhookLabels {
     pub reason: String,
 }
 
+/// A connection the HTTP server closed without serving it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `header_timeout` (no complete request arrived within the deadline) or `over_limit`
+    /// (the bound on open connections was reached).
+    pub reason: String,
+}
+
 /// Drift metrics use `env`, as `kairo_drift_objects{env,kind}` is documented.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DriftEnvLabels {
@@ -83,6 +91,7 @@ pub struct Metrics {
     pub scan_duration: Histogram,
     pub last_success: Family<ImageLabels, Gauge<f64, AtomicU64>>,
     pub webhooks: Family<WebhookLabels, Counter>,
+    pub connections_closed: Family<ConnectionLabels, Counter>,
     pub leader: Gauge,
     pub watched: Gauge,
     pub drift_objects: Family<DriftKindLabels, Gauge>,
@@ -117,6 +126,7 @@ impl Metrics {
             ]),
             last_success: Family::default(),
             webhooks: Family::default(),
+            connections_closed: Family::default(),
             leader: Gauge::default(),
             watched: Gauge::default(),
             drift_objects: Family::default(),
@@ -172,6 +182,11 @@ impl Metrics {
             "webhooks",
             "Webhook requests, by result and reason",
             m.webhooks.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "HTTP connections closed unserved, by reason (header_timeout, over_limit)",
+            m.connections_closed.clone(),
         );
         registry.register(
             "leader",

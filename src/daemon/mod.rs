@@ -88,7 +88,8 @@ impl Trigger {
 
 /// Work for the writer thread.
 enum Job {
-    Load(oneshot::Sender<Result<Vec<Watched>, String>>),
+    /// Read the watched set (and the names of the environments defined) at the remote tip.
+    Load(oneshot::Sender<Result<Loaded, String>>),
     /// Render the environments named (every one when none) at the remote tip into their
     /// desired state.
     Desired(
@@ -102,6 +103,12 @@ enum Job {
     /// A scan has ended and dropped what it read: hand freed memory back to the system.
     Release,
     Stop,
+}
+
+/// The watched set, and the environments defined, at the remote tip.
+struct Loaded {
+    watched: Vec<Watched>,
+    environments: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -129,20 +136,22 @@ struct Shared {
     /// The watched repositories at the last read of the watched set (`None` before it), so a
     /// webhook naming none of them is answered as ignored instead of starting a scan.
     watched_images: Mutex<Option<BTreeSet<ImageName>>>,
+    /// The HTTP server's bounds (the webhook handler applies the body deadline).
+    http: HttpLimits,
 }
 
 impl Shared {
-    async fn load(&self) -> Result<Vec<Watched>, String> {
+    async fn load(&self) -> Result<Loaded, String> {
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Job::Load(tx))
             .map_err(|_| "the writer thread has stopped".to_string())?;
-        let watched = rx
+        let loaded = rx
             .await
             .map_err(|_| "the writer thread has stopped".to_string())??;
         *self.watched_images.lock().expect("not poisoned") =
-            Some(watched.iter().map(|w| w.image.clone()).collect());
-        Ok(watched)
+            Some(loaded.watched.iter().map(|w| w.image.clone()).collect());
+        Ok(loaded)
     }
 
     async fn desired(&self, envs: &[String]) -> Result<Vec<drift::Desired>, String> {
@@ -373,6 +382,16 @@ fn attempt(
         once,
         &mut |_| {},
     );
+    if let Err(crate::bump::BumpError::Denied(findings)) = &written.result {
+        // Which rule of which policy file denied which object: the log must let an operator
+        // act without reproducing the write (`kairo bump` prints the same findings).
+        for f in findings
+            .iter()
+            .filter(|f| f.severity == crate::policy::Severity::Deny)
+        {
+            tracing::error!(environment = %p.environment, object = %f.object, policy = %f.policy, rule = %f.rule, path = %f.path, reason = %f.message, "a policy denies the bumps");
+        }
+    }
     if let Err(e) = &written.result
         && watch::retryable(e)
     {
@@ -497,11 +516,14 @@ fn writer_thread(
             Job::Load(reply) => {
                 let result = watch::load(&writer, &settings)
                     .map(|m| {
-                        let (w, bad) = watch::watched(&m);
+                        let (watched, bad) = watch::watched(&m);
                         for b in bad {
                             tracing::error!(environment = %b.environment, service = %b.service, error = %b.message, "not watched");
                         }
-                        w
+                        Loaded {
+                            watched,
+                            environments: m.defined,
+                        }
                     })
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
@@ -560,14 +582,17 @@ async fn run(
         }
     };
     let elector = match &config.leader {
-        Some(l) => match elector(l).await {
+        Some(l) => match elector(l, config.kubeconfig.as_deref()).await {
             Ok(e) => Some(e),
             Err(e) => {
                 return fail(
-                    &format!("cannot reach the Kubernetes API for leader election: {e}"),
-                    Some(
-                        "run in a cluster (in-cluster config) or set KUBECONFIG; or drop `--leader-elect`",
+                    &format!(
+                        "cannot set up the Kubernetes client for leader election: {}",
+                        crate::output::with_causes(&e, ": ")
                     ),
+                    e.hint().as_deref().or(Some(
+                        "run in a cluster (in-cluster config) or set KUBECONFIG; or drop `--leader-elect`",
+                    )),
                 );
             }
         },
@@ -624,33 +649,47 @@ async fn run(
         leader: AtomicBool::new(elector.is_none()),
         last_scanned: Mutex::new(BTreeMap::new()),
         watched_images: Mutex::new(None),
+        http: HttpLimits::DEFAULT,
     });
     shared.metrics.leader.set(i64::from(elector.is_none()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = {
-        let app = Router::new()
-            .route("/metrics", get(metrics_handler))
-            .route("/healthz", get(|| async { "ok\n" }))
-            .route("/readyz", get(readyz_handler))
-            .route("/webhook", post(webhook_handler))
-            // The handler reads (and bounds) the body itself, to count and answer oversized
-            // ones instead of leaving them to the framework's limit.
-            .layer(axum::extract::DefaultBodyLimit::disable())
-            .with_state(shared.clone());
-        tokio::spawn(serve(listener, app, stop_rx.clone()))
-    };
+    let server = tokio::spawn(serve(
+        listener,
+        router(shared.clone()),
+        stop_rx.clone(),
+        shared.http,
+        shared.metrics.connections_closed.clone(),
+    ));
     tracing::info!(listen = %config.listen, "kairo watch is listening");
     log_memory("at start");
     tokio::spawn(signals(events_tx));
     let leading = elector.map(|e| tokio::spawn(lead(shared.clone(), e, stop_rx.clone())));
 
     // The watched set once at start, leader or not: `/readyz` says whether Git is readable.
+    // A `--drift-env` that names no environment is a usage error, said now rather than
+    // counted at every drift check (when Git cannot be read yet, the checks report it).
+    let mut refused = None;
     match shared.load().await {
-        Ok(w) => {
-            shared.metrics.watched.set(w.len() as i64);
-            shared.ready.store(true, Ordering::SeqCst);
-        }
+        Ok(l) => match config
+            .drift_envs
+            .iter()
+            .find(|e| !l.environments.contains(e))
+        {
+            Some(name) => {
+                refused = Some(fail(
+                    &format!("`--drift-env`: unknown environment `{name}`"),
+                    Some(&format!(
+                        "environments: {}",
+                        crate::commands::list(&l.environments)
+                    )),
+                ));
+            }
+            None => {
+                shared.metrics.watched.set(l.watched.len() as i64);
+                shared.ready.store(true, Ordering::SeqCst);
+            }
+        },
         Err(e) => tracing::error!(error = %e, "cannot read the watched images"),
     }
 
@@ -666,7 +705,8 @@ async fn run(
     let mut drift_checks = tokio::task::JoinSet::new();
     // Images named by webhooks while every scan slot was busy.
     let mut waiting: BTreeSet<ImageName> = BTreeSet::new();
-    loop {
+    // Refused at start: straight to the shutdown below (nothing in the loop sets `refused`).
+    while refused.is_none() {
         let event = tokio::select! {
             _ = ticker.tick() => Event::Tick,
             Some(_) = async { Some(drift_ticker.as_mut()?.tick().await) } => Event::DriftTick,
@@ -726,7 +766,7 @@ async fn run(
     }
     let _ = server.await;
     tracing::info!("stopped");
-    Outcome::Clean
+    refused.unwrap_or(Outcome::Clean)
 }
 
 async fn signals(events: mpsc::Sender<Event>) {
@@ -745,12 +785,21 @@ async fn signals(events: mpsc::Sender<Event>) {
     let _ = events.send(Event::Shutdown).await;
 }
 
-async fn elector(l: &LeaderConfig) -> Result<lease::Elector, kube::Error> {
-    let client = kube::Client::try_default().await?;
+/// The Lease client, configured as `kairo drift` (and kubectl) resolve it: `KUBECONFIG`'s
+/// files merged with missing ones skipped, else `~/.kube/config`, else in-cluster.
+async fn elector(
+    l: &LeaderConfig,
+    kubeconfig: Option<&std::ffi::OsStr>,
+) -> Result<lease::Elector, drift::ClusterError> {
+    let (config, label) = drift::resolve(None, kubeconfig).await?;
     let namespace = l
         .namespace
         .clone()
-        .unwrap_or_else(|| client.default_namespace().to_string());
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config).map_err(|source| drift::ClusterError::Client {
+        cluster: label,
+        source,
+    })?;
     Ok(lease::Elector::new(
         kube::Api::namespaced(client, &namespace),
         &l.name,
@@ -768,8 +817,17 @@ async fn lead(
     // client-go renews well inside the lease duration; a third of it leaves two retries.
     let period = (elector.duration() / 3).max(Duration::from_millis(100));
     loop {
-        if let Err(e) = elector.step(Instant::now()).await {
-            tracing::warn!(error = %e, "leader election: the Lease could not be read or written");
+        // A round is bounded: an API server that accepts and never answers must not hold this
+        // loop, or a leader that can no longer renew would go on acting as one after another
+        // replica has taken the Lease over.
+        match tokio::time::timeout(period, elector.step(Instant::now())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "leader election: the Lease could not be read or written")
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?period, "leader election: the API server did not answer in time")
+            }
         }
         let leader = elector.is_leader(Instant::now());
         if shared.leader.swap(leader, Ordering::SeqCst) != leader {
@@ -790,8 +848,16 @@ async fn lead(
         }
     }
     shared.leader.store(false, Ordering::SeqCst);
-    if let Err(e) = elector.release().await {
-        tracing::warn!(error = %e, "leader election: the Lease could not be given up");
+    // Bounded too: a silent API server must not keep SIGTERM from ending the process (the
+    // Lease then expires by itself).
+    match tokio::time::timeout(period, elector.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "leader election: the Lease could not be given up")
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?period, "leader election: the API server did not answer in time; the Lease expires by itself")
+        }
     }
 }
 
@@ -813,7 +879,7 @@ async fn scan_once(shared: &Arc<Shared>, trigger: Trigger) {
         result: result.into(),
     };
     let watched = match shared.load().await {
-        Ok(w) => w,
+        Ok(l) => l.watched,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the watched images; nothing scanned");
             m.scans.get_or_create(&labels("error")).inc();
@@ -988,6 +1054,19 @@ const DRIFT_KINDS: [&str; 5] = [
     "Secret",
 ];
 
+/// The daemon's endpoints.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz_handler))
+        .route("/webhook", post(webhook_handler))
+        // The handler reads (and bounds) the body itself, to count and answer oversized
+        // ones instead of leaving them to the framework's limit.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(shared)
+}
+
 async fn metrics_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     (
         [(
@@ -1009,22 +1088,69 @@ async fn readyz_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     }
 }
 
-/// At most this many HTTP connections are open at once; more are closed as they are accepted.
-/// Scrapers, probes and registries' webhooks need a handful.
-const MAX_CONNECTIONS: usize = 256;
-/// A request's headers must arrive within this time, and a webhook's body within as long again.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The HTTP server's bounds, so that a client that opens connections and never finishes a
+/// request (slowloris) cannot exhaust file descriptors or memory.
+#[derive(Debug, Clone, Copy)]
+struct HttpLimits {
+    /// At most this many connections are open at once; more are closed as they are accepted.
+    max_connections: usize,
+    /// A request's headers must arrive within this time of the connection's first read.
+    header_timeout: Duration,
+    /// A webhook's body must arrive within this time of its headers (408 otherwise).
+    body_timeout: Duration,
+}
+
+impl HttpLimits {
+    /// Scrapers, probes and registries' webhooks need a handful of connections, and a push
+    /// event is a few kilobytes.
+    const DEFAULT: HttpLimits = HttpLimits {
+        max_connections: 256,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
+    };
+}
+
+/// A connection's service that notes when a request has arrived on it, so a header deadline
+/// that closes an idle keep-alive connection (after serving) is told apart from one that
+/// closes a connection that never completed a request.
+#[derive(Clone)]
+struct Noting<S> {
+    inner: S,
+    served: Arc<AtomicBool>,
+}
+
+impl<S: hyper::service::Service<R>, R> hyper::service::Service<R> for Noting<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.served.store(true, Ordering::Relaxed);
+        self.inner.call(request)
+    }
+}
 
 /// Serves `app` until `stop` changes: HTTP/1 with a deadline for a request's headers and a bound
-/// on open connections, so a client that opens connections and never finishes a request
-/// (slowloris) cannot exhaust file descriptors or memory, and the endpoints come back by
-/// themselves once it stops.
+/// on open connections (`limits`); the endpoints come back by themselves once a slow client
+/// stops. Connections closed unserved are counted in `closed`.
 async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    limits: HttpLimits,
+    closed: prometheus_client::metrics::family::Family<
+        metrics::ConnectionLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
 ) {
-    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let count = move |reason: &str| {
+        closed
+            .get_or_create(&metrics::ConnectionLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    };
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -1040,19 +1166,34 @@ async fn serve(
         };
         // Over the bound, dropping the stream closes it at once.
         let Ok(permit) = open.clone().try_acquire_owned() else {
+            count("over_limit");
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let served = Arc::new(AtomicBool::new(false));
+        let service = Noting {
+            inner: hyper_util::service::TowerToHyperService::new(app.clone()),
+            served: served.clone(),
+        };
         let mut stop = stop.clone();
+        let count = count.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(REQUEST_TIMEOUT);
+                .header_read_timeout(limits.header_timeout);
             let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
-                _ = conn.as_mut() => {}
+                result = conn.as_mut() => {
+                    // The header deadline also closes keep-alive connections left idle after
+                    // a request: only a connection that never completed one is a slow client.
+                    if let Err(e) = result
+                        && e.is_timeout()
+                        && !served.load(Ordering::Relaxed)
+                    {
+                        count("header_timeout");
+                    }
+                }
                 _ = stop.changed() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
@@ -1085,13 +1226,14 @@ async fn webhook_handler(
                 .to_string(),
         );
     }
-    let Ok(body) = tokio::time::timeout(REQUEST_TIMEOUT, webhook::read_body(body)).await else {
+    let deadline = s.http.body_timeout;
+    let Ok(body) = tokio::time::timeout(deadline, webhook::read_body(body)).await else {
         count("rejected", "too_slow");
         return (
             StatusCode::REQUEST_TIMEOUT,
             format!(
-                "the body did not arrive within {} s\n",
-                REQUEST_TIMEOUT.as_secs()
+                "the body did not arrive within {}\n",
+                humantime::format_duration(deadline)
             ),
         );
     };
@@ -1217,6 +1359,194 @@ mod tests {
         let all = rx.try_recv().unwrap();
         assert_eq!(all.len(), 2);
         assert!(q.pending.is_empty() && q.batches.is_empty());
+    }
+
+    /// The HTTP server with `limits` on a loopback port, as the daemon serves it (its router,
+    /// a webhook token set), and its shared state.
+    struct Server {
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+        _stop: tokio::sync::watch::Sender<bool>,
+        _jobs: std::sync::mpsc::Receiver<Job>,
+        _events: mpsc::Receiver<Event>,
+    }
+
+    impl Server {
+        async fn start(limits: HttpLimits) -> Server {
+            let (jobs, _jobs) = std::sync::mpsc::channel();
+            let (events, _events) = mpsc::channel(8);
+            let shared = Arc::new(Shared {
+                metrics: Metrics::new(),
+                client: Client::new(crate::registry::ClientConfig::default()).unwrap(),
+                concurrency: 1,
+                interval: None,
+                jobs,
+                events,
+                webhook: webhook::Auth {
+                    hmac_secret: None,
+                    token: Some("t".into()),
+                },
+                ready: AtomicBool::new(true),
+                leader: AtomicBool::new(true),
+                last_scanned: Mutex::default(),
+                watched_images: Mutex::new(None),
+                http: limits,
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(serve(
+                listener,
+                router(shared.clone()),
+                stop_rx,
+                limits,
+                shared.metrics.connections_closed.clone(),
+            ));
+            Server {
+                addr,
+                shared,
+                _stop: stop,
+                _jobs,
+                _events,
+            }
+        }
+
+        fn closed(&self, reason: &str) -> u64 {
+            self.shared
+                .metrics
+                .connections_closed
+                .get_or_create(&metrics::ConnectionLabels {
+                    reason: reason.into(),
+                })
+                .get()
+        }
+
+        fn webhooks(&self, result: &str, reason: &str) -> u64 {
+            self.shared
+                .metrics
+                .webhooks
+                .get_or_create(&WebhookLabels {
+                    result: result.into(),
+                    reason: reason.into(),
+                })
+                .get()
+        }
+
+        /// A connection that has sent `first` and nothing more.
+        async fn open(&self, first: &[u8]) -> tokio::net::TcpStream {
+            use tokio::io::AsyncWriteExt;
+            let mut c = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+            c.write_all(first).await.unwrap();
+            c
+        }
+    }
+
+    /// Everything the server sends until it closes the connection. The bound only turns a
+    /// server that never cuts the client off into a failure instead of a hang.
+    async fn until_closed(mut c: tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), c.read_to_end(&mut buf))
+            .await
+            .expect("the server never closed the connection");
+        // A reset (the server closed with our bytes unread) is a close too.
+        if let Err(e) = read {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    const LONG: Duration = Duration::from_secs(3600);
+    const SHORT: Duration = Duration::from_millis(50);
+
+    /// Slowloris on the headers: a connection that sends part of a request's headers, or
+    /// nothing, is closed at the header deadline and counted; a keep-alive connection left
+    /// idle after a request is closed the same way but is no slow client, and not counted.
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_cut_off_and_counted() {
+        // Long enough that a loaded machine still delivers the idle connection's request in
+        // time (its deadline starts at the first read, which may come before the request).
+        let server = Server::start(HttpLimits {
+            max_connections: 16,
+            header_timeout: Duration::from_millis(500),
+            body_timeout: LONG,
+        })
+        .await;
+        let partial = server
+            .open(b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await;
+        let silent = server.open(b"").await;
+        assert_eq!(until_closed(partial).await, "");
+        assert_eq!(until_closed(silent).await, "");
+        assert_eq!(server.closed("header_timeout"), 2);
+
+        let idle = server
+            .open(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let text = until_closed(idle).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert_eq!(
+            server.closed("header_timeout"),
+            2,
+            "an idle keep-alive close"
+        );
+        assert_eq!(server.closed("over_limit"), 0);
+    }
+
+    /// Slowloris on a webhook's body: answered 408 at the body deadline and counted.
+    #[tokio::test]
+    async fn a_webhook_body_that_never_ends_is_answered_408_and_counted() {
+        let server = Server::start(HttpLimits {
+            max_connections: 16,
+            header_timeout: LONG,
+            body_timeout: SHORT,
+        })
+        .await;
+        let slow = server
+            .open(b"POST /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n{")
+            .await;
+        let text = until_closed(slow).await;
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(
+            text.contains("the body did not arrive within 50ms"),
+            "{text}"
+        );
+        assert_eq!(server.webhooks("rejected", "too_slow"), 1);
+        assert_eq!(server.closed("header_timeout"), 0);
+    }
+
+    /// Over the bound on open connections, a new connection is closed as it is accepted and
+    /// counted; once the slow client goes, everyone is served again.
+    #[tokio::test]
+    async fn connections_over_the_bound_are_closed_and_counted() {
+        let server = Server::start(HttpLimits {
+            max_connections: 1,
+            header_timeout: LONG,
+            body_timeout: LONG,
+        })
+        .await;
+        let hog = server.open(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        let refused = server
+            .open(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        assert_eq!(until_closed(refused).await, "");
+        assert_eq!(server.closed("over_limit"), 1);
+        drop(hog);
+        // The hog's connection ends when the server reads its close; until then a newcomer may
+        // still be over the bound.
+        let mut answered = String::new();
+        for _ in 0..1000 {
+            let c = server
+                .open(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            answered = until_closed(c).await;
+            if !answered.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        assert_eq!(server.closed("header_timeout"), 0);
     }
 
     #[test]

@@ -42,7 +42,7 @@ use crate::diff::{FieldChange, compare_values};
 use crate::model::{DriftIgnoreRule, Environment, Quantity};
 use crate::render::{CLUSTERS_DIR, Rendered};
 
-pub use cluster::{Cluster, ClusterError, Connection};
+pub use cluster::{Cluster, ClusterError, Connection, resolve};
 
 /// Helm's ownership annotations on every object a release installs.
 pub const RELEASE_NAME: &str = "meta.helm.sh/release-name";

@@ -11,11 +11,11 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::RegistryError;
 use super::credentials::{Credentials, DockerConfig};
 use super::limit::Limiter;
 pub use super::limit::Rate;
 use super::name::{ImageName, host_only};
+use super::{RegistryError, TokenProblem};
 
 /// Manifest media types kairo accepts, so the digest is the one docker would pull.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -25,6 +25,8 @@ application/vnd.docker.distribution.manifest.v2+json";
 
 /// Tokens without `expires_in` live 60 seconds (the distribution spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The largest token reply read: a token (a JWT with its claims) is a few kilobytes.
+pub const MAX_TOKEN_BODY: usize = 1 << 20;
 /// A 429 without `Retry-After` keeps the registry paused this long.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -540,7 +542,8 @@ impl Client {
                     retry_after: Some(wait),
                 });
             }
-            let body = self.read_body(response, registry, what).await;
+            let limit = self.inner.config.max_body;
+            let body = self.read_body(response, registry, what, limit).await;
             if !status.is_success() {
                 let code = body
                     .ok()
@@ -566,8 +569,8 @@ impl Client {
         mut response: reqwest::Response,
         registry: &str,
         what: &str,
+        limit: usize,
     ) -> Result<Vec<u8>, RegistryError> {
-        let limit = self.inner.config.max_body;
         let too_large = || RegistryError::TooLarge {
             registry: registry.to_string(),
             what: what.to_string(),
@@ -658,10 +661,32 @@ impl Client {
                 .basic_auth(username, Some(password)),
             None => self.inner.http.get(realm).query(&query),
         };
+        // Every failure of the token request itself is a `Token` error: the `what` request
+        // was never sent with it, and a failing token server must say so (and be counted as
+        // such), not pass for a failing registry.
+        let realm_host = reqwest::Url::parse(realm)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))
+            })
+            .unwrap_or_default();
+        let failed = |problem: TokenProblem| RegistryError::Token {
+            registry: registry.clone(),
+            realm: realm_host.clone(),
+            what: what.to_string(),
+            problem,
+        };
+        let from_read = |e: RegistryError| match e {
+            RegistryError::TooLarge { limit, .. } => failed(TokenProblem::TooLarge { limit }),
+            RegistryError::Timeout { timeout, .. } => failed(TokenProblem::Timeout { timeout }),
+            RegistryError::Transport { message, .. } => failed(TokenProblem::Transport { message }),
+            e => e,
+        };
         let response = request
             .send()
             .await
-            .map_err(|e| self.transport(registry, what, &e))?;
+            .map_err(|e| from_read(self.transport(registry, what, &e)))?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(RegistryError::Unauthorized {
@@ -677,22 +702,29 @@ impl Client {
                 retry_after: Some(wait),
             });
         }
-        let body = self.read_body(response, registry, what).await?;
         if !status.is_success() {
-            return Err(RegistryError::Status {
-                registry: registry.clone(),
-                what: format!("token for {what}"),
+            // The body of a failed token request is not needed: not read at all.
+            return Err(failed(TokenProblem::Status {
                 status: status.as_u16(),
-                code: None,
-            });
+            }));
         }
-        let reply: TokenReply =
-            serde_json::from_slice(&body).map_err(|_| invalid("the token reply is not JSON"))?;
+        let limit = self.inner.config.max_body.min(MAX_TOKEN_BODY);
+        let body = self
+            .read_body(response, registry, what, limit)
+            .await
+            .map_err(from_read)?;
+        let not_a_token = |message: &str| {
+            failed(TokenProblem::Invalid {
+                message: message.to_string(),
+            })
+        };
+        let reply: TokenReply = serde_json::from_slice(&body)
+            .map_err(|_| not_a_token("the reply is not the JSON of a token"))?;
         let token = reply
             .token
             .or(reply.access_token)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| invalid("the token reply has no token"))?;
+            .ok_or_else(|| not_a_token("the reply has no `token` or `access_token`"))?;
         let lifetime = reply
             .expires_in
             .filter(|s| *s > 0)

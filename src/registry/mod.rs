@@ -18,7 +18,7 @@ mod limit;
 mod name;
 mod scan;
 
-pub use client::{Client, ClientConfig, Rate};
+pub use client::{Client, ClientConfig, MAX_TOKEN_BODY, Rate};
 pub use credentials::{Credentials, CredentialsError, DockerConfig};
 pub use name::{DOCKER_HUB_HOST, ImageName};
 pub use scan::{Latest, ScanError, latest, scan};
@@ -68,8 +68,47 @@ pub enum RegistryError {
         what: String,
         message: String,
     },
+    /// The Bearer token request (to the challenge's `realm`, often another host) failed: a
+    /// kind of its own, so a failing token server is not taken for a failing registry request.
+    #[error("registry `{registry}`: the token request to `{realm}` for `{what}` {problem}")]
+    Token {
+        registry: String,
+        /// The token server's host.
+        realm: String,
+        what: String,
+        problem: TokenProblem,
+    },
     #[error("cannot read registry credentials")]
     Credentials(#[from] CredentialsError),
+}
+
+/// How a token request failed (`RegistryError::Token`).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenProblem {
+    #[error("was answered with more than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("took longer than {timeout:?}")]
+    Timeout { timeout: Duration },
+    #[error("failed: {message}")]
+    Transport { message: String },
+    #[error("was answered with HTTP {status}")]
+    Status { status: u16 },
+    #[error("was not answered with a token: {message}")]
+    Invalid { message: String },
+}
+
+impl TokenProblem {
+    /// The `code` label: `token_too_large`, `token_timeout`, `token_500`...
+    fn code(&self) -> String {
+        let kind = match self {
+            TokenProblem::TooLarge { .. } => "too_large".to_string(),
+            TokenProblem::Timeout { .. } => "timeout".to_string(),
+            TokenProblem::Transport { .. } => "transport".to_string(),
+            TokenProblem::Status { status } => status.to_string(),
+            TokenProblem::Invalid { .. } => "invalid".to_string(),
+        };
+        format!("token_{kind}")
+    }
 }
 
 fn retry_text(d: &Option<Duration>) -> String {
@@ -89,6 +128,7 @@ impl RegistryError {
             RegistryError::Timeout { .. } => "timeout".into(),
             RegistryError::TooLarge { .. } => "too_large".into(),
             RegistryError::Invalid { .. } => "invalid".into(),
+            RegistryError::Token { problem, .. } => problem.code(),
             RegistryError::Credentials(_) => "credentials".into(),
         }
     }

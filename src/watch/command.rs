@@ -160,6 +160,17 @@ pub fn run(root: &Path, args: &WatchArgs, env: Env) -> Outcome {
                 }
                 locked = true;
             }
+            Err(BumpError::Denied(findings)) => {
+                failed_writes = true;
+                crate::commands::report_denied(
+                    findings,
+                    &format!(
+                        "policies deny the bumps in `{}`; nothing was written for this environment",
+                        w.environment
+                    ),
+                    "the next scan tries again; fix the image or the policy, or pass `--no-check` to write it anyway",
+                );
+            }
             Err(e) => {
                 failed_writes = true;
                 fail(
@@ -208,6 +219,9 @@ struct EnvReport<'a> {
     local_branch: Option<&'a LocalBranch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// What the policies said when they denied the bumps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    findings: Option<&'a [crate::policy::Finding]>,
 }
 
 fn print(format: OutputFormat, images: &[ImageReport], written: &[Written]) {
@@ -221,6 +235,7 @@ fn print(format: OutputFormat, images: &[ImageReport], written: &[Written]) {
                 attempts: o.attempts,
                 local_branch: o.local_branch.as_ref(),
                 error: None,
+                findings: None,
             },
             Err(e) => EnvReport {
                 environment: &w.environment,
@@ -229,6 +244,10 @@ fn print(format: OutputFormat, images: &[ImageReport], written: &[Written]) {
                 attempts: w.retries + 1,
                 local_branch: None,
                 error: Some(e.to_string()),
+                findings: match e {
+                    BumpError::Denied(findings) => Some(findings.as_slice()),
+                    _ => None,
+                },
             },
         })
         .collect();

@@ -27,6 +27,17 @@ struct Store {
     requests: Mutex<Vec<String>>,
     /// Where requests for anything but Leases go (another fake API server), if anywhere.
     fallback: Option<String>,
+    /// Lease requests are accepted and never answered (a hung API server).
+    stalled: AtomicBool,
+}
+
+impl Store {
+    /// Never returns while the server is stalled.
+    async fn hang_if_stalled(&self) {
+        if self.stalled.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 pub struct FakeApi {
@@ -109,6 +120,7 @@ async fn get_lease(
     State(s): State<Arc<Store>>,
     UrlPath((ns, name)): UrlPath<(String, String)>,
 ) -> Reply {
+    s.hang_if_stalled().await;
     s.requests.lock().unwrap().push(format!("GET {ns}/{name}"));
     match s.leases.lock().unwrap().get(&(ns, name.clone())) {
         Some(l) => (StatusCode::OK, Json(l.clone())),
@@ -130,6 +142,7 @@ async fn create_lease(
         .as_str()
         .unwrap_or_default()
         .to_string();
+    s.hang_if_stalled().await;
     s.requests.lock().unwrap().push(format!("POST {ns}/{name}"));
     let mut leases = s.leases.lock().unwrap();
     if leases.contains_key(&(ns.clone(), name.clone())) {
@@ -150,6 +163,7 @@ async fn replace_lease(
     UrlPath((ns, name)): UrlPath<(String, String)>,
     Json(mut body): Json<Value>,
 ) -> Reply {
+    s.hang_if_stalled().await;
     s.requests.lock().unwrap().push(format!("PUT {ns}/{name}"));
     let mut leases = s.leases.lock().unwrap();
     let key = (ns.clone(), name.clone());
@@ -286,6 +300,11 @@ impl FakeApi {
             .unwrap()
             .get(&(ns.to_string(), name.to_string()))
             .cloned()
+    }
+
+    /// From now on, Lease requests are accepted and never answered.
+    pub fn stall(&self) {
+        self.store.stalled.store(true, Ordering::SeqCst);
     }
 
     pub fn holder(&self, ns: &str, name: &str) -> Option<String> {

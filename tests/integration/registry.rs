@@ -200,6 +200,85 @@ async fn bearer_token_flow_and_cache() {
     assert_eq!(reg.requests().len(), 4);
 }
 
+/// A token server that answers with a huge body (claimed, or streamed without a length), an
+/// error status or garbage is named as the token request, with a `token_*` code (the
+/// `kairo_registry_errors_total` label), never as a failure of the `tags/list` it was for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_token_server_is_a_token_error_not_a_tags_list_failure() {
+    let tokens = Scripted::start(|req| {
+        if req.target.contains("service=claims-a-gib") {
+            // Claims 1 GiB and sends a few bytes: refused on the header, nothing buffered.
+            return Answer::Raw(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n{\"token\": \"".to_vec(),
+            );
+        }
+        if req.target.contains("service=streams") {
+            // No length: chunks until the bound is passed.
+            let mut raw = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            for _ in 0..8 {
+                raw.extend_from_slice(b"200\r\n");
+                raw.extend_from_slice(&[b'x'; 0x200]);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            return Answer::Raw(raw);
+        }
+        if req.target.contains("service=broken") {
+            return json(500, "{}");
+        }
+        json(200, "<html>login</html>")
+    });
+    let realm = format!("http://{}/token", tokens.host());
+    let reg = Scripted::start(move |req| {
+        let service = req.target.split('/').nth(3).unwrap_or("");
+        Answer::Full(
+            401,
+            vec![(
+                "www-authenticate".into(),
+                format!(r#"Bearer realm="{realm}",service="{service}""#),
+            )],
+            br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
+        )
+    });
+    let c = Client::new(ClientConfig {
+        max_body: 1024,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let token_host = tokens.host();
+    for (repo, code, said) in [
+        (
+            "acme/claims-a-gib",
+            "token_too_large",
+            "was answered with more than 1024 bytes",
+        ),
+        (
+            "acme/streams",
+            "token_too_large",
+            "was answered with more than 1024 bytes",
+        ),
+        ("acme/broken", "token_500", "was answered with HTTP 500"),
+        (
+            "acme/garbage",
+            "token_invalid",
+            "was not answered with a token",
+        ),
+    ] {
+        let err = c.list_tags(&image(&reg.host(), repo)).await.unwrap_err();
+        assert_eq!(err.code(), code, "{repo}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "the token request to `{token_host}` for `tags/list` {said}"
+            )),
+            "{repo}: {text}"
+        );
+    }
+    // Only the first request of each listing reached the registry: tags/list itself was never
+    // asked with a token.
+    assert_eq!(reg.requests().len(), 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_pages_follow_link_next() {
     let server = Scripted::start(|req| {
@@ -611,4 +690,166 @@ async fn hostile_pages_and_retry_after_are_errors_not_hangs_or_panics() {
         c.list_tags(&image(&other, "acme/fine")).await.unwrap(),
         ["1.0.0"]
     );
+}
+
+/// `newestBuild` against a real registry: the newest image config `created` wins whatever the
+/// tags' lexical order (SHA tags have none), cosign tags are not candidates; over the cap, the
+/// policy fails before a single manifest or config is fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_build_orders_by_config_created_within_the_inspection_cap() {
+    let reg = Registry::start(None);
+    let sha = |c: char| c.to_string().repeat(40);
+    // Lexically f > c > a; by build time a is the newest, then c, then f.
+    for (tag, created) in [
+        (sha('f'), "2026-01-01T00:00:00Z"),
+        (sha('a'), "2026-01-03T00:00:00Z"),
+        (sha('c'), "2026-01-02T23:00:00-02:00"),
+    ] {
+        push(&reg.host, None, "acme/api", &tag, created, &tag).await;
+    }
+    // The newest push of all is a signature: excluded by default, never inspected.
+    let d = push(
+        &reg.host,
+        None,
+        "acme/api",
+        &format!("sha256-{}.sig", "0".repeat(64)),
+        "2026-02-01T00:00:00Z",
+        "sig",
+    )
+    .await;
+    assert!(d.starts_with("sha256:"));
+    let c = client();
+    let img = image(&reg.host, "acme/api");
+    let newest = |max| {
+        UpdatePolicy::new(Policy::NewestBuild {
+            max_candidates: max,
+        })
+    };
+    // Three candidates, a cap of three: every one inspected.
+    let latest = registry::latest(&c, &img, &newest(3)).await.unwrap();
+    // 2026-01-02T23:00-02:00 is 2026-01-03T01:00Z: `c` was built last.
+    let order: Vec<&str> = latest
+        .explanation
+        .ordered
+        .iter()
+        .map(|o| o.tag.as_str())
+        .collect();
+    assert_eq!(order, [sha('c'), sha('a'), sha('f')]);
+    assert_eq!(latest.tag, sha('c'));
+
+    // Over the cap: a policy error naming the count, and only the tag list was asked for.
+    let server = Scripted::start(|_| json(200, r#"{"tags": ["a", "b", "c", "d", "e"]}"#));
+    let err = registry::latest(&c, &image(&server.host(), "acme/many"), &newest(3))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ScanError::Policy {
+                error: kairo::model::tagpolicy::PolicyError::TooManyCandidates { count: 5, max: 3 },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let asked: Vec<String> = server.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(asked[0].contains("/tags/list"), "{asked:?}");
+}
+
+/// Writes `docker-credential-<name>`, a helper speaking docker's `get` protocol: it records
+/// each host asked on a line of `log` and answers `user`/`secret` for `host`, "credentials not
+/// found" for any other.
+fn credential_helper(dir: &std::path::Path, name: &str, host: &str, user: &str, secret: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join(format!("{name}.log"));
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread -r asked\necho \"$asked\" >> '{}'\nif [ \"$asked\" = '{host}' ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{secret}\"}}' \"$asked\"\nelse\n  echo 'credentials not found in native keychain'\n  exit 1\nfi\n",
+        log.display()
+    );
+    let path = dir.join(format!("docker-credential-{name}"));
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Credentials through docker's credential helpers, found on `PATH` as docker finds them:
+/// `credHelpers[host]` wins over `credsStore`, which serves hosts without a helper of their
+/// own; the secret appears in no output.
+#[test]
+fn credential_helpers_from_path_as_docker_runs_them() {
+    let reg = Registry::start(Some(("ci", "h3lper-pw")));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let d = rt.block_on(push(
+        &reg.host,
+        Some(("ci", "h3lper-pw")),
+        "acme/api",
+        "1.1.0",
+        "2026-01-01T00:00:00Z",
+        "1.1.0",
+    ));
+    let repo = Repo::new();
+    repo.write(
+        "environments/services.yaml",
+        &CATALOG.replace("HOST", &reg.host),
+    );
+    repo.write(
+        "environments/staging.yaml",
+        &STAGING.replace("TAG", "1.0.0"),
+    );
+    let bin = tempfile::tempdir().unwrap();
+    credential_helper(bin.path(), "kairotest", &reg.host, "ci", "h3lper-pw");
+    credential_helper(bin.path(), "other", "elsewhere.example", "x", "y");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let docker = tempfile::tempdir().unwrap();
+    let tags = |config: &str| {
+        std::fs::write(docker.path().join("config.json"), config).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kairo"))
+            .args(["--root"])
+            .arg(repo.path())
+            .args(["tags", "api", "--env", "staging", "--output", "json"])
+            .env_remove("DOCKER_AUTH_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("DOCKER_CONFIG", docker.path())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(!stdout.contains("h3lper-pw") && !stderr.contains("h3lper-pw"));
+        (out.status.code(), stdout, stderr)
+    };
+    let asked = |name: &str| {
+        std::fs::read_to_string(bin.path().join(format!("{name}.log"))).unwrap_or_default()
+    };
+
+    // `credHelpers` for this host; `credsStore` would send it to `other`, which knows nothing.
+    let (code, stdout, stderr) = tags(&format!(
+        r#"{{"credsStore": "other", "credHelpers": {{"{}": "kairotest"}}}}"#,
+        reg.host
+    ));
+    assert_eq!(code, Some(1), "a bump is due: {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["selected"]["tag"], "1.1.0");
+    assert_eq!(report["selected"]["digest"], d.as_str());
+    assert_eq!(asked("kairotest"), format!("{}\n", reg.host));
+    assert_eq!(asked("other"), "", "credHelpers wins over credsStore");
+
+    // `credsStore` alone serves every host.
+    let (code, stdout, stderr) = tags(r#"{"credsStore": "kairotest"}"#);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.contains(&d), "{stdout}");
+    assert_eq!(asked("kairotest").lines().count(), 2);
+
+    // A helper without credentials for the host: anonymous, as docker does; the registry
+    // refuses, and the error says so (exit 2, never "up to date").
+    let (code, _, stderr) = tags(r#"{"credsStore": "other"}"#);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("refused the credentials"), "{stderr}");
+    assert_eq!(asked("other"), format!("{}\n", reg.host));
 }

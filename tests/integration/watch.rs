@@ -74,6 +74,16 @@ struct Remote {
 
 impl Remote {
     fn new(web_host: &str, worker_host: &str, worker_digest: &str) -> Remote {
+        Remote::with(web_host, worker_host, worker_digest, &[])
+    }
+
+    /// As `new`, with `extra` files (path, content) in the first commit.
+    fn with(
+        web_host: &str,
+        worker_host: &str,
+        worker_digest: &str,
+        extra: &[(&str, &str)],
+    ) -> Remote {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("remote.git");
         git2::Repository::init_bare(&path).unwrap();
@@ -83,6 +93,9 @@ impl Remote {
             &catalog(web_host, worker_host),
         );
         seed.write("environments/staging.yaml", &staging(worker_digest));
+        for (file, text) in extra {
+            seed.write(file, text);
+        }
         let out = seed.kairo(&["render"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
         commit_all(seed.path(), "initial", 1_700_000_000);
@@ -134,6 +147,17 @@ impl Remote {
         })
         .unwrap();
         out
+    }
+
+    /// The message of the commit at the tip of the remote's `main`.
+    fn tip_message(&self) -> String {
+        let repo = git2::Repository::open_bare(&self.path).unwrap();
+        let commit = repo
+            .find_reference("refs/heads/main")
+            .unwrap()
+            .peel_to_commit()
+            .unwrap();
+        commit.message().unwrap().to_string()
     }
 
     fn file(&self, path: &str) -> String {
@@ -495,6 +519,21 @@ impl Drop for Daemon {
 
 impl Daemon {
     pub(crate) fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn(dir, extra, env, Stdio::null())
+    }
+
+    /// As `start`, with the daemon's log (stderr) written to `log`.
+    pub(crate) fn start_logged(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Daemon {
+        let file = std::fs::File::create(log).unwrap();
+        Daemon::spawn(dir, extra, env, Stdio::from(file))
+    }
+
+    fn spawn(dir: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Daemon {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = kairo(dir)
             .args([
@@ -509,7 +548,7 @@ impl Daemon {
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let d = Daemon { child, addr };
@@ -1000,6 +1039,108 @@ fn with_leader_election_only_the_holder_scans_and_a_follower_takes_over() {
     assert_eq!(api.holder("gitops", "kairo-watch"), None);
 }
 
+/// `--leader-elect` resolves `KUBECONFIG` as `kairo drift` and kubectl do: a file of the list
+/// that does not exist is skipped, not fatal.
+#[test]
+fn leader_election_skips_a_missing_kubeconfig_file_as_kubectl_does() {
+    let (_reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
+    let api = crate::lease_support::FakeApi::start();
+    let kube_dir = tempfile::tempdir().unwrap();
+    let real = api.kubeconfig(kube_dir.path());
+    let missing = kube_dir.path().join("gone");
+    let list = std::env::join_paths([missing.as_path(), real.as_path()]).unwrap();
+    let daemon = Daemon::start(
+        remote.clone.path(),
+        &["--leader-elect", "--lease-identity", "a"],
+        &[("KUBECONFIG", list.to_str().unwrap())],
+    );
+    wait_for("a leads", || daemon.sample("kairo_leader ") == 1.0);
+    assert_eq!(api.holder("gitops", "kairo-watch").as_deref(), Some("a"));
+    assert_eq!(daemon.terminate(), 0);
+}
+
+/// A leader whose API server stops answering (accepts, never replies) steps down once it has
+/// not renewed for a lease duration, as a follower may take over by then; SIGTERM still ends
+/// it (giving the Lease up is bounded too).
+#[test]
+fn a_leader_whose_api_server_hangs_steps_down_in_time() {
+    let (_reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
+    let api = crate::lease_support::FakeApi::start();
+    let kube_dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(kube_dir.path());
+    let daemon = Daemon::start(
+        remote.clone.path(),
+        &[
+            "--leader-elect",
+            "--lease-duration",
+            "2s",
+            "--lease-identity",
+            "a",
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    wait_for("a leads", || daemon.sample("kairo_leader ") == 1.0);
+    api.stall();
+    wait_for("a steps down", || daemon.sample("kairo_leader ") == 0.0);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+/// A `--drift-env` that names no environment is a usage error at start (exit 2, the
+/// environments listed), as `kairo drift --env` says it, not an error counted at every check.
+#[test]
+fn an_unknown_drift_env_is_refused_at_start() {
+    let (_reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
+    let api = crate::lease_support::FakeApi::start();
+    let kube_dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(kube_dir.path());
+    let child = kairo(remote.clone.path())
+        .args([
+            "watch",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--interval",
+            "1h",
+            "--author",
+            AUTHOR,
+            "--drift-interval",
+            "1h",
+            "--drift-env",
+            "staging",
+            "--drift-env",
+            "prod",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon {
+        child,
+        addr: String::new(),
+    };
+    let mut status = None;
+    wait_for("kairo exits", || {
+        status = daemon.child.try_wait().unwrap();
+        status.is_some()
+    });
+    let mut stderr = String::new();
+    daemon
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.unwrap().code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: `--drift-env`: unknown environment `prod`\n  hint: environments: `staging`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(remote.commits(), 1);
+}
+
 /// The manifests in deploy/ are valid YAML, each object has what the API server requires, and
 /// the only cluster permission is the Lease.
 #[test]
@@ -1285,7 +1426,9 @@ fn once_through_bearer_token_auth_of_a_real_registry() {
 
 /// A client that opens a connection and never finishes its request (slowloris) is cut off:
 /// headers that never end close the connection, a body that never ends is answered 408, and
-/// the daemon keeps answering everyone else throughout.
+/// the daemon keeps answering everyone else throughout. This one runs the binary with its real
+/// 10 s deadlines; the daemon's unit tests drive the same server with short ones (and the
+/// bound on connections).
 #[test]
 fn requests_that_never_finish_are_cut_off() {
     let (_reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1")]);
@@ -1321,5 +1464,178 @@ fn requests_that_never_finish_are_cut_off() {
         daemon.sample(r#"kairo_webhooks_total{result="rejected",reason="too_slow"}"#),
         1.0
     );
+    wait_for("the cut-off headers counted", || {
+        daemon.sample(r#"kairo_http_connections_closed_total{reason="header_timeout"}"#) == 1.0
+    });
     assert_eq!(http(&daemon.addr, "GET", "/healthz", &[], b"").0, 200);
+    promtool_check(&daemon.metrics());
+}
+
+/// A policy in `policies/` that refuses one release of `web`.
+const RECALL: &str = r#"package main
+
+import rego.v1
+
+deny contains msg if {
+	input.kind == "HelmRelease"
+	input.spec.values.image.tag == "1.1.0"
+	msg := sprintf("%s runs 1.1.0, which is recalled", [input.metadata.name])
+}
+"#;
+
+/// A bump that a policy denies names the rule, the policy file and the object it denied, in
+/// `watch --once`'s report (as `kairo bump` reports it) and in the daemon's log; nothing is
+/// written.
+#[test]
+fn a_policy_denial_names_the_rule_the_policy_file_and_the_object() {
+    let reg = Registry::start(None);
+    let d1 = rt().block_on(async {
+        for (tag, created) in [
+            ("1.0.0", "2026-01-01T00:00:00Z"),
+            ("1.1.0", "2026-01-02T00:00:00Z"),
+        ] {
+            push(&reg.host, None, "acme/web", tag, created, tag).await;
+        }
+        push(
+            &reg.host,
+            None,
+            "acme/worker",
+            "staging",
+            "2026-01-01T00:00:00Z",
+            "a",
+        )
+        .await
+    });
+    let remote = Remote::with(
+        &reg.host,
+        &reg.host,
+        &d1,
+        &[("policies/recall.rego", RECALL)],
+    );
+    let clone = remote.clone.path();
+    let out = once(clone);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "deny: staging: HelmRelease acme-staging/web: web runs 1.1.0, which is recalled\n  --> policies/recall.rego (rule `deny`), clusters/staging/"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("error: policies deny the bumps in `staging`; nothing was written"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("staging: not written"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(remote.commits(), 1);
+
+    let json = kairo(clone)
+        .args(["watch", "--once", "--author", AUTHOR, "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let finding = &report["environments"][0]["findings"][0];
+    assert_eq!(finding["policy"], "policies/recall.rego", "{report}");
+    assert_eq!(finding["rule"], "deny", "{report}");
+    assert_eq!(
+        finding["object"], "HelmRelease acme-staging/web",
+        "{report}"
+    );
+
+    let log = tempfile::tempdir().unwrap();
+    let log = log.path().join("daemon.log");
+    let daemon = Daemon::start_logged(clone, &["--log-format", "json"], &[], &log);
+    wait_for("the denied scan", || {
+        daemon.sample(r#"kairo_push_failures_total{environment="staging"}"#) == 1.0
+    });
+    assert_eq!(daemon.terminate(), 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let denial = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "a policy denies the bumps")
+        .unwrap_or_else(|| panic!("no denial in the log:\n{text}"));
+    let fields = &denial["fields"];
+    assert_eq!(fields["rule"], "deny", "{denial}");
+    assert_eq!(fields["policy"], "policies/recall.rego", "{denial}");
+    assert_eq!(fields["object"], "HelmRelease acme-staging/web", "{denial}");
+    assert_eq!(fields["environment"], "staging", "{denial}");
+    assert_eq!(
+        fields["reason"], "web runs 1.1.0, which is recalled",
+        "{denial}"
+    );
+    assert_eq!(remote.commits(), 1);
+}
+
+/// A digest bump (a new digest under the followed tag) names tag and digest in its commit
+/// (short in the subject, whole in the body, as `kairo bump SVC=TAG@DIGEST` writes them) and
+/// in `watch --once`'s report.
+#[test]
+fn a_digest_bump_names_tag_and_digest_in_its_commit_and_report() {
+    let (reg, remote) = watched(&[("1.0.0", "2026-01-01T00:00:00Z", "1.0.0")]);
+    let d1 = remote
+        .file("environments/staging.yaml")
+        .split("digest: \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let d2 = rt().block_on(push(
+        &reg.host,
+        None,
+        "acme/worker",
+        "staging",
+        "2026-01-02T00:00:00Z",
+        "b",
+    ));
+    assert_ne!(d1, d2);
+    let out = once(remote.clone.path());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "staging/worker {}/acme/worker: staging@{d1} -> staging@{d2}",
+            reg.host
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(remote.commits(), 2);
+    let message = remote.tip_message();
+    let (subject, body) = message.split_once("\n\n").unwrap();
+    assert_eq!(
+        subject,
+        format!("chore(staging): bump worker to staging@{}", &d2[..19])
+    );
+    assert!(
+        body.starts_with(&format!("worker staging@{d1} -> staging@{d2}\n")),
+        "{message}"
+    );
+
+    // `kairo bump` writes the same message for the same change.
+    let d3 = format!("sha256:{}", "c".repeat(64));
+    let out = kairo(remote.clone.path())
+        .args(["bump", "--env", "staging", "--push", "--author", AUTHOR])
+        .arg(format!("worker=staging@{d3}"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let message = remote.tip_message();
+    assert!(
+        message.starts_with(&format!(
+            "chore(staging): bump worker to staging@sha256:cccccccccccc\n\nworker staging@{d2} -> staging@{d3}\n"
+        )),
+        "{message}"
+    );
 }
