@@ -255,13 +255,25 @@ fn safe_relative(p: &str) -> bool {
 /// record written while an apply is in progress (old and new content are both kairo's).
 type Record = BTreeMap<String, Vec<String>>;
 
-/// Whether `clusters/<env>/` has a record that lists one hash per file (a finished render, not
-/// one interrupted halfway): what a partial render (`Rendered::partial`) keeps for the files it
-/// does not render.
-pub fn record_is_plain(base: &dyn Base, env: &str) -> bool {
+/// Whether `clusters/<env>/` is exactly as its record says kairo generated it: a record with
+/// one hash per file (not an apply interrupted halfway, whose record lists old and new), and
+/// every file it lists there with those bytes (not a first render killed before its files, nor
+/// a hand edit). Only then may a render leave files out (`Rendered::partial`): what it keeps
+/// is known to be kairo's own output.
+pub fn record_matches(base: &dyn Base, env: &str) -> bool {
     let env_dir = format!("{CLUSTERS_DIR}/{env}");
-    read_record(base, &env_dir)
-        .is_ok_and(|(record, _)| !record.is_empty() && record.values().all(|h| h.len() == 1))
+    let Ok((record, _)) = read_record(base, &env_dir) else {
+        return false;
+    };
+    !record.is_empty()
+        && record.iter().all(|(path, hashes)| match hashes.as_slice() {
+            [hash] => base
+                .read(path)
+                .ok()
+                .flatten()
+                .is_some_and(|bytes| sha256_hex(&bytes) == *hash),
+            _ => false,
+        })
 }
 
 fn read_record(base: &dyn Base, env_dir: &str) -> Result<(Record, String), ApplyError> {

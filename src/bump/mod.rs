@@ -419,12 +419,12 @@ pub fn plan(inputs: &Inputs, base: &dyn Base, intent: &Intent) -> Result<Planned
     };
     let edited_model = edited.model()?;
     tracing::debug!(elapsed = ?started.elapsed(), "edited model loaded");
-    // Only the releases the edit changed are rendered again, when the environment's last
-    // render finished (its record lists one hash per file): what the other files would be is
-    // what they were generated as. An edit that changes anything else renders it all.
+    // Only the releases the edit changed are rendered again, when the environment's files are
+    // exactly what kairo recorded generating: the others stay as they were generated. An edit
+    // that changes anything else, or any doubt about the files, renders it all.
     let releases = edited_model
         .environment(&intent.environment)
-        .filter(|_| apply::record_is_plain(base, &intent.environment))
+        .filter(|_| apply::record_matches(base, &intent.environment))
         .and_then(|new| crate::render::changed_releases(env, new));
     tracing::debug!(elapsed = ?started.elapsed(), releases = ?releases.as_ref().map(BTreeSet::len), "compared");
     let options = pipeline::Options {
@@ -571,11 +571,14 @@ pub fn run_worktree(root: &Path, intent: &Intent) -> Result<Outcome, BumpError> 
     };
     outcome.notes.extend(recovered);
     fill(&mut outcome, &planned);
-    if let (Some(Some(bytes)), Some(before)) =
-        (planned.changes.get(&planned.env_file), &planned.env_text)
-    {
-        // The file must still be what was planned against: another writer's edit in between
-        // is a conflict, not overwritten.
+    let env_edit = match (planned.changes.get(&planned.env_file), &planned.env_text) {
+        (Some(Some(bytes)), Some(before)) => Some((bytes, before)),
+        _ => None,
+    };
+    // The environment file must still be what was planned against: another writer's edit in
+    // between is a conflict, not overwritten. Checked before anything is written, and again
+    // just before it is replaced.
+    let unchanged = |before: &String| -> Result<(), BumpError> {
         let now = std::fs::read(root.join(&planned.env_file)).unwrap_or_default();
         if now != before.as_bytes() {
             return Err(apply::ApplyError::Changed {
@@ -583,12 +586,23 @@ pub fn run_worktree(root: &Path, intent: &Intent) -> Result<Outcome, BumpError> 
             }
             .into());
         }
-        apply::write_below(root, &planned.env_file, bytes)?;
+        Ok(())
+    };
+    if let Some((_, before)) = env_edit {
+        unchanged(before)?;
     }
+    // The rendered files first, the edit last: a bump that fails or is killed in between
+    // leaves the environment file as it was, so running it again redoes all of it (a bump
+    // renders only what its edit changes, so an edit already on disk would look like no
+    // change).
     if let Some(plan) = &planned.plan
         && plan.needs_apply()
     {
         plan.apply(root)?;
+    }
+    if let Some((bytes, before)) = env_edit {
+        unchanged(before)?;
+        apply::write_below(root, &planned.env_file, bytes)?;
     }
     Ok(outcome)
 }

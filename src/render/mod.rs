@@ -122,15 +122,41 @@ pub struct Templates {
 }
 
 impl Templates {
-    /// Reads `<root>/templates/*.j2`; a template not there is the embedded one.
+    /// Reads every file under `<root>/templates/` (so `{% include %}` and `{% import %}` find
+    /// the same files as in a render of a git tree); a required template not there is the
+    /// embedded one. A link is read only when it stays inside the repository.
     pub fn load(root: &Path) -> Result<Templates, RenderError> {
         let dir = root.join(TEMPLATES_DIR);
         let mut sources = BTreeMap::new();
-        for name in REQUIRED_TEMPLATES {
-            let rel = format!("{TEMPLATES_DIR}/{name}");
-            if std::fs::symlink_metadata(dir.join(name)).is_err() {
-                continue; // the embedded template
+        let walk = walkdir::WalkDir::new(&dir)
+            .min_depth(1)
+            .follow_links(false)
+            .sort_by_file_name();
+        for entry in walk {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e)
+                    if e.io_error().map(std::io::Error::kind)
+                        == Some(std::io::ErrorKind::NotFound)
+                        && e.depth() == 0 =>
+                {
+                    break;
+                }
+                Err(e) => {
+                    return Err(RenderError::Input(crate::input::InputError::Io {
+                        path: TEMPLATES_DIR.to_string(),
+                        source: e.into(),
+                    }));
+                }
+            };
+            if entry.file_type().is_dir() {
+                continue;
             }
+            let Ok(name) = entry.path().strip_prefix(&dir) else {
+                continue;
+            };
+            let name = name.to_string_lossy().replace('\\', "/");
+            let rel = format!("{TEMPLATES_DIR}/{name}");
             let bytes = crate::input::read(root, &rel)?;
             let text = String::from_utf8(bytes).map_err(|e| {
                 let (line, column, _) =
@@ -141,7 +167,7 @@ impl Templates {
                     column,
                 }
             })?;
-            sources.insert(name.to_string(), text);
+            sources.insert(name, text);
         }
         Templates::from_sources(sources)
     }
@@ -166,9 +192,10 @@ impl Templates {
                 .map_err(|e| template_error(e, None, None))?;
         }
         let release_local = jinja.templates().all(|(_, t)| {
-            t.undeclared_variables(true)
-                .iter()
-                .all(|v| release_local_variable(v))
+            reads_env_by_field_only(t.source())
+                && t.undeclared_variables(true)
+                    .iter()
+                    .all(|v| release_local_variable(v))
         });
         Ok(Templates {
             jinja,
@@ -186,6 +213,20 @@ impl Templates {
     pub fn release_local(&self) -> bool {
         self.release_local
     }
+}
+
+/// Whether every `env` in a template's text (comments and strings included) is followed by
+/// `.field` naming neither `releases` nor `addons`. minijinja's analysis alone is not enough:
+/// it does not see a name rebound to itself (`{% set env = env %}`, `with`, macro defaults)
+/// or an `include`/`import` whose name is an expression, so any other `env` means no.
+fn reads_env_by_field_only(source: &str) -> bool {
+    static ENV: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\benv\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?").expect("a valid pattern")
+    });
+    ENV.captures_iter(source).all(|c| {
+        c.get(2)
+            .is_some_and(|field| !matches!(field.as_str(), "releases" | "addons"))
+    })
 }
 
 /// One name from `undeclared_variables(true)`: `env.namespace`, `release.image.tag`, `range`.
@@ -695,6 +736,13 @@ mod tests {
             "{{ debug() }}",
             "{% macro m(e) %}{{ e.releases }}{% endmacro %}{{ m(env) }}",
             "{{ somethingelse }}",
+            // minijinja's analysis misses these; the text check does not.
+            "{% set env = env %}{{ env.releases }}",
+            "{% with env = env %}{{ env.releases }}{% endwith %}",
+            "{% macro tags(env=env) %}{{ env.releases }}{% endmacro %}{{ tags() }}",
+            "{% include ('a' if env.releases else 'b') %}",
+            "{% for e in [env] %}{{ e.addons }}{% endfor %}",
+            "{{ env . releases }}",
         ] {
             assert!(!local(template), "{template}");
         }

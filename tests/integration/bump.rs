@@ -1063,29 +1063,62 @@ fn a_template_reading_other_releases_makes_a_bump_render_them_all() {
     }
 }
 
-/// With the shipped templates a bump leaves every other release's file alone: a hand edit
-/// there is neither overwritten nor blocks the bump, and the record keeps its hash.
+/// A bump renders only what its edit changed when the environment is exactly as recorded;
+/// anything else (a hand edit, a first render killed before its files) renders all of it, so
+/// a hand edit still blocks the bump and a killed render is finished by it.
 #[test]
-fn a_bump_renders_only_the_releases_it_changed() {
+fn a_bump_renders_in_full_unless_the_environment_is_as_recorded() {
     let repo = Repo::new();
     many(&repo, 3);
     assert_eq!(repo.kairo(&["render"]).code, 0);
-    let record = "clusters/staging/.kairo-generated.sha256";
-    let before = repo.read(record);
     let other = "clusters/staging/releases/svc-002.yaml";
-    let edited = repo.read(other).replace("interval: ", "interval:  ");
-    repo.write(other, &edited);
+    let generated = repo.read(other);
+    repo.write(other, &generated.replace("interval: ", "interval:  "));
     let out = repo.kairo(&["bump", "svc-001", "1a2b3c4", "--env", "staging"]);
+    assert_ne!(
+        out.code, 0,
+        "a hand edit in the environment must block the bump"
+    );
+    assert!(out.stderr.contains("svc-002.yaml"), "{}", out.stderr);
+    repo.write(other, &generated);
+
+    // The first render of an environment, killed after its record listed the new files but
+    // before it wrote them: one hash per file, and no file.
+    let fresh = Repo::new();
+    many(&fresh, 3);
+    assert!(crate::support::kill_kairo_at(
+        fresh.path(),
+        &["render"],
+        "apply-interim"
+    ));
+    let out = fresh.kairo(&["bump", "svc-001", "1a2b3c4", "--env", "staging"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(repo.read(other), edited, "the hand edit was overwritten");
-    let after = repo.read(record);
-    let changed: Vec<(&str, &str)> = before
-        .lines()
-        .zip(after.lines())
-        .filter(|(a, b)| a != b)
-        .collect();
-    assert_eq!(changed.len(), 1, "{changed:?}");
-    assert!(changed[0].1.ends_with("  releases/svc-001.yaml"));
-    // The hand edit is still reported as one, by the next full render.
-    assert_eq!(repo.kairo(&["render", "--check"]).code, 1);
+    assert_eq!(fresh.kairo(&["render", "--check"]).code, 0);
+}
+
+/// A working-tree bump that fails while writing leaves the environment file as it was, so
+/// running it again does all of it.
+#[test]
+fn a_failed_working_tree_bump_can_be_run_again() {
+    let repo = Repo::new();
+    many(&repo, 3);
+    assert_eq!(repo.kairo(&["render"]).code, 0);
+    let env = repo.read("environments/staging.yaml");
+    let args = [
+        "bump", "svc-001", "1a2b3c4", "--env", "staging", "--author", AUTHOR,
+    ];
+    let out = crate::support::run_kairo_with_env(
+        repo.path(),
+        &args,
+        &[("KAIRO_FAILPOINT_ERROR", "apply-preflight")],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(repo.read("environments/staging.yaml"), env);
+    let out = repo.kairo(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("changed clusters/staging/releases/svc-001.yaml")
+    );
+    assert_eq!(repo.kairo(&["render", "--check"]).code, 0);
 }

@@ -788,3 +788,45 @@ fn a_stamp_is_never_recorded_for_what_it_cannot_prove() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(repo.read("environments/staging.yaml"), STAGING);
 }
+
+/// Every file under `templates/` is loaded, so an imported macro library works in a render of
+/// the working tree exactly as in a commit's (`bump --commit`).
+#[test]
+fn a_template_can_import_a_macro_file_from_templates() {
+    let repo = Repo::with_staging();
+    let source = repo.read("templates/helmrelease.yaml.j2");
+    repo.write(
+        "templates/lib/labels.j2",
+        "{% macro team() %}example.com/team: platform{% endmacro %}\n",
+    );
+    repo.write(
+        "templates/helmrelease.yaml.j2",
+        &format!(
+            "{{% import \"lib/labels.j2\" as labels %}}\n{}",
+            source.replacen(
+                "  labels:\n",
+                "  annotations:\n    {{ labels.team() }}\n  labels:\n",
+                1
+            )
+        ),
+    );
+    let out = repo.kairo(&["render"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        repo.read("clusters/staging/releases/web.yaml")
+            .contains("    example.com/team: platform\n")
+    );
+    crate::support::commit_all(repo.path(), "import", 0);
+    let out = repo.kairo(&[
+        "bump",
+        "web",
+        "1a2b3c4",
+        "--env",
+        "staging",
+        "--commit",
+        "--author",
+        "a <a@kairo.invalid>",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(repo.kairo(&["render", "--check"]).code, 0);
+}
