@@ -182,6 +182,9 @@ pub struct PublishArgs {
     /// `2m`, `30s`, `0s` for a single attempt.
     #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retry_timeout: std::time::Duration,
+    /// How long one `git fetch` or `git push` may run before it is stopped (`0s`: no limit).
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub git_timeout: std::time::Duration,
     /// Also give up after this many push attempts.
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
@@ -263,6 +266,9 @@ pub struct WatchArgs {
     /// How long one environment's push keeps retrying rejections.
     #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retry_timeout: std::time::Duration,
+    /// How long one `git fetch` or `git push` may run before it is stopped (`0s`: no limit).
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub git_timeout: std::time::Duration,
     /// Do not evaluate policies/ on the bumped environments.
     #[arg(long)]
     pub no_check: bool,

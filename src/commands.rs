@@ -557,6 +557,7 @@ fn writer(root: &Path, args: &PublishArgs) -> std::result::Result<Writer, WriteE
         home.as_deref(),
         credentials,
     )
+    .map(|w| w.with_network_timeout(args.git_timeout))
 }
 
 /// `kairo watch`: what it needs from the environment, read here, then `watch::command`.
@@ -571,7 +572,8 @@ fn watch_command(root: &Path, args: &crate::cli::WatchArgs) -> Outcome {
     };
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let writer = identity(args.author.as_deref())
-        .and_then(|id| Writer::open(root, id, args.sign, home.as_deref(), credentials));
+        .and_then(|id| Writer::open(root, id, args.sign, home.as_deref(), credentials))
+        .map(|w| w.with_network_timeout(args.git_timeout));
     let nonempty = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let env = crate::watch::command::Env {
         writer,

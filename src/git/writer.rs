@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::{GitError, TreeFiles};
 use crate::failpoint;
@@ -265,7 +266,14 @@ pub struct Writer {
     identity: Identity,
     signing: Signing,
     credentials: Credentials,
+    /// How long one `git fetch` or `git push` may run before it is stopped.
+    network_timeout: Duration,
 }
+
+/// [`Writer::with_network_timeout`]'s default: generous for a slow link, but a remote that
+/// accepts a connection and never answers cannot hold a run (or the daemon's one writer
+/// thread) forever.
+pub const DEFAULT_NETWORK_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Writer {
     /// Opens the repository holding `root`. Without `identity`, git config's `user.name` and
@@ -314,7 +322,14 @@ impl Writer {
             identity,
             signing,
             credentials,
+            network_timeout: DEFAULT_NETWORK_TIMEOUT,
         })
+    }
+
+    /// Sets how long one `git fetch` or `git push` may run (`Duration::ZERO`: no limit).
+    pub fn with_network_timeout(mut self, timeout: Duration) -> Writer {
+        self.network_timeout = timeout;
+        self
     }
 
     /// Completes a fast-forward a killed run left in its journal, for commands that write the
@@ -342,6 +357,7 @@ impl Writer {
             },
             signing: Signing::None,
             credentials: Credentials::default(),
+            network_timeout: DEFAULT_NETWORK_TIMEOUT,
         }
         .recover()
     }
@@ -398,7 +414,7 @@ impl Writer {
             remote,
             &format!("+refs/heads/{branch}:{tracking}"),
         ];
-        let mut out = self.git(&args, None)?;
+        let mut out = self.git_network(&args, None)?;
         // A `git` left running by a killed kairo (its push updating the same tracking ref) can
         // hold the local ref lock for a moment: wait for it rather than fail.
         for wait in 1..=20u64 {
@@ -407,7 +423,7 @@ impl Writer {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50 * wait));
-            out = self.git(&args, None)?;
+            out = self.git_network(&args, None)?;
         }
         if !out.status.success() {
             let text = redact(String::from_utf8_lossy(&out.stderr).trim());
@@ -484,7 +500,7 @@ impl Writer {
         commit: git2::Oid,
         branch: &str,
     ) -> Result<Pushed, WriteError> {
-        let out = self.git(
+        let out = self.git_network(
             &[
                 "push",
                 "--porcelain",
@@ -756,26 +772,70 @@ impl Writer {
         Ok(Some(note))
     }
 
-    /// Runs `git` in the working directory, without a terminal prompt; `failpoint` names a
-    /// point hit while the child runs (a kill there leaves the child to finish on its own).
-    fn git(
+    /// Runs a `git` command that talks to a remote, in the working directory, without a
+    /// terminal prompt; `failpoint` names a point hit while the child runs (a kill there leaves
+    /// the child to finish on its own). It runs in its own process group, and the group is
+    /// killed when it runs longer than the network timeout (a remote that accepts connections
+    /// and never answers). A push stopped that way may or may not have landed; the next
+    /// attempt's fetch tells.
+    fn git_network(
         &self,
         args: &[&str],
         failpoint: Option<&str>,
     ) -> Result<std::process::Output, WriteError> {
-        let child = self
+        use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        use wait_timeout::ChildExt;
+        let mut child = self
             .command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map_err(|e| WriteError::Command(format!("cannot run git: {e}")))?;
         if let Some(point) = failpoint {
             failpoint::hit(point);
         }
-        child
-            .wait_with_output()
-            .map_err(|e| WriteError::Command(format!("git: {e}")))
+        // Both pipes are drained while waiting, so a chatty git never blocks on a full pipe.
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let failed = |e: std::io::Error| WriteError::Command(format!("git: {e}"));
+        let status = if self.network_timeout.is_zero() {
+            child.wait().map_err(failed)?
+        } else {
+            match child.wait_timeout(self.network_timeout).map_err(failed)? {
+                Some(status) => status,
+                None => {
+                    // The whole group: `git` and the transport helpers it started.
+                    let group = child.id() as libc::pid_t;
+                    // SAFETY: `kill` has no memory-safety preconditions; the group is the
+                    // child's own (`process_group(0)`), which has not been reaped yet.
+                    unsafe { libc::kill(-group, libc::SIGKILL) };
+                    let _ = child.wait();
+                    return Err(WriteError::Command(format!(
+                        "`git {}` did not finish within {}; the remote accepted the connection but did not answer in time (raise the limit with `--git-timeout`)",
+                        args.first().copied().unwrap_or_default(),
+                        humantime::format_duration(self.network_timeout)
+                    )));
+                }
+            }
+        };
+        let join = |h: std::thread::JoinHandle<Vec<u8>>| h.join().unwrap_or_default();
+        Ok(std::process::Output {
+            status,
+            stdout: join(stdout),
+            stderr: join(stderr),
+        })
     }
 
     fn git_stdin(&self, args: &[&str], input: &[u8]) -> Result<std::process::Output, WriteError> {

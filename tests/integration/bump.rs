@@ -1122,3 +1122,46 @@ fn a_failed_working_tree_bump_can_be_run_again() {
     );
     assert_eq!(repo.kairo(&["render", "--check"]).code, 0);
 }
+
+/// A remote that accepts the connection and never answers stops the push at `--git-timeout`,
+/// with an error saying so, instead of holding kairo forever; nothing local changes.
+#[test]
+fn a_remote_that_never_answers_is_stopped_at_the_git_timeout() {
+    let remote = Remote::new(2);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts every connection and holds it open without a byte in reply.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let clone = remote.clone();
+    let git = git2::Repository::open(clone.path()).unwrap();
+    git.remote_set_url("origin", &format!("http://127.0.0.1:{port}/remote.git"))
+        .unwrap();
+    let head = git.head().unwrap().target().unwrap();
+    let env_file = clone.path().join("environments/staging.yaml");
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    let out = bump(
+        clone.path(),
+        &[
+            "svc-001",
+            "h1",
+            "--env",
+            "staging",
+            "--push",
+            "--git-timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did not finish within 1s"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(git.head().unwrap().target().unwrap(), head);
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), env);
+}
