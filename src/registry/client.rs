@@ -423,17 +423,30 @@ impl Client {
         })
     }
 
-    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
-        let mut cache = self
+    /// Docker's credentials for `registry`, found once. A credential helper runs as an
+    /// async child process: while it runs, the lock is not held and the thread is free.
+    async fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
+        let cached = self
             .inner
             .credentials
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = cache.get(registry) {
-            return Ok(c.clone());
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(registry)
+            .cloned();
+        if let Some(c) = cached {
+            return Ok(c);
         }
-        let found = self.inner.config.docker_config.credentials_for(registry)?;
-        cache.insert(registry.to_string(), found.clone());
+        let found = self
+            .inner
+            .config
+            .docker_config
+            .credentials_for(registry)
+            .await?;
+        self.inner
+            .credentials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(registry.to_string(), found.clone());
         Ok(found)
     }
 
@@ -502,7 +515,7 @@ impl Client {
                     Some(Challenge::Bearer { params }) => {
                         Some(self.fetch_token(image, &params, &scope, what).await?)
                     }
-                    Some(Challenge::Basic) => match self.credentials(registry)? {
+                    Some(Challenge::Basic) => match self.credentials(registry).await? {
                         Some(Credentials::Basic { username, password }) => {
                             let raw = format!("{username}:{password}");
                             let value = format!(
@@ -642,7 +655,7 @@ impl Client {
             query.push(("service", service));
         }
         query.push(("scope", scope));
-        let credentials = self.credentials(registry)?;
+        let credentials = self.credentials(registry).await?;
         let request = match &credentials {
             Some(Credentials::IdentityToken { token }) => {
                 let mut form = query.clone();
