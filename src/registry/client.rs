@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::credentials::{Credentials, DockerConfig};
 use super::limit::Limiter;
 pub use super::limit::Rate;
-use super::name::{ImageName, host_only};
+use super::name::ImageName;
 use super::{RegistryError, TokenProblem};
 
 /// Manifest media types kairo accepts, so the digest is the one docker would pull.
@@ -645,10 +645,12 @@ impl Client {
         let realm = params
             .get("realm")
             .ok_or_else(|| invalid("the Bearer challenge has no realm"))?;
-        if !(realm.starts_with("https://")
-            || (realm.starts_with("http://") && (image.is_loopback() || realm_is_loopback(realm))))
-        {
-            return Err(invalid("the token realm is not an HTTPS URL"));
+        // Credentials go to the realm: plain HTTP only when the realm itself is on this
+        // machine, whatever host the registry is on.
+        if !realm_allowed(realm) {
+            return Err(invalid(
+                "the token realm is not an HTTPS URL (plain HTTP is allowed only for a loopback realm)",
+            ));
         }
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(service) = params.get("service") {
@@ -760,14 +762,24 @@ impl Client {
     }
 }
 
-fn realm_is_loopback(realm: &str) -> bool {
-    let host = realm
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or("");
-    let host = host_only(host);
-    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+/// A token realm credentials may be sent to: `https://`, or `http://` on a loopback host
+/// (parsed as a URL: `http://127.0.0.1@example.com/` is `example.com`).
+fn realm_allowed(realm: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(realm) else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => url.host_str().is_some_and(|host| {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
+    }
 }
 
 impl Rate {
@@ -796,6 +808,28 @@ mod tests {
         assert_eq!(params["service"], "registry.docker.io");
         assert_eq!(params["scope"], "repository:library/nginx:pull");
         assert_eq!(parse_challenge("Negotiate abc"), None);
+    }
+
+    #[test]
+    fn plain_http_realms_only_on_loopback() {
+        for ok in [
+            "https://auth.example.com/token",
+            "http://127.0.0.1:5000/token",
+            "http://localhost/token",
+            "http://[::1]:8080/token",
+        ] {
+            assert!(realm_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "http://auth.example.com/token",
+            "http://127.0.0.1@auth.example.com/token",
+            "http://localhost.example.com/token",
+            "http://10.0.0.1/token",
+            "ftp://127.0.0.1/token",
+            "not a url",
+        ] {
+            assert!(!realm_allowed(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -940,3 +940,41 @@ async fn a_hanging_credential_helper_blocks_only_its_registry() {
     assert!(text.contains("docker-credential-hangs"), "{text}");
     assert!(text.contains("did not answer within 200ms"), "{text}");
 }
+
+/// A registry on loopback naming a plain-HTTP token realm on another host: the Basic
+/// credentials are not sent there (nothing is), and the error says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_realm_off_loopback_gets_no_credentials() {
+    // The realm is a loopback server reached through a name that is not loopback: were kairo
+    // to go there, `kairo-realm.invalid` would fail to resolve, a different error.
+    let reg = Scripted::start(|_| {
+        Answer::Full(
+            401,
+            vec![(
+                "www-authenticate".into(),
+                r#"Bearer realm="http://127.0.0.1@kairo-realm.invalid/token",service="x""#.into(),
+            )],
+            br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
+        )
+    });
+    let cfg = DockerConfig::parse(
+        &format!(
+            r#"{{"auths": {{"{}": {{"username": "bot", "password": "pw-cleartext"}}}}}}"#,
+            reg.host()
+        ),
+        "config.json".into(),
+    )
+    .unwrap();
+    let c = Client::new(ClientConfig {
+        docker_config: cfg,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let err = c
+        .list_tags(&image(&reg.host(), "acme/app"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Invalid { .. }), "{err:?}");
+    assert!(err.to_string().contains("not an HTTPS URL"), "{err}");
+    assert_eq!(reg.requests().len(), 1, "only the challenge");
+}
