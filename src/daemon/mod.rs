@@ -1226,6 +1226,24 @@ async fn webhook_handler(
                 .to_string(),
         );
     }
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than {} bytes; a push event is a few kilobytes\n",
+                webhook::MAX_BODY
+            ),
+        )
+    };
+    // A declared length over the bound is answered at once, not after waiting for the body.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > webhook::MAX_BODY as u64) {
+        count("rejected", "too_large");
+        return too_large();
+    }
     let deadline = s.http.body_timeout;
     let Ok(body) = tokio::time::timeout(deadline, webhook::read_body(body)).await else {
         count("rejected", "too_slow");
@@ -1241,13 +1259,7 @@ async fn webhook_handler(
         Ok(b) => b,
         Err(webhook::BodyError::TooLarge) => {
             count("rejected", "too_large");
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the body is larger than {} bytes; a push event is a few kilobytes\n",
-                    webhook::MAX_BODY
-                ),
-            );
+            return too_large();
         }
         Err(webhook::BodyError::Broken) => {
             count("rejected", "malformed");
@@ -1513,6 +1525,31 @@ mod tests {
         );
         assert_eq!(server.webhooks("rejected", "too_slow"), 1);
         assert_eq!(server.closed("header_timeout"), 0);
+    }
+
+    /// A declared `Content-Length` over the bound is answered 413 at once: the body (never
+    /// sent here) is not waited for, so no 408.
+    #[tokio::test]
+    async fn a_webhook_declaring_a_body_over_the_bound_is_answered_413_at_once() {
+        let server = Server::start(HttpLimits {
+            max_connections: 16,
+            header_timeout: LONG,
+            body_timeout: LONG,
+        })
+        .await;
+        let big = server
+            .open(
+                format!(
+                    "POST /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{{",
+                    webhook::MAX_BODY + 1
+                )
+                .as_bytes(),
+            )
+            .await;
+        let text = until_closed(big).await;
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        assert_eq!(server.webhooks("rejected", "too_large"), 1);
+        assert_eq!(server.webhooks("rejected", "too_slow"), 0);
     }
 
     /// Over the bound on open connections, a new connection is closed as it is accepted and

@@ -606,6 +606,9 @@ fn kairo_tags_explains_the_choice() {
         "{}",
         out.stderr
     );
+    // Nothing was listed: stdout does not say "0 listed".
+    assert!(out.stdout.contains("image:"), "{}", out.stdout);
+    assert!(!out.stdout.contains("tags:"), "{}", out.stdout);
 }
 
 #[test]
