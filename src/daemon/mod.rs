@@ -380,6 +380,7 @@ fn attempt(
         &p.specs,
         settings,
         once,
+        p.attempts - 1,
         &mut |_| {},
     );
     if let Err(crate::bump::BumpError::Denied(findings)) = &written.result {
