@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::credentials::{Credentials, DockerConfig};
 use super::limit::Limiter;
+use super::limit::MAX_PAUSE;
 pub use super::limit::Rate;
 use super::name::ImageName;
 use super::{RegistryError, TokenProblem};
@@ -168,8 +169,12 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// `Retry-After`: seconds or an HTTP date.
+/// `Retry-After`: seconds or an HTTP date, at most `MAX_PAUSE`.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_uncapped(headers).map(|d| d.min(MAX_PAUSE))
+}
+
+fn retry_after_uncapped(headers: &HeaderMap) -> Option<Duration> {
     let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
@@ -194,7 +199,7 @@ fn exhausted_window(headers: &HeaderMap) -> Option<Duration> {
     let window = parts
         .find_map(|p| p.trim().strip_prefix("w=").and_then(|w| w.parse().ok()))
         .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
-    Some(window)
+    Some(window.min(MAX_PAUSE))
 }
 
 impl Client {
@@ -849,8 +854,18 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("ratelimit-remaining", "0;w=600".parse().unwrap());
+        assert_eq!(exhausted_window(&h), Some(Duration::from_secs(600)));
+        // Longer asks are capped: one pause is at most 15 minutes.
         h.insert("ratelimit-remaining", "0;w=21600".parse().unwrap());
-        assert_eq!(exhausted_window(&h), Some(Duration::from_secs(21600)));
+        assert_eq!(exhausted_window(&h), Some(MAX_PAUSE));
+        h.insert("retry-after", "99999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_PAUSE));
+        h.insert(
+            "retry-after",
+            "Fri, 01 Jan 2100 00:00:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(MAX_PAUSE));
         h.insert("ratelimit-remaining", "76;w=21600".parse().unwrap());
         assert_eq!(exhausted_window(&h), None);
     }
