@@ -237,7 +237,7 @@ fn text(r: &Report) -> String {
         let _ = writeln!(out, "selected: {}@{} ({verdict})", s.tag, s.digest);
     }
     // A listing that failed counted nothing: no "0 listed" beside the error.
-    let listed = !r.error.as_ref().is_some_and(|e| e.kind == "registry");
+    let listed = r.error.as_ref().is_none_or(|e| e.kind != "registry");
     if listed {
         let _ = writeln!(out, "tags:     {} listed", r.tags_seen);
     }
