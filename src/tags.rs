@@ -236,7 +236,11 @@ fn text(r: &Report) -> String {
         let verdict = if r.bump_due { "bump due" } else { "up to date" };
         let _ = writeln!(out, "selected: {}@{} ({verdict})", s.tag, s.digest);
     }
-    let _ = writeln!(out, "tags:     {} listed", r.tags_seen);
+    // A listing that failed counted nothing: no "0 listed" beside the error.
+    let listed = r.error.as_ref().is_none_or(|e| e.kind != "registry");
+    if listed {
+        let _ = writeln!(out, "tags:     {} listed", r.tags_seen);
+    }
     let Some(e) = r.explanation else { return out };
     if !e.ordered.is_empty() {
         let _ = writeln!(out, "ordered (best first):");

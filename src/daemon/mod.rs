@@ -380,6 +380,7 @@ fn attempt(
         &p.specs,
         settings,
         once,
+        p.attempts - 1,
         &mut |_| {},
     );
     if let Err(crate::bump::BumpError::Denied(findings)) = &written.result {
@@ -1226,6 +1227,24 @@ async fn webhook_handler(
                 .to_string(),
         );
     }
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than {} bytes; a push event is a few kilobytes\n",
+                webhook::MAX_BODY
+            ),
+        )
+    };
+    // A declared length over the bound is answered at once, not after waiting for the body.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > webhook::MAX_BODY as u64) {
+        count("rejected", "too_large");
+        return too_large();
+    }
     let deadline = s.http.body_timeout;
     let Ok(body) = tokio::time::timeout(deadline, webhook::read_body(body)).await else {
         count("rejected", "too_slow");
@@ -1241,13 +1260,7 @@ async fn webhook_handler(
         Ok(b) => b,
         Err(webhook::BodyError::TooLarge) => {
             count("rejected", "too_large");
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the body is larger than {} bytes; a push event is a few kilobytes\n",
-                    webhook::MAX_BODY
-                ),
-            );
+            return too_large();
         }
         Err(webhook::BodyError::Broken) => {
             count("rejected", "malformed");
@@ -1269,7 +1282,11 @@ async fn webhook_handler(
         Ok(i) => i,
         Err(e) => {
             count("rejected", "malformed");
-            return (StatusCode::BAD_REQUEST, format!("{e}\n"));
+            // The message quotes the payload: escaped, never echoed raw.
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{}\n", webhook::escape_echoed(&e)),
+            );
         }
     };
     if !s.leader.load(Ordering::SeqCst) {
@@ -1289,7 +1306,10 @@ async fn webhook_handler(
     };
     if images.is_empty() {
         count("ignored", "unwatched");
-        let names: Vec<String> = unwatched.iter().map(ToString::to_string).collect();
+        let names: Vec<String> = unwatched
+            .iter()
+            .map(|i| webhook::escape_echoed(&i.to_string()))
+            .collect();
         return (
             StatusCode::ACCEPTED,
             format!(
@@ -1298,7 +1318,11 @@ async fn webhook_handler(
             ),
         );
     }
-    let names: Vec<String> = images.iter().map(ToString::to_string).collect();
+    // Named by the request (the watched set may not be read yet): escaped.
+    let names: Vec<String> = images
+        .iter()
+        .map(|i| webhook::escape_echoed(&i.to_string()))
+        .collect();
     if s.events.send(Event::Webhook(images)).await.is_err() {
         count("rejected", "shutting_down");
         return (
@@ -1513,6 +1537,59 @@ mod tests {
         );
         assert_eq!(server.webhooks("rejected", "too_slow"), 1);
         assert_eq!(server.closed("header_timeout"), 0);
+    }
+
+    /// A declared `Content-Length` over the bound is answered 413 at once: the body (never
+    /// sent here) is not waited for, so no 408.
+    #[tokio::test]
+    async fn a_webhook_declaring_a_body_over_the_bound_is_answered_413_at_once() {
+        let server = Server::start(HttpLimits {
+            max_connections: 16,
+            header_timeout: LONG,
+            body_timeout: LONG,
+        })
+        .await;
+        let big = server
+            .open(
+                format!(
+                    "POST /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{{",
+                    webhook::MAX_BODY + 1
+                )
+                .as_bytes(),
+            )
+            .await;
+        let text = until_closed(big).await;
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        assert_eq!(server.webhooks("rejected", "too_large"), 1);
+        assert_eq!(server.webhooks("rejected", "too_slow"), 0);
+    }
+
+    /// Values a webhook names are echoed escaped: no NUL or bidi override reaches the reply,
+    /// in a 400 (an invalid reference) or in a 202 (a host the parser accepts).
+    #[tokio::test]
+    async fn webhook_replies_escape_control_and_bidi_characters() {
+        let server = Server::start(HttpLimits {
+            max_connections: 16,
+            header_timeout: LONG,
+            body_timeout: LONG,
+        })
+        .await;
+        for (body, status) in [
+            (r#"{"image": "ev\u0000il\u202e@x"}"#, "400"),
+            (r#"{"image": "ev\u0000il\u202e.example/acme/api"}"#, "202"),
+        ] {
+            let request = format!(
+                "POST /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let text = until_closed(server.open(request.as_bytes()).await).await;
+            assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");
+            assert!(
+                !text.contains('\0') && !text.contains('\u{202e}'),
+                "{text:?}"
+            );
+            assert!(text.contains(r"ev\0il\u{202e}"), "{text}");
+        }
     }
 
     /// Over the bound on open connections, a new connection is closed as it is accepted and

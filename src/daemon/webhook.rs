@@ -128,6 +128,25 @@ impl Auth {
     }
 }
 
+/// A value from a request, made safe to echo in a reply (or a terminal): control characters
+/// (NUL, ESC, newlines) and bidirectional-text controls (U+202E...) are written as Rust's
+/// `{:?}` writes them (`\0`, `\u{202e}`); everything else is kept as is.
+pub fn escape_echoed(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        let bidi = matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        );
+        if c.is_control() || bidi {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Strips `:tag` and `@digest` from a reference such as `ghcr.io/acme/api:1.2.3`.
 fn repository_of(reference: &str) -> &str {
     let no_digest = reference.split('@').next().unwrap_or(reference);

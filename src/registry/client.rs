@@ -13,8 +13,9 @@ use tokio::time::Instant;
 
 use super::credentials::{Credentials, DockerConfig};
 use super::limit::Limiter;
+use super::limit::MAX_PAUSE;
 pub use super::limit::Rate;
-use super::name::{ImageName, host_only};
+use super::name::ImageName;
 use super::{RegistryError, TokenProblem};
 
 /// Manifest media types kairo accepts, so the digest is the one docker would pull.
@@ -168,8 +169,12 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// `Retry-After`: seconds or an HTTP date.
+/// `Retry-After`: seconds or an HTTP date, at most `MAX_PAUSE`.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_uncapped(headers).map(|d| d.min(MAX_PAUSE))
+}
+
+fn retry_after_uncapped(headers: &HeaderMap) -> Option<Duration> {
     let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
@@ -194,7 +199,7 @@ fn exhausted_window(headers: &HeaderMap) -> Option<Duration> {
     let window = parts
         .find_map(|p| p.trim().strip_prefix("w=").and_then(|w| w.parse().ok()))
         .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
-    Some(window)
+    Some(window.min(MAX_PAUSE))
 }
 
 impl Client {
@@ -423,17 +428,30 @@ impl Client {
         })
     }
 
-    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
-        let mut cache = self
+    /// Docker's credentials for `registry`, found once. A credential helper runs as an
+    /// async child process: while it runs, the lock is not held and the thread is free.
+    async fn credentials(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
+        let cached = self
             .inner
             .credentials
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = cache.get(registry) {
-            return Ok(c.clone());
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(registry)
+            .cloned();
+        if let Some(c) = cached {
+            return Ok(c);
         }
-        let found = self.inner.config.docker_config.credentials_for(registry)?;
-        cache.insert(registry.to_string(), found.clone());
+        let found = self
+            .inner
+            .config
+            .docker_config
+            .credentials_for(registry)
+            .await?;
+        self.inner
+            .credentials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(registry.to_string(), found.clone());
         Ok(found)
     }
 
@@ -502,7 +520,7 @@ impl Client {
                     Some(Challenge::Bearer { params }) => {
                         Some(self.fetch_token(image, &params, &scope, what).await?)
                     }
-                    Some(Challenge::Basic) => match self.credentials(registry)? {
+                    Some(Challenge::Basic) => match self.credentials(registry).await? {
                         Some(Credentials::Basic { username, password }) => {
                             let raw = format!("{username}:{password}");
                             let value = format!(
@@ -632,17 +650,19 @@ impl Client {
         let realm = params
             .get("realm")
             .ok_or_else(|| invalid("the Bearer challenge has no realm"))?;
-        if !(realm.starts_with("https://")
-            || (realm.starts_with("http://") && (image.is_loopback() || realm_is_loopback(realm))))
-        {
-            return Err(invalid("the token realm is not an HTTPS URL"));
+        // Credentials go to the realm: plain HTTP only when the realm itself is on this
+        // machine, whatever host the registry is on.
+        if !realm_allowed(realm) {
+            return Err(invalid(
+                "the token realm is not an HTTPS URL (plain HTTP is allowed only for a loopback realm)",
+            ));
         }
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(service) = params.get("service") {
             query.push(("service", service));
         }
         query.push(("scope", scope));
-        let credentials = self.credentials(registry)?;
+        let credentials = self.credentials(registry).await?;
         let request = match &credentials {
             Some(Credentials::IdentityToken { token }) => {
                 let mut form = query.clone();
@@ -747,14 +767,24 @@ impl Client {
     }
 }
 
-fn realm_is_loopback(realm: &str) -> bool {
-    let host = realm
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or("");
-    let host = host_only(host);
-    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+/// A token realm credentials may be sent to: `https://`, or `http://` on a loopback host
+/// (parsed as a URL: `http://127.0.0.1@example.com/` is `example.com`).
+fn realm_allowed(realm: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(realm) else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => url.host_str().is_some_and(|host| {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
+    }
 }
 
 impl Rate {
@@ -786,6 +816,28 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_realms_only_on_loopback() {
+        for ok in [
+            "https://auth.example.com/token",
+            "http://127.0.0.1:5000/token",
+            "http://localhost/token",
+            "http://[::1]:8080/token",
+        ] {
+            assert!(realm_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "http://auth.example.com/token",
+            "http://127.0.0.1@auth.example.com/token",
+            "http://localhost.example.com/token",
+            "http://10.0.0.1/token",
+            "ftp://127.0.0.1/token",
+            "not a url",
+        ] {
+            assert!(!realm_allowed(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn links_and_limits() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -802,8 +854,18 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("ratelimit-remaining", "0;w=600".parse().unwrap());
+        assert_eq!(exhausted_window(&h), Some(Duration::from_secs(600)));
+        // Longer asks are capped: one pause is at most 15 minutes.
         h.insert("ratelimit-remaining", "0;w=21600".parse().unwrap());
-        assert_eq!(exhausted_window(&h), Some(Duration::from_secs(21600)));
+        assert_eq!(exhausted_window(&h), Some(MAX_PAUSE));
+        h.insert("retry-after", "99999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_PAUSE));
+        h.insert(
+            "retry-after",
+            "Fri, 01 Jan 2100 00:00:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(MAX_PAUSE));
         h.insert("ratelimit-remaining", "76;w=21600".parse().unwrap());
         assert_eq!(exhausted_window(&h), None);
     }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The longest pause a registry can ask for (Docker Hub's pull window is six hours).
-pub const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
+/// The longest one pause, whatever `Retry-After` or `ratelimit-remaining`'s window ask
+/// (Docker Hub's pull window is six hours): a misconfigured or hostile registry must not
+/// silence itself for hours. Still exhausted after it, the next lookup is paused again.
+pub const MAX_PAUSE: Duration = Duration::from_secs(15 * 60);
 
 /// A sustained request rate and a burst.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,7 +106,7 @@ impl Limiter {
             last: now,
             paused_until: None,
         });
-        // A registry's `Retry-After` is untrusted: a day at most, and never an overflow.
+        // A registry's `Retry-After` is untrusted: 15 minutes at most, never an overflow.
         let d = d.min(MAX_PAUSE);
         let until = now.checked_add(d).unwrap_or(now);
         b.paused_until = Some(b.paused_until.map_or(until, |u| u.max(until)));
@@ -132,5 +134,8 @@ mod tests {
         assert!(limiter.acquire("other").await.is_ok());
         tokio::time::advance(Duration::from_secs(31)).await;
         assert!(limiter.acquire("r").await.is_ok());
+        // A pause of hours is cut to `MAX_PAUSE`.
+        limiter.pause("r", Duration::from_secs(99_999));
+        assert_eq!(limiter.acquire("r").await, Err(MAX_PAUSE));
     }
 }

@@ -78,7 +78,8 @@ pub enum RegistryError {
         what: String,
         problem: TokenProblem,
     },
-    #[error("cannot read registry credentials")]
+    /// Transparent: the credentials error names the config file or the helper and why.
+    #[error(transparent)]
     Credentials(#[from] CredentialsError),
 }
 

@@ -318,6 +318,7 @@ pub fn write(
                 specs,
                 settings,
                 settings.retry,
+                0,
                 sleep,
             )
         })
@@ -326,7 +327,9 @@ pub fn write(
 
 /// One environment's bumps in one commit, pushed with `retry` deciding about rejections.
 /// The daemon passes a single attempt and requeues a rejected one itself, so its writer thread
-/// never sleeps on a retry.
+/// never sleeps on a retry; `earlier_attempts` are the attempts it made before this call, so
+/// the log counts them all.
+#[allow(clippy::too_many_arguments)]
 pub fn write_env(
     root: &Path,
     writer: &Writer,
@@ -334,6 +337,7 @@ pub fn write_env(
     specs: &[ImageSpec],
     settings: &WriteSettings,
     retry: RetryPolicy,
+    earlier_attempts: u32,
     sleep: &mut dyn FnMut(Duration),
 ) -> Written {
     let intent = Intent {
@@ -364,13 +368,13 @@ pub fn write_env(
             bumps = specs.len(),
             commit = o.commit.as_deref().unwrap_or("-"),
             changed = o.changed,
-            attempts = o.attempts,
+            attempts = earlier_attempts + o.attempts,
             elapsed_ms,
             "bumps written"
         ),
         // A lost race is normal and is retried (by the caller's policy): a warning, not an error.
         Err(e) if retryable(e) => {
-            tracing::warn!(environment, bumps = specs.len(), elapsed_ms, error = %e, "bumps not written yet")
+            tracing::warn!(environment, bumps = specs.len(), attempts = earlier_attempts + retries + 1, elapsed_ms, error = %e, "bumps not written yet")
         }
         Err(e) => {
             tracing::error!(environment, bumps = specs.len(), elapsed_ms, error = %e, "bumps not written")

@@ -606,6 +606,9 @@ fn kairo_tags_explains_the_choice() {
         "{}",
         out.stderr
     );
+    // Nothing was listed: stdout does not say "0 listed".
+    assert!(out.stdout.contains("image:"), "{}", out.stdout);
+    assert!(!out.stdout.contains("tags:"), "{}", out.stdout);
 }
 
 #[test]
@@ -852,4 +855,129 @@ fn credential_helpers_from_path_as_docker_runs_them() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("refused the credentials"), "{stderr}");
     assert_eq!(asked("other"), format!("{}\n", reg.host));
+}
+
+/// A credential helper that never answers costs its own registry a `credentials` error after
+/// the deadline, and nothing else: on the daemon's single-thread runtime, another registry's
+/// lookup completes while the helper still runs.
+#[tokio::test(flavor = "current_thread")]
+async fn a_hanging_credential_helper_blocks_only_its_registry() {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::AsyncReadExt;
+
+    let guarded = Scripted::start(|req| {
+        if req.header("authorization").is_some() {
+            return json(200, r#"{"tags": ["1.0.0"]}"#);
+        }
+        Answer::Full(
+            401,
+            vec![("www-authenticate".into(), r#"Basic realm="kairo""#.into())],
+            br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
+        )
+    });
+    let open = Scripted::start(|_| json(200, r#"{"tags": ["2.0.0"]}"#));
+    let bin = tempfile::tempdir().unwrap();
+    let started = bin.path().join("started");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&started)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // It says it has started (through the FIFO the test reads), then hangs for good.
+    let helper = bin.path().join("docker-credential-hangs");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread -r host\necho started > '{}'\nexec tail -f /dev/null\n",
+            started.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let client = |timeout: Duration| {
+        let cfg = DockerConfig::parse(
+            &format!(r#"{{"credHelpers": {{"{}": "hangs"}}}}"#, guarded.host()),
+            "config.json".into(),
+        )
+        .unwrap()
+        .with_helper_timeout(timeout)
+        .with_helper_path(format!("{}:/usr/bin:/bin", bin.path().display()));
+        Client::new(ClientConfig {
+            docker_config: cfg,
+            ..ClientConfig::default()
+        })
+        .unwrap()
+    };
+
+    // The helper runs (it said so) and the same thread still serves another registry.
+    let c = client(Duration::from_secs(3600));
+    let stuck = tokio::spawn({
+        let c = c.clone();
+        let img = image(&guarded.host(), "acme/api");
+        async move { c.list_tags(&img).await }
+    });
+    let mut said = String::new();
+    tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(&started)
+        .unwrap()
+        .read_to_string(&mut said)
+        .await
+        .unwrap();
+    assert_eq!(said, "started\n");
+    let other = c.list_tags(&image(&open.host(), "acme/web")).await.unwrap();
+    assert_eq!(other, ["2.0.0"]);
+    assert!(!stuck.is_finished(), "the helper never answers");
+    // Dropping the lookup takes the helper with it (`kill_on_drop`).
+    stuck.abort();
+
+    // With a short deadline, the helper is stopped and the registry's lookup fails with a
+    // `credentials` error that names the helper and the reason.
+    // (No reader on the FIFO now: the helper hangs opening it.)
+    let c = client(Duration::from_millis(200));
+    let err = c
+        .list_tags(&image(&guarded.host(), "acme/api"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "credentials", "{err}");
+    let text = err.to_string();
+    assert!(text.contains("docker-credential-hangs"), "{text}");
+    assert!(text.contains("did not answer within 200ms"), "{text}");
+}
+
+/// A registry on loopback naming a plain-HTTP token realm on another host: the Basic
+/// credentials are not sent there (nothing is), and the error says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_realm_off_loopback_gets_no_credentials() {
+    // The realm is a loopback server reached through a name that is not loopback: were kairo
+    // to go there, `kairo-realm.invalid` would fail to resolve, a different error.
+    let reg = Scripted::start(|_| {
+        Answer::Full(
+            401,
+            vec![(
+                "www-authenticate".into(),
+                r#"Bearer realm="http://127.0.0.1@kairo-realm.invalid/token",service="x""#.into(),
+            )],
+            br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
+        )
+    });
+    let cfg = DockerConfig::parse(
+        &format!(
+            r#"{{"auths": {{"{}": {{"username": "bot", "password": "pw-cleartext"}}}}}}"#,
+            reg.host()
+        ),
+        "config.json".into(),
+    )
+    .unwrap();
+    let c = Client::new(ClientConfig {
+        docker_config: cfg,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let err = c
+        .list_tags(&image(&reg.host(), "acme/app"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Invalid { .. }), "{err:?}");
+    assert!(err.to_string().contains("not an HTTPS URL"), "{err}");
+    assert_eq!(reg.requests().len(), 1, "only the challenge");
 }

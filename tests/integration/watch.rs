@@ -1639,3 +1639,36 @@ fn a_digest_bump_names_tag_and_digest_in_its_commit_and_report() {
         "{message}"
     );
 }
+
+/// A write requeued after a rejected push and then pushed: the daemon's "bumps written" log
+/// counts every attempt (2), not only the last one.
+#[test]
+fn the_daemon_logs_every_attempt_of_a_requeued_write() {
+    let (_reg, remote) = watched(&[
+        ("1.0.0", "2026-01-01T00:00:00Z", "1.0.0"),
+        ("1.3.0", "2026-01-02T00:00:00Z", "1.3.0"),
+    ]);
+    // Before kairo's first push only, another writer lands a commit: that push is rejected.
+    let other = tempfile::tempdir().unwrap();
+    git2::Repository::clone(remote.path.to_str().unwrap(), other.path()).unwrap();
+    let count = other.path().join("count");
+    let script = format!(
+        "n=$(($(cat '{count}' 2>/dev/null || echo 0) + 1)) && echo $n > '{count}' && if [ $n -eq 1 ]; then cd '{dir}' && git -c user.name=o -c user.email=o@o commit -q --allow-empty -m race && git push -q origin HEAD:main; fi",
+        dir = other.path().display(),
+        count = count.display(),
+    );
+    let log = other.path().join("kairo.log");
+    let _d = Daemon::start_logged(
+        remote.clone.path(),
+        &["--retry-timeout", "1h"],
+        &[("KAIRO_FAILPOINT_RUN", &format!("before-push:{script}"))],
+        &log,
+    );
+    wait_for("the bumps are written", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("bumps written"))
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("write requeued"), "{text}");
+    let line = text.lines().find(|l| l.contains("bumps written")).unwrap();
+    assert!(line.contains("attempts=2"), "{line}");
+}
