@@ -454,6 +454,7 @@ fn log_memory(point: &str) {
 /// the other C libraries allocate with glibc's malloc, which returns its free pages on
 /// `malloc_trim`.
 fn release_memory() {
+    crate::model::forget_parsed();
     unsafe extern "C" {
         // mimalloc's own API (mimalloc.h), linked in by regorus-mimalloc-sys.
         fn mi_collect(force: bool);

@@ -413,6 +413,12 @@ impl Environment {
     }
 }
 
+/// Drops what loading keeps between loads (the last catalog parse), for a daemon handing
+/// memory back while it idles.
+pub fn forget_parsed() {
+    resolve::forget_parsed();
+}
+
 impl Model {
     /// Builds the model from file contents; pure. Reports every problem found.
     pub fn from_files(files: &[SourceFile]) -> Result<Model, ModelError> {

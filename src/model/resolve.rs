@@ -181,11 +181,22 @@ mod memo {
         (*path == file.path && *text == file.text).then(|| catalog.clone())
     }
 
+    pub(super) fn clear() {
+        if let Ok(mut last) = LAST.lock() {
+            *last = None;
+        }
+    }
+
     pub(super) fn put(file: &SourceFile, catalog: &Catalog) {
         if let Ok(mut last) = LAST.lock() {
             *last = Some((file.path.clone(), file.text.clone(), catalog.clone()));
         }
     }
+}
+
+/// Drops the memoised catalog parse (a long-running process that is done loading for now).
+pub(super) fn forget_parsed() {
+    memo::clear();
 }
 
 /// An environment as the cross-environment checks see it.
