@@ -416,7 +416,7 @@ impl Environment {
 /// Drops what loading keeps between loads (the last catalog parse), for a daemon handing
 /// memory back while it idles.
 pub fn forget_parsed() {
-    resolve::forget_parsed();
+    resolve::memo::clear();
 }
 
 impl Model {

@@ -166,7 +166,7 @@ fn parse_head(file: &SourceFile, only: &[String]) -> Option<Parsed> {
 /// loads the same catalog twice (a bump loads the model before and after its edit; the daemon
 /// once per scan), and it is the largest input file. The parse is a pure function of the
 /// text, so a hit is exactly what parsing again would give.
-mod memo {
+pub(super) mod memo {
     use std::sync::{Arc, Mutex};
 
     use super::{SourceFile, raw};
@@ -181,7 +181,7 @@ mod memo {
         (*path == file.path && *text == file.text).then(|| catalog.clone())
     }
 
-    pub(super) fn clear() {
+    pub(in crate::model) fn clear() {
         if let Ok(mut last) = LAST.lock() {
             *last = None;
         }
@@ -192,11 +192,6 @@ mod memo {
             *last = Some((file.path.clone(), file.text.clone(), catalog.clone()));
         }
     }
-}
-
-/// Drops the memoised catalog parse (a long-running process that is done loading for now).
-pub(super) fn forget_parsed() {
-    memo::clear();
 }
 
 /// An environment as the cross-environment checks see it.

@@ -523,24 +523,27 @@ pub fn changed_releases(old: &Environment, new: &Environment) -> Option<BTreeSet
     {
         return None;
     }
-    let mut changed = BTreeSet::new();
-    for (a, b) in old.releases.iter().zip(&new.releases) {
-        if a.name != b.name {
-            return None;
+    // Services and add-ons alike: the same names in the same order, each compared whole.
+    fn changed<'a, T: serde::Serialize>(
+        old: &'a [T],
+        new: &'a [T],
+        name: impl Fn(&T) -> &str,
+        out: &mut BTreeSet<String>,
+    ) -> Option<()> {
+        for (a, b) in old.iter().zip(new) {
+            if name(a) != name(b) {
+                return None;
+            }
+            if !same(a, b)? {
+                out.insert(name(a).to_string());
+            }
         }
-        if !same(a, b)? {
-            changed.insert(a.name.clone());
-        }
+        Some(())
     }
-    for (a, b) in old.addons.iter().zip(&new.addons) {
-        if a.name != b.name {
-            return None;
-        }
-        if !same(a, b)? {
-            changed.insert(a.name.clone());
-        }
-    }
-    Some(changed)
+    let mut out = BTreeSet::new();
+    changed(&old.releases, &new.releases, |r| &r.name, &mut out)?;
+    changed(&old.addons, &new.addons, |a| &a.name, &mut out)?;
+    Some(out)
 }
 
 fn render_environment(
