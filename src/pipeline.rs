@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use crate::model::{self, Diagnostic, Model, ModelError, SourceFile};
 use crate::policy::{self, Finding, Policies, PolicyError};
 use crate::render::{
-    self, CLUSTERS_DIR, FLUX_SYSTEM_DIR, RenderError, Rendered, TEMPLATES_DIR, Templates,
+    self, CLUSTERS_DIR, FLUX_SYSTEM_DIR, NoInspect, RenderError, Rendered, TEMPLATES_DIR, Templates,
 };
 
 /// Where a run's input files come from.
@@ -266,24 +266,48 @@ pub fn run_model(
         }
         _ => None,
     };
-    #[allow(clippy::disallowed_methods)] // this is the one place that renders
-    let rendered = match partial {
-        Some((env, releases)) => render::render_releases(env, &templates, releases)?,
-        None => render::render(&model, &templates, &options.only, bootstrapped)?,
+    // The policies are loaded first, so that each object is checked as soon as it is rendered
+    // (parsed once, see `render::Inspect`); a render error is still reported before a policy's.
+    let loaded = options
+        .policies
+        .as_ref()
+        .map(|namespaces| inputs.policies(namespaces));
+    let checker = match &loaded {
+        Some(Ok(policies)) if !policies.is_empty() => Some(policies.checker(&options.check)),
+        _ => None,
     };
-    tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered");
-    let (findings, policies_found) = match &options.policies {
-        Some(namespaces) => {
-            let policies = inputs.policies(namespaces)?;
-            let findings = if policies.is_empty() {
-                Vec::new()
-            } else {
-                policies.check(&model, &rendered, &options.check)?
-            };
-            tracing::debug!(findings = findings.len(), elapsed = ?started.elapsed(), "policies checked");
-            (findings, !policies.is_empty())
+    // The one place that renders.
+    #[allow(clippy::disallowed_methods)]
+    fn render<I: render::Inspect>(
+        (model, templates, options, bootstrapped): Job,
+        partial: Option<(&model::Environment, &BTreeSet<String>)>,
+        inspect: &I,
+    ) -> Result<(Rendered, Vec<I::State>), RenderError> {
+        match partial {
+            Some((env, releases)) => render::render_releases(env, templates, releases, inspect),
+            None => render::render(model, templates, &options.only, bootstrapped, inspect),
         }
+    }
+    type Job<'a> = (&'a Model, &'a Templates, &'a Options, &'a BTreeSet<String>);
+    let job: Job = (&model, &templates, options, bootstrapped);
+    let (rendered, findings) = match checker {
+        Some(checker) => {
+            let (rendered, parts) = render(job, partial, &checker)?;
+            tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered and checked");
+            (rendered, Some(checker.finish(parts)))
+        }
+        None => {
+            let (rendered, _) = render(job, partial, &NoInspect)?;
+            tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered");
+            (rendered, None)
+        }
+    };
+    let (findings, policies_found) = match loaded {
         None => (Vec::new(), false),
+        Some(loaded) => {
+            let policies_found = !loaded?.is_empty();
+            (findings.transpose()?.unwrap_or_default(), policies_found)
+        }
     };
     Ok(Output {
         model,

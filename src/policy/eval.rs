@@ -157,18 +157,28 @@ impl Evaluator {
 }
 
 /// Bounds memory while policies evaluate: regorus checks a process-wide ceiling, set to what
-/// kairo holds now plus `memory` per evaluating thread. Dropping the guard lifts it. Being
-/// process-wide, two checks must not run at once in one process (the CLI never does; a daemon
-/// must run them on its one rendering thread).
-pub struct Ceiling;
+/// kairo holds now plus `memory` per evaluating thread, and raised again by [`Ceiling::refresh`]
+/// as the render that feeds the evaluation grows (so rendered output never eats into the
+/// budget). Dropping the guard lifts it. Being process-wide, two checks must not run at once
+/// in one process (the CLI never does; a daemon must run them on its one rendering thread).
+pub struct Ceiling {
+    memory: u64,
+    threads: usize,
+}
 
 impl Ceiling {
     pub fn set(memory: u64, threads: usize) -> Ceiling {
+        let ceiling = Ceiling { memory, threads };
+        ceiling.refresh();
+        ceiling
+    }
+
+    /// Sets the ceiling again from what kairo holds now.
+    pub fn refresh(&self) {
         let now = regorus_mimalloc::global_allocation_stats_snapshot().allocated;
         regorus::set_global_memory_limit(Some(
-            now.saturating_add(memory.saturating_mul(threads as u64)),
+            now.saturating_add(self.memory.saturating_mul(self.threads as u64)),
         ));
-        Ceiling
     }
 }
 

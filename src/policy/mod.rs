@@ -19,7 +19,6 @@
 
 mod cache;
 mod eval;
-mod input;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,11 +30,8 @@ pub use cache::build_identity;
 pub use cache::default_dir as default_cache_dir;
 pub use eval::Limits;
 
-use crate::model::{Environment, Model};
-use crate::render::{Origin, OriginObject, Rendered};
-
-/// A rendered file to check: its path, bytes, environment and origin.
-type Object<'a> = (&'a String, &'a Vec<u8>, &'a Environment, Option<&'a Origin>);
+use crate::model::Environment;
+use crate::render::{Object, Origin, OriginObject};
 
 /// The directory under the root holding policies.
 pub const POLICIES_DIR: &str = "policies";
@@ -379,17 +375,11 @@ impl Policies {
         self.files.iter().map(|f| f.path.clone()).collect()
     }
 
-    /// Evaluates every policy file on every rendered object of the given environments.
-    pub fn check(
-        &self,
-        model: &Model,
-        rendered: &Rendered,
-        options: &CheckOptions,
-    ) -> Result<Vec<Finding>, PolicyError> {
-        if self.files.is_empty() {
-            return Ok(Vec::new());
-        }
-        let started = std::time::Instant::now();
+    /// A check of the objects a render hands it (see `render::Inspect`): every policy file is
+    /// evaluated on each object, or its result taken from the cache. [`Checker::finish`] gives
+    /// the findings. Evaluation is bounded in memory (`Limits::memory` per rendering thread)
+    /// until the checker is dropped.
+    pub fn checker<'p>(&'p self, options: &CheckOptions) -> Checker<'p> {
         let cache = self
             .deterministic
             .then_some(options.cache_dir.as_ref())
@@ -402,118 +392,175 @@ impl Policies {
                 )?;
                 Some((digest, cache::Cache::open(dir.clone(), digest)))
             });
-        let objects: Vec<Object> = rendered
-            .files
-            .iter()
-            .filter_map(|(path, bytes)| {
-                let env = model.environment(path.split('/').nth(1)?)?;
-                Some((path, bytes, env, rendered.origins.get(path)))
-            })
-            .collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let _ceiling = eval::Ceiling::set(options.limits.memory, threads);
-        // One chunk per thread, each with its own evaluators; results come back in order.
-        let chunks: Vec<&[Object]> = objects
-            .chunks(objects.len().div_ceil(threads).max(1))
-            .collect();
-        let results = crate::par::map(&chunks, |chunk| {
-            self.check_chunk(chunk, cache.as_ref(), options.limits)
-        });
-        let mut findings = Vec::new();
-        let mut new = Vec::new();
-        let mut hits = 0;
-        for r in results {
-            let (f, n, h) = r?;
-            findings.extend(f);
-            new.extend(n);
-            hits += h;
+        Checker {
+            policies: self,
+            limits: options.limits,
+            cache,
+            ceiling: eval::Ceiling::set(options.limits.memory, threads),
         }
-        tracing::debug!(objects = objects.len(), cached = hits, elapsed = ?started.elapsed(), "policies checked");
-        if let Some((_, cache)) = cache {
+    }
+}
+
+/// The policy check of a render, object by object; see [`Policies::checker`].
+pub struct Checker<'p> {
+    policies: &'p Policies,
+    limits: Limits,
+    cache: Option<(cache::Key, cache::Cache)>,
+    ceiling: eval::Ceiling,
+}
+
+/// What the check of one environment's objects found.
+pub struct Part {
+    evaluators: Vec<eval::Evaluator>,
+    /// The object between `wants_value` and `inspect`, when it must be evaluated.
+    pending: Option<Pending>,
+    findings: Vec<Finding>,
+    /// Results to store in the cache.
+    new: Vec<(cache::Key, cache::Entry)>,
+    hits: usize,
+    objects: usize,
+    /// The first failure; the environment's other objects are not evaluated.
+    error: Option<PolicyError>,
+}
+
+struct Pending {
+    key: Option<cache::Key>,
+    context: Value,
+}
+
+impl crate::render::Inspect for Checker<'_> {
+    type State = Part;
+
+    fn start(&self) -> Part {
+        // The ceiling counts what kairo holds now (the render so far) plus each thread's budget.
+        self.ceiling.refresh();
+        Part {
+            evaluators: self
+                .policies
+                .files
+                .iter()
+                .map(|f| f.prepared.evaluator(self.limits))
+                .collect(),
+            pending: None,
+            findings: Vec::new(),
+            new: Vec::new(),
+            hits: 0,
+            objects: 0,
+            error: None,
+        }
+    }
+
+    fn wants_value(&self, part: &mut Part, object: &Object) -> bool {
+        part.pending = None;
+        if part.error.is_some() || self.policies.files.is_empty() {
+            return false;
+        }
+        let context = context(object.environment, object.origin);
+        let key = self.cache.as_ref().map(|(set, _)| {
+            let context_json = serde_json::to_vec(&context).expect("plain JSON values");
+            cache::key(set, object.bytes, &context_json)
+        });
+        let hit = self
+            .cache
+            .as_ref()
+            .zip(key.as_ref())
+            .and_then(|((_, c), k)| c.get(k));
+        if let Some(entry) = hit {
+            part.hits += 1;
+            part.record(object, entry.clone());
+            return false;
+        }
+        part.pending = Some(Pending { key, context });
+        true
+    }
+
+    fn inspect(&self, part: &mut Part, object: &Object, value: Option<regorus::Value>) {
+        part.objects += 1;
+        let Some(pending) = part.pending.take() else {
+            return;
+        };
+        match self.evaluate(&mut part.evaluators, object, value, &pending.context) {
+            Ok(entry) => {
+                if let Some(key) = pending.key {
+                    part.new.push((key, entry.clone()));
+                }
+                part.record(object, entry);
+            }
+            Err(e) => part.error = Some(e),
+        }
+    }
+}
+
+impl Part {
+    fn record(&mut self, object: &Object, entry: cache::Entry) {
+        self.findings
+            .extend(entry.findings.into_iter().map(|c| Finding {
+                severity: c.severity,
+                environment: object.environment.name.clone(),
+                object: entry.label.clone(),
+                path: object.path.to_string(),
+                policy: c.policy,
+                rule: c.rule,
+                message: c.message,
+            }));
+    }
+}
+
+impl Checker<'_> {
+    /// The findings of the parts of one render (all its environments'), sorted; the first
+    /// failure, in the order of the environments, is the error. Stores new results in the
+    /// cache when there is none.
+    pub fn finish(self, parts: Vec<Part>) -> Result<Vec<Finding>, PolicyError> {
+        let (mut findings, mut new, mut hits, mut objects) = (Vec::new(), Vec::new(), 0, 0);
+        for part in parts {
+            if let Some(e) = part.error {
+                return Err(e);
+            }
+            findings.extend(part.findings);
+            new.extend(part.new);
+            hits += part.hits;
+            objects += part.objects;
+        }
+        tracing::debug!(objects, cached = hits, "policies checked");
+        if let Some((_, cache)) = self.cache {
             cache.store(new);
         }
         findings.sort();
         Ok(findings)
     }
 
-    /// Findings, new cache entries and the number of cache hits for `objects`.
-    #[allow(clippy::type_complexity)]
-    fn check_chunk(
-        &self,
-        objects: &[Object],
-        cache: Option<&(cache::Key, cache::Cache)>,
-        limits: Limits,
-    ) -> Result<(Vec<Finding>, Vec<(cache::Key, cache::Entry)>, usize), PolicyError> {
-        let mut evaluators: Vec<eval::Evaluator> = self
-            .files
-            .iter()
-            .map(|f| f.prepared.evaluator(limits))
-            .collect();
-        let mut findings = Vec::new();
-        let mut new = Vec::new();
-        let mut hits = 0;
-        for &(path, bytes, env, origin) in objects {
-            let context = context(env, origin);
-            let context_json = serde_json::to_vec(&context).expect("plain JSON values");
-            let key = cache.map(|(set, _)| cache::key(set, bytes, &context_json));
-            let entry = match cache.zip(key.as_ref()).and_then(|((_, c), k)| c.get(k)) {
-                Some(entry) => {
-                    hits += 1;
-                    entry.clone()
-                }
-                None => {
-                    let entry =
-                        self.evaluate(&mut evaluators, path, bytes, &context_json, limits)?;
-                    if let Some(key) = key {
-                        new.push((key, entry.clone()));
-                    }
-                    entry
-                }
-            };
-            findings.extend(entry.findings.into_iter().map(|c| Finding {
-                severity: c.severity,
-                environment: env.name.clone(),
-                object: entry.label.clone(),
-                path: path.clone(),
-                policy: c.policy,
-                rule: c.rule,
-                message: c.message,
-            }));
-        }
-        Ok((findings, new, hits))
-    }
-
-    /// Evaluates every file on one object.
+    /// Evaluates every file on one object; `value` is the object as the render's check read
+    /// it, when it could.
     fn evaluate(
         &self,
         evaluators: &mut [eval::Evaluator],
-        path: &str,
-        bytes: &[u8],
-        context_json: &[u8],
-        limits: Limits,
+        object: &Object,
+        value: Option<regorus::Value>,
+        context: &Value,
     ) -> Result<cache::Entry, PolicyError> {
-        let text = String::from_utf8_lossy(bytes);
-        let input = input::object_value(&text).map_err(|e| {
-            // The renderer's check names the template that produced broken YAML; it parses
-            // again, so it runs only when parsing failed.
-            match crate::render::check_output(path, bytes) {
-                Err(output) => PolicyError::Output(Box::new(output)),
-                Ok(()) => PolicyError::Object {
-                    path: path.to_string(),
-                    message: e.message,
-                },
-            }
-        })?;
-        let label = label(&input);
-        let kairo =
-            regorus::Value::from_json_str(&String::from_utf8_lossy(context_json)).map_err(|e| {
-                PolicyError::Object {
-                    path: path.to_string(),
-                    message: e.to_string(),
+        let (path, bytes, limits) = (object.path, object.bytes, self.limits);
+        let input = match value {
+            Some(value) => value,
+            None => crate::yaml::object_value(&String::from_utf8_lossy(bytes)).map_err(|e| {
+                // The renderer's check names the template that produced broken YAML; it
+                // parses again, so it runs only when parsing failed.
+                match crate::render::check_output(path, bytes) {
+                    Err(output) => PolicyError::Output(Box::new(output)),
+                    Ok(()) => PolicyError::Object {
+                        path: path.to_string(),
+                        message: e.message,
+                    },
                 }
-            })?;
+            })?,
+        };
+        let label = label(&input);
+        let kairo = regorus::Value::deserialize(context).map_err(|e| PolicyError::Object {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
         let mut findings = Vec::new();
-        for (file, evaluator) in self.files.iter().zip(evaluators.iter_mut()) {
+        for (file, evaluator) in self.policies.files.iter().zip(evaluators.iter_mut()) {
             let values = evaluator
                 .eval(&file.prepared.rules, &input, &kairo)
                 .map_err(|failure| {
@@ -576,8 +623,8 @@ fn label(object: &regorus::Value) -> String {
 }
 
 /// `data.kairo`: the environment, and for a HelmRelease the resolved service.
-fn context(env: &Environment, origin: Option<&Origin>) -> Value {
-    let (service, addon) = match origin.and_then(|o| o.object.as_ref()) {
+fn context(env: &Environment, origin: &Origin) -> Value {
+    let (service, addon) = match &origin.object {
         Some(OriginObject::Service(name)) => (
             env.releases
                 .binary_search_by(|r| r.name.as_str().cmp(name))

@@ -350,12 +350,15 @@ fn template_line(source: &str, output: &str, line: u64) -> Option<usize> {
 /// Checks a rendered file: one YAML document, a mapping without duplicate keys, of the kind
 /// its template must produce. Runs on every rendered file, before anything is compared or
 /// written, so no command (`--no-check` included) sees output kairo itself would reject.
+/// With `build`, also returns the object as a value, from the same parse (see
+/// `yaml::read_object`).
 fn check_rendered(
     template: &str,
     source: &str,
     path: &str,
     bytes: &[u8],
-) -> Result<(), RenderError> {
+    build: bool,
+) -> Result<Option<regorus::Value>, RenderError> {
     let text = std::str::from_utf8(bytes).unwrap_or_default();
     let invalid = |line: u64, column: u64, message: String| RenderError::InvalidOutput {
         template: template.to_string(),
@@ -368,7 +371,8 @@ fn check_rendered(
         column,
         message,
     };
-    let head = crate::yaml::check_object(text).map_err(|e| invalid(e.line, e.column, e.message))?;
+    let (head, value) =
+        crate::yaml::read_object(text, build).map_err(|e| invalid(e.line, e.column, e.message))?;
     let (want_api, group_only, want_kind) = expected_object(template).unwrap_or(("", true, ""));
     let group = |api: &str| api.rsplit_once('/').map_or("", |(g, _)| g).to_string();
     for (key, found, want, same) in [
@@ -401,7 +405,7 @@ fn check_rendered(
             _ => return Err(invalid(1, 1, format!("no `{key}`; expected `{want}`"))),
         }
     }
-    Ok(())
+    Ok(value)
 }
 
 /// The environments among `names` whose `clusters/<env>/flux-system/` exists under `root`.
@@ -450,14 +454,53 @@ pub enum OriginObject {
     Source(String),
 }
 
-/// Renders the given environments (all when `only` is empty).
-/// `bootstrapped` names the environments whose `clusters/<env>/flux-system/` exists.
-pub fn render(
+/// What a render does with each object as soon as it is checked, on the thread that rendered
+/// it (the policy check). An object is parsed once: the output check builds the value the
+/// inspector asks for, so no stage parses the text again, and no more than one object's value
+/// is held at a time.
+pub trait Inspect: Sync {
+    /// What the inspection of one environment's objects accumulates.
+    type State: Send;
+    fn start(&self) -> Self::State;
+    /// Whether `object` needs its value; asked before it is parsed.
+    fn wants_value(&self, state: &mut Self::State, object: &Object) -> bool;
+    /// `object`, checked. `value` is its value when it was wanted, unless the object uses YAML
+    /// the check's parse leaves to the serde reader (then `yaml::object_value` reads it).
+    fn inspect(&self, state: &mut Self::State, object: &Object, value: Option<regorus::Value>);
+}
+
+/// One rendered and checked object.
+pub struct Object<'a> {
+    pub environment: &'a Environment,
+    pub path: &'a str,
+    pub bytes: &'a [u8],
+    pub origin: &'a Origin,
+}
+
+/// A render that inspects nothing.
+pub struct NoInspect;
+
+impl Inspect for NoInspect {
+    type State = ();
+    fn start(&self) {}
+    fn wants_value(&self, _: &mut (), _: &Object) -> bool {
+        false
+    }
+    fn inspect(&self, _: &mut (), _: &Object, _: Option<regorus::Value>) {}
+}
+
+/// Renders the given environments (all when `only` is empty), handing each object to
+/// `inspect`; returns the rendered files and what each environment's inspection accumulated,
+/// in the order of `Rendered::environments`. A render error is returned whatever the
+/// inspection found. `bootstrapped` names the environments whose `clusters/<env>/flux-system/`
+/// exists.
+pub fn render<I: Inspect>(
     model: &Model,
     templates: &Templates,
     only: &[String],
     bootstrapped: &BTreeSet<String>,
-) -> Result<Rendered, RenderError> {
+    inspect: &I,
+) -> Result<(Rendered, Vec<I::State>), RenderError> {
     let envs: Vec<&Environment> = model
         .environments
         .iter()
@@ -466,44 +509,58 @@ pub fn render(
     // Environments are independent: render them on all cores, then merge in sorted order.
     let results = crate::par::map(&envs, |env| {
         let mut out = (BTreeMap::new(), BTreeMap::new());
+        let mut state = inspect.start();
         render_environment(
             env,
             templates,
             bootstrapped.contains(&env.name),
             None,
             &mut out,
+            (inspect, &mut state),
         )?;
-        Ok::<_, RenderError>(out)
+        Ok::<_, RenderError>((out, state))
     });
     let mut rendered = Rendered {
         environments: envs.iter().map(|e| e.name.clone()).collect(),
         ..Rendered::default()
     };
+    let mut states = Vec::new();
     for r in results {
-        let (files, origins) = r?;
+        let ((files, origins), state) = r?;
         rendered.files.extend(files);
         rendered.origins.extend(origins);
+        states.push(state);
     }
-    Ok(rendered)
+    Ok((rendered, states))
 }
 
 /// The files of the releases named in `only`, of the one environment `env`: the part of a
 /// render that an edit of those releases changes, when the templates are release-local
 /// ([`Templates::release_local`]) and nothing else of the environment changed (see
 /// [`changed_releases`]). The result is `partial`.
-pub fn render_releases(
+pub fn render_releases<I: Inspect>(
     env: &Environment,
     templates: &Templates,
     only: &BTreeSet<String>,
-) -> Result<Rendered, RenderError> {
+    inspect: &I,
+) -> Result<(Rendered, Vec<I::State>), RenderError> {
     let mut out = (BTreeMap::new(), BTreeMap::new());
-    render_environment(env, templates, false, Some(only), &mut out)?;
-    Ok(Rendered {
+    let mut state = inspect.start();
+    render_environment(
+        env,
+        templates,
+        false,
+        Some(only),
+        &mut out,
+        (inspect, &mut state),
+    )?;
+    let rendered = Rendered {
         environments: vec![env.name.clone()],
         files: out.0,
         origins: out.1,
         partial: true,
-    })
+    };
+    Ok((rendered, vec![state]))
 }
 
 /// The releases (services and add-ons) whose template data differs between two versions of
@@ -546,12 +603,13 @@ pub fn changed_releases(old: &Environment, new: &Environment) -> Option<BTreeSet
     Some(out)
 }
 
-fn render_environment(
+fn render_environment<I: Inspect>(
     env: &Environment,
     templates: &Templates,
     bootstrapped: bool,
     only_releases: Option<&BTreeSet<String>>,
     (files, origins): &mut (BTreeMap<String, Vec<u8>>, BTreeMap<String, Origin>),
+    (inspect, state): (&I, &mut I::State),
 ) -> Result<(), RenderError> {
     let base = format!("{CLUSTERS_DIR}/{}", env.name);
     // The environment is converted to a template value once; each release and repository is
@@ -594,14 +652,20 @@ fn render_environment(
         if !out.ends_with(b"\n") {
             out.push(b'\n');
         }
-        check_rendered(template, tmpl.source(), &path, &out)?;
-        origins.insert(
-            path.clone(),
-            Origin {
-                template,
-                object: origin.clone(),
-            },
-        );
+        let origin = Origin {
+            template,
+            object: origin,
+        };
+        let object = Object {
+            environment: env,
+            path: &path,
+            bytes: &out,
+            origin: &origin,
+        };
+        let wanted = inspect.wants_value(state, &object);
+        let value = check_rendered(template, tmpl.source(), &path, &out, wanted)?;
+        inspect.inspect(state, &object, value);
+        origins.insert(path.clone(), origin);
         files.insert(path, out);
         Ok(())
     };

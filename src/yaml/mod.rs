@@ -9,6 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use serde_saphyr::Spanned;
+pub use value::object_value;
+
+mod value;
 
 /// A YAML syntax or type error with its position (1-based; 0 when unknown).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +287,17 @@ pub struct ObjectHead {
 /// parser's events without building values, so it is cheap enough to run on every rendered
 /// file.
 pub fn check_object(text: &str) -> Result<ObjectHead, YamlError> {
+    read_object(text, false).map(|(head, _)| head)
+}
+
+/// [`check_object`], and with `build` the object as a value (what [`object_value`] gives)
+/// built in the same parse. The value is `None` when it was not asked for, or when the object
+/// uses YAML the event walk leaves to the serde reader (anchors, tags, merge keys); the caller
+/// then reads it with [`object_value`].
+pub fn read_object(
+    text: &str,
+    build: bool,
+) -> Result<(ObjectHead, Option<regorus::Value>), YamlError> {
     use serde_saphyr::granit_parser::{Event, Parser};
     use std::borrow::Cow;
     use std::collections::BTreeSet;
@@ -307,6 +321,7 @@ pub fn check_object(text: &str) -> Result<ObjectHead, YamlError> {
         unknown_key: None,
     };
     let mut head = ObjectHead::default();
+    let mut builder = build.then(value::Builder::default);
     let mut stack: Vec<Frame> = Vec::new();
     let mut documents = 0;
     let mut nodes = 0;
@@ -357,6 +372,9 @@ pub fn check_object(text: &str) -> Result<ObjectHead, YamlError> {
                 }
             }
         }
+        if builder.as_mut().is_some_and(|b| b.event(&event).is_none()) {
+            builder = None;
+        }
         match event {
             Event::DocumentStart(..) => {
                 documents += 1;
@@ -391,7 +409,7 @@ pub fn check_object(text: &str) -> Result<ObjectHead, YamlError> {
     if nodes == 0 {
         return Err(error(1, 1, "the output is empty".into()));
     }
-    Ok(head)
+    Ok((head, builder.and_then(value::Builder::finish)))
 }
 
 /// Serializes `value` as block YAML without a document marker or trailing newline.

@@ -1,13 +1,14 @@
-//! A rendered object as a policy's `input`, built in one walk over the parser's events.
+//! A rendered object as a value (a policy's `input`), built from the parser's events.
 //!
-//! Reading an object through serde (`yaml::from_str`) costs more than twice the parse itself,
-//! and every object of a cold `kairo check` is read this way. The walk here builds the value
-//! directly for what rendered objects are made of (block and flow mappings and sequences,
-//! quoted and plain scalars). Everything else (anchors, aliases, tags, merge keys, several
-//! documents, duplicate keys, a syntax error) falls back to `yaml::from_str`, so the result and
-//! every error are exactly what that reader gives. Plain scalars take their type from the same
-//! reader too: a scalar that could be anything but text is resolved by it, one scalar at a
-//! time, unless it is a plain decimal integer.
+//! Reading an object through serde (`from_str`) costs more than twice the parse itself, and
+//! every object of a cold `kairo check` is read. The [`Builder`] here builds the value directly
+//! for what rendered objects are made of (block and flow mappings and sequences, quoted and
+//! plain scalars), from the same events `check_object` walks, so the render's output check and
+//! the value are one parse. Everything else (anchors, aliases, tags, merge keys, several
+//! documents, duplicate keys, a syntax error) is left to `from_str`, so the result and every
+//! error are exactly what that reader gives. Plain scalars take their type from the same reader
+//! too: a scalar that could be anything but text is resolved by it, one scalar at a time,
+//! unless it is a plain decimal integer.
 //!
 //! This module only reads the text it is given.
 
@@ -16,13 +17,13 @@ use std::collections::BTreeMap;
 use regorus::Value;
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
 
-use crate::yaml::YamlError;
+use super::YamlError;
 
-/// `text` as a policy input: the value `yaml::from_str` reads, or its error.
+/// `text` as a value: what `from_str` reads, or its error.
 pub fn object_value(text: &str) -> Result<Value, YamlError> {
     match walk(text) {
         Some(value) => Ok(value),
-        None => crate::yaml::from_str(text),
+        None => super::from_str(text),
     }
 }
 
@@ -34,46 +35,47 @@ enum Frame {
     Seq(Vec<Value>),
 }
 
-/// The value of `text` when it is one plain document the walk can build; `None` otherwise.
-fn walk(text: &str) -> Option<Value> {
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut root = None;
-    let mut documents = 0;
-    for event in Parser::new_from_str(text) {
-        let (event, _) = event.ok()?;
+/// Builds the value of one plain document from its parser events; gives up on anything else.
+#[derive(Default)]
+pub struct Builder {
+    stack: Vec<Frame>,
+    root: Option<Value>,
+    documents: usize,
+}
+
+impl Builder {
+    /// Takes the next event; `None` when the value cannot be built this way.
+    pub fn event(&mut self, event: &Event) -> Option<()> {
         let done = match event {
             Event::DocumentStart(..) => {
-                documents += 1;
-                if documents > 1 {
-                    return None;
-                }
-                continue;
+                self.documents += 1;
+                return (self.documents == 1).then_some(());
             }
             Event::MappingStart(_, 0, None) => {
-                stack.push(Frame::Map {
+                self.stack.push(Frame::Map {
                     map: BTreeMap::new(),
                     key: None,
                 });
-                continue;
+                return Some(());
             }
             Event::SequenceStart(_, 0, None) => {
-                stack.push(Frame::Seq(Vec::new()));
-                continue;
+                self.stack.push(Frame::Seq(Vec::new()));
+                return Some(());
             }
-            Event::MappingEnd => match stack.pop()? {
+            Event::MappingEnd => match self.stack.pop()? {
                 Frame::Map { map, key: None } => Value::from(map),
                 _ => return None,
             },
-            Event::SequenceEnd => match stack.pop()? {
+            Event::SequenceEnd => match self.stack.pop()? {
                 Frame::Seq(items) => Value::from(items),
                 Frame::Map { .. } => return None,
             },
             Event::Scalar(text, style, 0, None) => {
-                let is_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
-                if is_key && style == ScalarStyle::Plain && text == "<<" {
+                let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
+                if is_key && *style == ScalarStyle::Plain && text == "<<" {
                     return None;
                 }
-                scalar(&text, style)?
+                scalar(text, *style)?
             }
             // Anchors, aliases, tags: the serde reader knows their rules.
             Event::Alias(..)
@@ -83,11 +85,11 @@ fn walk(text: &str) -> Option<Value> {
             | Event::SequenceStart(..)
             | Event::Scalar(..) => return None,
             // Stream and document ends; comments, when the parser is built to report them.
-            _ => continue,
+            _ => return Some(()),
         };
-        match stack.last_mut() {
+        match self.stack.last_mut() {
             None => {
-                if root.replace(done).is_some() {
+                if self.root.replace(done).is_some() {
                     return None;
                 }
             }
@@ -101,8 +103,26 @@ fn walk(text: &str) -> Option<Value> {
                 }
             },
         }
+        Some(())
     }
-    root
+
+    /// The value, once every event was taken.
+    pub fn finish(self) -> Option<Value> {
+        if self.stack.is_empty() {
+            self.root
+        } else {
+            None
+        }
+    }
+}
+
+/// The value of `text` when it is one plain document the builder can build; `None` otherwise.
+fn walk(text: &str) -> Option<Value> {
+    let mut builder = Builder::default();
+    for event in Parser::new_from_str(text) {
+        builder.event(&event.ok()?.0)?;
+    }
+    builder.finish()
 }
 
 /// A scalar's value. Quoted and block scalars are text; a plain one is text unless it spells a
@@ -127,7 +147,7 @@ fn scalar(text: &str, style: ScalarStyle) -> Option<Value> {
     }
     // `k: <scalar>` reads the scalar in the block context it may have come from; a scalar of
     // a flow collection is valid there too, as flow scalars are the stricter kind.
-    let doc: Value = crate::yaml::from_str(&format!("k: {text}\n")).ok()?;
+    let doc: Value = super::from_str(&format!("k: {text}\n")).ok()?;
     match &doc {
         Value::Object(map) if map.len() == 1 => map.get(&Value::from("k")).cloned(),
         _ => None,
@@ -181,6 +201,10 @@ mod tests {
     fn both(text: &str) -> (Result<Value, String>, Result<Value, String>) {
         let fast = object_value(text).map_err(|e| format!("{e:?}"));
         let slow = crate::yaml::from_str::<Value>(text).map_err(|e| format!("{e:?}"));
+        // The render's check builds the same value in its own parse, when it builds one.
+        if let Ok((_, Some(checked))) = crate::yaml::read_object(text, true) {
+            assert_eq!(Ok(&checked), slow.as_ref(), "read_object of {text:?}");
+        }
         (fast, slow)
     }
 
@@ -332,6 +356,11 @@ mod tests {
                 assert!(
                     walk(&text).is_some(),
                     "{} takes the fast way",
+                    entry.path().display()
+                );
+                assert!(
+                    matches!(crate::yaml::read_object(&text, true), Ok((_, Some(_)))),
+                    "{}: the render's check builds the value",
                     entry.path().display()
                 );
                 seen += 1;
