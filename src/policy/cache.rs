@@ -4,7 +4,8 @@
 //!
 //! A key is the SHA-256 of everything an evaluation depends on: the policy set (kairo's build,
 //! the regorus version, every `.rego` and data file's path and bytes, the namespaces), the
-//! object's rendered bytes and the `data.kairo` context passed with it. Any change to any of
+//! object's rendered bytes and the `data.kairo` context passed with it, and the template that
+//! rendered the object (an entry also proves the object passed the render's output check). Any change to any of
 //! them is a miss. Only successful evaluations are stored; errors and limit breaches never are.
 //! A policy set that calls a non-deterministic builtin (`rand.intn`) is never cached.
 //!
@@ -110,10 +111,14 @@ pub fn set_digest<'a>(parts: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> O
     Some(h.finalize().into())
 }
 
-/// The key of one object evaluated under policy set `set` with `context` as `data.kairo`.
-pub fn key(set: &Key, object: &[u8], context: &[u8]) -> Key {
+/// The key of one object rendered by `template` and evaluated under policy set `set` with
+/// `context` as `data.kairo`. The template is part of the key because an entry also vouches for
+/// the render's output check, which depends on it (see `Checker`).
+pub fn key(set: &Key, template: &str, object: &[u8], context: &[u8]) -> Key {
     let mut h = Sha256::new();
     h.update(set);
+    h.update((template.len() as u64).to_le_bytes());
+    h.update(template.as_bytes());
     h.update((object.len() as u64).to_le_bytes());
     h.update(object);
     h.update((context.len() as u64).to_le_bytes());
@@ -276,9 +281,14 @@ mod tests {
     fn stored_entries_read_back_and_corruption_is_a_miss() {
         let dir = tempfile::tempdir().unwrap();
         let set = [7u8; 32];
-        let k1 = key(&set, b"object", b"{}");
-        let k2 = key(&set, b"object", b"{\"x\":1}");
+        let k1 = key(&set, "t.j2", b"object", b"{}");
+        let k2 = key(&set, "t.j2", b"object", b"{\"x\":1}");
         assert_ne!(k1, k2, "the context is part of the key");
+        assert_ne!(
+            k1,
+            key(&set, "u.j2", b"object", b"{}"),
+            "so is the template"
+        );
         Cache::open(dir.path().into(), set).store(vec![(k1, entry("one"))]);
         Cache::open(dir.path().into(), set).store(vec![(k2, entry("two"))]);
         let cache = Cache::open(dir.path().into(), set);

@@ -31,7 +31,7 @@ pub use cache::default_dir as default_cache_dir;
 pub use eval::Limits;
 
 use crate::model::Environment;
-use crate::render::{Object, Origin, OriginObject};
+use crate::render::{Object, Origin, OriginObject, Want};
 
 /// The directory under the root holding policies.
 pub const POLICIES_DIR: &str = "policies";
@@ -413,7 +413,7 @@ pub struct Checker<'p> {
 /// What the check of one environment's objects found.
 pub struct Part {
     evaluators: Vec<eval::Evaluator>,
-    /// The object between `wants_value` and `inspect`, when it must be evaluated.
+    /// The object between `wants` and `inspect`, when it must be evaluated.
     pending: Option<Pending>,
     findings: Vec<Finding>,
     /// Results to store in the cache.
@@ -451,15 +451,15 @@ impl crate::render::Inspect for Checker<'_> {
         }
     }
 
-    fn wants_value(&self, part: &mut Part, object: &Object) -> bool {
+    fn wants(&self, part: &mut Part, object: &Object) -> Want {
         part.pending = None;
         if part.error.is_some() || self.policies.files.is_empty() {
-            return false;
+            return Want::Check;
         }
         let context = context(object.environment, object.origin);
         let key = self.cache.as_ref().map(|(set, _)| {
             let context_json = serde_json::to_vec(&context).expect("plain JSON values");
-            cache::key(set, object.bytes, &context_json)
+            cache::key(set, object.origin.template, object.bytes, &context_json)
         });
         let hit = self
             .cache
@@ -467,12 +467,14 @@ impl crate::render::Inspect for Checker<'_> {
             .zip(key.as_ref())
             .and_then(|((_, c), k)| c.get(k));
         if let Some(entry) = hit {
+            // Stored only after the object passed the render's output check (`inspect` runs
+            // after it), under a key covering the kairo build, the template and the bytes.
             part.hits += 1;
             part.record(object, entry.clone());
-            return false;
+            return Want::Vouched;
         }
         part.pending = Some(Pending { key, context });
-        true
+        Want::Value
     }
 
     fn inspect(&self, part: &mut Part, object: &Object, value: Option<regorus::Value>) {

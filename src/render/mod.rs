@@ -462,11 +462,24 @@ pub trait Inspect: Sync {
     /// What the inspection of one environment's objects accumulates.
     type State: Send;
     fn start(&self) -> Self::State;
-    /// Whether `object` needs its value; asked before it is parsed.
-    fn wants_value(&self, state: &mut Self::State, object: &Object) -> bool;
+    /// What `object` needs from the output check; asked before it is parsed.
+    fn wants(&self, state: &mut Self::State, object: &Object) -> Want;
     /// `object`, checked. `value` is its value when it was wanted, unless the object uses YAML
     /// the check's parse leaves to the serde reader (then `yaml::object_value` reads it).
     fn inspect(&self, state: &mut Self::State, object: &Object, value: Option<regorus::Value>);
+}
+
+/// What an inspector needs from the output check of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// The check only.
+    Check,
+    /// The check, and the object's value from the same parse.
+    Value,
+    /// Nothing: the inspector proves these exact bytes, from this template, passed the check
+    /// of this kairo build before (the policy cache stores only results of objects that did),
+    /// so the check's result is known.
+    Vouched,
 }
 
 /// One rendered and checked object.
@@ -483,8 +496,8 @@ pub struct NoInspect;
 impl Inspect for NoInspect {
     type State = ();
     fn start(&self) {}
-    fn wants_value(&self, _: &mut (), _: &Object) -> bool {
-        false
+    fn wants(&self, _: &mut (), _: &Object) -> Want {
+        Want::Check
     }
     fn inspect(&self, _: &mut (), _: &Object, _: Option<regorus::Value>) {}
 }
@@ -662,8 +675,10 @@ fn render_environment<I: Inspect>(
             bytes: &out,
             origin: &origin,
         };
-        let wanted = inspect.wants_value(state, &object);
-        let value = check_rendered(template, tmpl.source(), &path, &out, wanted)?;
+        let value = match inspect.wants(state, &object) {
+            Want::Vouched => None,
+            want => check_rendered(template, tmpl.source(), &path, &out, want == Want::Value)?,
+        };
         inspect.inspect(state, &object, value);
         origins.insert(path.clone(), origin);
         files.insert(path, out);

@@ -642,3 +642,40 @@ fn errors_are_never_cached() {
         );
     }
 }
+
+/// A cache hit also stands for the render's output check (`render::Want::Vouched`): the key
+/// covers the kairo build, the template and the bytes, and only objects that passed the check
+/// are stored. So a warm cache never lets through output the check rejects.
+#[test]
+fn a_warm_cache_never_lets_output_the_render_rejects_through() {
+    let repo = repo();
+    crate::support::commit_all(repo.path(), "base", 1_700_000_000);
+    assert_eq!(check_cached(&repo), (0, vec![], 0));
+    assert_eq!(check_cached(&repo), (0, vec![], 7), "warm");
+    let release =
+        std::fs::read_to_string(manifest_dir().join("templates/helmrelease.yaml.j2")).unwrap();
+    for (broken, message) in [
+        (
+            release.replacen(
+                "kind: HelmRelease\n",
+                "kind: HelmRelease\nkind: HelmRelease\n",
+                1,
+            ),
+            "duplicate key `kind`",
+        ),
+        (
+            release.replacen("kind: HelmRelease\n", "kind: Deployment\n", 1),
+            "`kind: Deployment`; expected `HelmRelease`",
+        ),
+    ] {
+        repo.write("templates/helmrelease.yaml.j2", &broken);
+        for args in [&["check"][..], &["render", "--check"]] {
+            let out = repo.kairo(args);
+            assert_eq!(out.code, 2, "{message} {args:?}: {}", out.stderr);
+            assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
+        }
+    }
+    // The template as shipped again: every object from the cache, none of them re-parsed.
+    repo.write("templates/helmrelease.yaml.j2", &release);
+    assert_eq!(check_cached(&repo), (0, vec![], 7));
+}
