@@ -377,8 +377,8 @@ impl Policies {
 
     /// A check of the objects a render hands it (see `render::Inspect`): every policy file is
     /// evaluated on each object, or its result taken from the cache. [`Checker::finish`] gives
-    /// the findings. Evaluation is bounded in memory (`Limits::memory` per rendering thread)
-    /// until the checker is dropped.
+    /// the findings. Evaluation is bounded in memory (`Limits::memory` per rendering thread,
+    /// beyond what kairo holds when an object's evaluation starts) until the checker is dropped.
     pub fn checker<'p>(&'p self, options: &CheckOptions) -> Checker<'p> {
         let cache = self
             .deterministic
@@ -433,8 +433,6 @@ impl crate::render::Inspect for Checker<'_> {
     type State = Part;
 
     fn start(&self) -> Part {
-        // The ceiling counts what kairo holds now (the render so far) plus each thread's budget.
-        self.ceiling.refresh();
         Part {
             evaluators: self
                 .policies
@@ -542,6 +540,10 @@ impl Checker<'_> {
         context: &Value,
     ) -> Result<cache::Entry, PolicyError> {
         let (path, bytes, limits) = (object.path, object.bytes, self.limits);
+        // Rendering goes on around evaluation (this environment's next objects, other
+        // environments on other threads): the ceiling is what kairo holds now plus each
+        // thread's budget, so rendered output never eats into what a policy may use.
+        self.ceiling.refresh();
         let input = match value {
             Some(value) => value,
             None => crate::yaml::object_value(&String::from_utf8_lossy(bytes)).map_err(|e| {
