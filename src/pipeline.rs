@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use crate::model::{self, Diagnostic, Model, ModelError, SourceFile};
 use crate::policy::{self, Finding, Policies, PolicyError};
 use crate::render::{
-    self, CLUSTERS_DIR, FLUX_SYSTEM_DIR, NoInspect, RenderError, Rendered, TEMPLATES_DIR, Templates,
+    self, CLUSTERS_DIR, FLUX_SYSTEM_DIR, RenderError, Rendered, TEMPLATES_DIR, Templates,
 };
 
 /// Where a run's input files come from.
@@ -276,32 +276,13 @@ pub fn run_model(
         Some(Ok(policies)) if !policies.is_empty() => Some(policies.checker(&options.check)),
         _ => None,
     };
-    // The one place that renders.
-    #[allow(clippy::disallowed_methods)]
-    fn render<I: render::Inspect>(
-        (model, templates, options, bootstrapped): Job,
-        partial: Option<(&model::Environment, &BTreeSet<String>)>,
-        inspect: &I,
-    ) -> Result<(Rendered, Vec<I::State>), RenderError> {
-        match partial {
-            Some((env, releases)) => render::render_releases(env, templates, releases, inspect),
-            None => render::render(model, templates, &options.only, bootstrapped, inspect),
-        }
-    }
-    type Job<'a> = (&'a Model, &'a Templates, &'a Options, &'a BTreeSet<String>);
-    let job: Job = (&model, &templates, options, bootstrapped);
-    let (rendered, findings) = match checker {
-        Some(checker) => {
-            let (rendered, parts) = render(job, partial, &checker)?;
-            tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered and checked");
-            (rendered, Some(checker.finish(parts)))
-        }
-        None => {
-            let (rendered, _) = render(job, partial, &NoInspect)?;
-            tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered");
-            (rendered, None)
-        }
+    #[allow(clippy::disallowed_methods)] // this is the one place that renders
+    let (rendered, parts) = match partial {
+        Some((env, releases)) => render::render_releases(env, &templates, releases, &checker)?,
+        None => render::render(&model, &templates, &options.only, bootstrapped, &checker)?,
     };
+    tracing::debug!(files = rendered.files.len(), elapsed = ?started.elapsed(), "rendered");
+    let findings = checker.map(|checker| checker.finish(parts.into_iter().flatten().collect()));
     let (findings, policies_found) = match loaded {
         None => (Vec::new(), false),
         Some(loaded) => {

@@ -159,8 +159,9 @@ impl Evaluator {
 /// Bounds memory while policies evaluate: regorus checks a process-wide ceiling, set to what
 /// kairo holds now plus `memory` per evaluating thread, and set again by [`Ceiling::refresh`]
 /// before each object's evaluation, as the render that feeds it goes on (so rendered output
-/// never eats into the budget). Dropping the guard lifts it. Being process-wide, two checks must not run at once
-/// in one process (the CLI never does; a daemon must run them on its one rendering thread).
+/// never eats into the budget). Dropping the guard lifts it. Being process-wide, two checks
+/// must not run at once in one process (the CLI never does; a daemon must run them on its one
+/// rendering thread).
 pub struct Ceiling {
     memory: u64,
     threads: usize,

@@ -490,16 +490,23 @@ pub struct Object<'a> {
     pub origin: &'a Origin,
 }
 
-/// A render that inspects nothing.
-pub struct NoInspect;
-
-impl Inspect for NoInspect {
-    type State = ();
-    fn start(&self) {}
-    fn wants(&self, _: &mut (), _: &Object) -> Want {
-        Want::Check
+/// An inspector that may be absent: `None` inspects nothing (the check still runs).
+impl<I: Inspect> Inspect for Option<I> {
+    type State = Option<I::State>;
+    fn start(&self) -> Self::State {
+        self.as_ref().map(I::start)
     }
-    fn inspect(&self, _: &mut (), _: &Object, _: Option<regorus::Value>) {}
+    fn wants(&self, state: &mut Self::State, object: &Object) -> Want {
+        match (self, state) {
+            (Some(inspector), Some(state)) => inspector.wants(state, object),
+            _ => Want::Check,
+        }
+    }
+    fn inspect(&self, state: &mut Self::State, object: &Object, value: Option<regorus::Value>) {
+        if let (Some(inspector), Some(state)) = (self, state) {
+            inspector.inspect(state, object, value);
+        }
+    }
 }
 
 /// Renders the given environments (all when `only` is empty), handing each object to
