@@ -15,6 +15,26 @@ fn client() -> Client {
     Client::new(ClientConfig::default()).unwrap()
 }
 
+/// A client reading credentials from `config`, the text of a docker `config.json` at `path`.
+fn client_with(config: &str, path: std::path::PathBuf) -> Client {
+    let cfg = DockerConfig::parse(config, path).unwrap();
+    Client::new(ClientConfig {
+        docker_config: cfg,
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+/// A client logging in to `host` as `user` with `password`.
+fn client_with_login(host: &str, user: &str, password: &str) -> Client {
+    client_with(
+        &format!(
+            r#"{{"auths": {{"{host}": {{"username": "{user}", "password": "{password}"}}}}}}"#
+        ),
+        "config.json".into(),
+    )
+}
+
 fn image(host: &str, repo: &str) -> ImageName {
     ImageName::parse(&format!("{host}/{repo}")).unwrap()
 }
@@ -121,31 +141,15 @@ async fn htpasswd_registry_uses_docker_credentials() {
 
     let dir = tempfile::tempdir().unwrap();
     docker_config(dir.path(), &reg.host, "ci", "wrong-pw");
-    let cfg = DockerConfig::parse(
-        &std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
-        dir.path().join("config.json"),
-    )
-    .unwrap();
-    let wrong = Client::new(ClientConfig {
-        docker_config: cfg,
-        ..ClientConfig::default()
-    })
-    .unwrap();
+    let config = dir.path().join("config.json");
+    let wrong = client_with(&std::fs::read_to_string(&config).unwrap(), config);
     let err = wrong.list_tags(&img).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     assert!(!format!("{err} {err:?}").contains("wrong-pw"));
 
     docker_config(dir.path(), &reg.host, "ci", "s3cret-pw");
-    let cfg = DockerConfig::parse(
-        &std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
-        dir.path().join("config.json"),
-    )
-    .unwrap();
-    let right = Client::new(ClientConfig {
-        docker_config: cfg,
-        ..ClientConfig::default()
-    })
-    .unwrap();
+    let config = dir.path().join("config.json");
+    let right = client_with(&std::fs::read_to_string(&config).unwrap(), config);
     assert_eq!(right.list_tags(&img).await.unwrap(), ["1.2.3"]);
 }
 
@@ -178,19 +182,7 @@ async fn bearer_token_flow_and_cache() {
             br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
         )
     });
-    let cfg = DockerConfig::parse(
-        &format!(
-            r#"{{"auths": {{"{}": {{"username": "bot", "password": "pw"}}}}}}"#,
-            reg.host()
-        ),
-        "config.json".into(),
-    )
-    .unwrap();
-    let c = Client::new(ClientConfig {
-        docker_config: cfg,
-        ..ClientConfig::default()
-    })
-    .unwrap();
+    let c = client_with_login(&reg.host(), "bot", "pw");
     let img = image(&reg.host(), "acme/app");
     for _ in 0..3 {
         assert_eq!(c.list_tags(&img).await.unwrap(), ["1.0.0", "1.0.1"]);
@@ -390,19 +382,7 @@ async fn authorization_never_follows_a_redirect_to_another_host() {
             r#"{"schemaVersion":2,"config":{"digest":"sha256:00"}}"#,
         )
     });
-    let cfg = DockerConfig::parse(
-        &format!(
-            r#"{{"auths": {{"{}": {{"username": "u", "password": "p"}}}}}}"#,
-            reg.host()
-        ),
-        "config.json".into(),
-    )
-    .unwrap();
-    let c = Client::new(ClientConfig {
-        docker_config: cfg,
-        ..ClientConfig::default()
-    })
-    .unwrap();
+    let c = client_with_login(&reg.host(), "u", "p");
     let created = c
         .created_time(&image(&reg.host(), "acme/r"), "1.0.0")
         .await
@@ -960,19 +940,7 @@ async fn plain_http_realm_off_loopback_gets_no_credentials() {
             br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
         )
     });
-    let cfg = DockerConfig::parse(
-        &format!(
-            r#"{{"auths": {{"{}": {{"username": "bot", "password": "pw-cleartext"}}}}}}"#,
-            reg.host()
-        ),
-        "config.json".into(),
-    )
-    .unwrap();
-    let c = Client::new(ClientConfig {
-        docker_config: cfg,
-        ..ClientConfig::default()
-    })
-    .unwrap();
+    let c = client_with_login(&reg.host(), "bot", "pw-cleartext");
     let err = c
         .list_tags(&image(&reg.host(), "acme/app"))
         .await
