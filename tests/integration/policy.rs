@@ -679,3 +679,30 @@ fn a_warm_cache_never_lets_output_the_render_rejects_through() {
     repo.write("templates/helmrelease.yaml.j2", &release);
     assert_eq!(check_cached(&repo), (0, vec![], 7));
 }
+
+/// `--policy-memory` bounds what a policy evaluation may add: the render going on around the
+/// check (a large environment's template values, its files so far, the other thread's
+/// environments) never uses it up. With a ceiling set once per environment, this 1 MiB budget
+/// failed on the first object.
+#[test]
+fn rendering_never_uses_up_the_policy_memory_budget() {
+    let repo = Repo::new();
+    copy_dir(
+        &manifest_dir().join("policies"),
+        &repo.path().join("policies"),
+    );
+    let (mut catalog, mut staging) = (CATALOG.to_string(), STAGING.to_string());
+    for i in 0..400 {
+        catalog.push_str(&format!(
+            "    svc-{i:04}:\n      chart: {{version: \">=1.0.0\", source: charts}}\n      image: {{repository: ghcr.io/acme/svc-{i:04}}}\n      resources:\n        requests: {{cpu: 100m, memory: 256Mi}}\n        limits: {{cpu: 500m, memory: 512Mi}}\n"
+        ));
+        staging.push_str(&format!(
+            "    svc-{i:04}: {{image: {{tag: \"1.0.{i}\"}}}}\n"
+        ));
+    }
+    repo.write("environments/services.yaml", &catalog);
+    repo.write("environments/staging.yaml", &staging);
+    let out = repo.kairo(&["check", "--policy-memory", "1"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("on 406 object(s)"), "{}", out.stdout);
+}
